@@ -1,0 +1,43 @@
+# Music Map: `make demo` runs the whole pipeline on generated data, `make test` runs the tests.
+# Both create (or reuse) .venv in the project root and install what they need.
+#
+# torch: a CPU build by default. For CUDA, e.g.:
+#   make venv TORCH_SPEC="torch==2.13.0" TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu128"
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+DEMO_ROOT ?= demo-data
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+export SPARK_LOCAL_IP ?= 127.0.0.1
+
+.PHONY: venv demo test test-fast bench dist clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip wheel
+	$(PY) -m pip install -q "$(TORCH_SPEC)" $(TORCH_INDEX)
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+demo: venv
+	$(PY) -m musicmap.demo --root $(DEMO_ROOT)
+
+test: venv
+	$(PY) -m pytest -q
+
+test-fast: venv
+	$(PY) -m pytest -q -m "not slow"
+
+bench: venv
+	$(PY) bench/run_all.py
+
+dist: venv
+	$(PY) -m musicmap.dist
+
+clean:
+	rm -rf $(DEMO_ROOT) dist build *.egg-info

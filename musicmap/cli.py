@@ -1,0 +1,82 @@
+"""The `musicmap` command line: one sub-command per stage, all sharing --config, --root, --set.
+
+    musicmap synth --playlists 20000 --out demo-data/mpd [--seed 0] [--challenge]
+    musicmap check demo-data/mpd
+    musicmap build-graph --root demo-data          (local Spark; spark-submit spark_jobs/build_graph.py on a cluster)
+    musicmap train --root demo-data --nproc 2      (torchrun train/main.py)
+    musicmap recommend --root demo-data [--k 500] [--playlists test] [--challenge FILE]
+    musicmap evaluate --root demo-data
+    musicmap similar --root demo-data --track "NAME" [--artist "NAME"]
+
+Errors a user can act on (bad config, missing input, storage problems) print one line and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from musicmap.errors import MusicMapError
+
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML config over conf/default.yaml")
+    p.add_argument("--root", metavar="URI", help="storage root (storage.root)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.epochs=3 (repeatable)")
+
+
+def config_from_args(args: argparse.Namespace, extra: list[str] = ()):
+    """The config of a parsed command line; `extra` are overrides derived from stage options."""
+    from musicmap import storage
+    from musicmap.config import load_config
+    cfg = load_config(args.config, [*args.overrides, *extra], root=args.root)
+    storage.configure(cfg.storage)
+    return cfg
+
+
+COMMANDS = {  # name -> (module, one-line help); a module is imported only when its command runs
+    "synth": ("musicmap.synth", "generate a synthetic MPD (and challenge set) in the exact format"),
+    "check": ("musicmap.check", "validate MPD slices and print the official statistics"),
+    "build-graph": ("spark_jobs.build_graph", "MPD slices -> filtered, time-split Parquet graph (Spark)"),
+    "train": ("train.launch", "train LightGCN with BPR under torchrun (N processes)"),
+    "recommend": ("train.recommend", "top-K tracks per playlist, challenge submission"),
+    "evaluate": ("train.evaluate", "challenge metrics of the model beside baselines"),
+    "similar": ("train.similar", "tracks closest to one or more seed tracks"),
+}
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    import importlib
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="musicmap", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_) in COMMANDS.items():
+        if name not in argv:
+            sub.add_parser(name, help=help_)
+            continue
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_, description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_config_args(p)
+        module.add_arguments(p)
+        p.set_defaults(run=module.run_cli)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from musicmap.log import setup_logging
+    args = build_parser(argv).parse_args(argv)
+    setup_logging(quiet=args.quiet)
+    try:
+        return int(args.run(args) or 0)
+    except MusicMapError as e:
+        print(f"musicmap {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"musicmap {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

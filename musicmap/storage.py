@@ -1,0 +1,366 @@
+"""Storage over fsspec: plain paths, file://, s3:// (s3fs), gs:// (gcsfs, when installed).
+
+Every stage output is committed atomically:
+
+    out = StageWriter("s3://bucket/mm/graph")      # data goes under graph/v-<time>-<id>/
+    write_parquet(table, out.path("edges", "part-00000.parquet"))
+    out.commit({"rows": 123})                      # graph/_SUCCESS written last (one PUT)
+
+    graph = open_committed("s3://bucket/mm/graph") # refuses an output with no _SUCCESS
+    read_parquet(graph.path("edges"))
+
+A committed output is the version folder named by `_SUCCESS`. A writer killed before commit
+leaves the previous version (or nothing) visible; the next commit deletes stale versions.
+
+Endpoint and credentials come from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...,
+GOOGLE_APPLICATION_CREDENTIALS) or from the storage config; they are never printed or logged.
+Transient errors are retried with exponential back-off; a missing bucket, missing credentials or
+denied access raise StorageError with a one-line message naming the URI and what to do.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import posixpath
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, TypeVar
+
+import fsspec
+
+from musicmap.errors import MusicMapError
+
+SUCCESS = "_SUCCESS"
+VERSION_PREFIX = "v-"
+T = TypeVar("T")
+
+
+class StorageError(MusicMapError):
+    """A storage call that cannot succeed: the message names the URI and what to do."""
+
+
+class NotCommittedError(StorageError):
+    """A stage output with no commit marker: the stage never finished (or never ran)."""
+
+
+@dataclass
+class StorageOptions:
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = field(default=None, repr=False)
+    s3_secret_access_key: str | None = field(default=None, repr=False)
+    retries: int = 5
+    retry_backoff_s: float = 0.5
+
+
+_options = StorageOptions()
+
+
+def configure(storage_cfg: Any = None, **kw) -> StorageOptions:
+    """Set the process-wide storage options from the `storage` config section (or keywords).
+    Spark executors and torchrun ranks call this with the same values as the driver."""
+    global _options
+    values = {}
+    if storage_cfg is not None:
+        src = storage_cfg if isinstance(storage_cfg, dict) else storage_cfg.to_dict()
+        values = {k: v for k, v in src.items() if k in StorageOptions.__dataclass_fields__}
+    values.update(kw)
+    _options = StorageOptions(**values)
+    fsspec.config.conf.pop("s3", None)
+    return _options
+
+
+def options_dict() -> dict:
+    """The current options, for shipping to another process (contains credentials only when the
+    config set them; never log it)."""
+    return dict(_options.__dict__)
+
+
+# ----------------------------------------------------------------------------- URIs
+
+def join(uri: str, *parts: str) -> str:
+    out = uri.rstrip("/")
+    for p in parts:
+        if p:
+            out = out + "/" + p.strip("/")
+    return out
+
+
+def protocol(uri: str) -> str:
+    return uri.split("://", 1)[0] if "://" in uri else "file"
+
+
+def is_local(uri: str) -> bool:
+    return protocol(uri) in ("file", "local")
+
+
+def _fs_kwargs(proto: str) -> dict:
+    if proto in ("s3", "s3a"):
+        kw: dict[str, Any] = {"client_kwargs": {}, "config_kwargs": {"retries": {"max_attempts": 3}}}
+        endpoint = _options.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") \
+            or os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            kw["endpoint_url"] = endpoint
+        region = _options.s3_region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region:
+            kw["client_kwargs"]["region_name"] = region
+        if _options.s3_access_key_id:
+            kw["key"] = _options.s3_access_key_id
+            kw["secret"] = _options.s3_secret_access_key
+        return kw
+    return {}
+
+
+def get_fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """(filesystem, path inside it) for a URI. s3a:// is read as s3://."""
+    if uri.startswith("s3a://"):
+        uri = "s3://" + uri[len("s3a://"):]
+    proto = protocol(uri)
+    try:
+        fs, path = fsspec.core.url_to_fs(uri, **_fs_kwargs(proto))
+    except ImportError as e:
+        raise StorageError(f"{uri}: no filesystem for '{proto}://' is installed "
+                           f"({e.__class__.__name__}); for gs:// run `pip install gcsfs`") from None
+    return fs, path
+
+
+# ----------------------------------------------------------------------------- errors, retries
+
+def _is_transient(e: BaseException) -> bool:
+    name = type(e).__name__
+    if name in ("ConnectTimeoutError", "ReadTimeoutError", "EndpointConnectionError",
+                "ConnectionClosedError", "ServerDisconnectedError", "ClientOSError",
+                "TimeoutError", "IncompleteReadError", "ResponseStreamingError"):
+        return True
+    if isinstance(e, (ConnectionError, TimeoutError)):
+        return True
+    text = str(e)
+    return any(s in text for s in ("SlowDown", "Throttl", "RequestTimeout", "InternalError",
+                                   "ServiceUnavailable", "503", "500 Internal"))
+
+
+def _translate(e: BaseException, uri: str) -> BaseException:
+    """A one-line StorageError for the permanent failures a user can fix, else `e` itself."""
+    name = type(e).__name__
+    text = str(e)
+    if name in ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"):
+        return StorageError(f"{uri}: no cloud credentials found; set AWS_ACCESS_KEY_ID and "
+                            f"AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run on a machine with an "
+                            f"instance role")
+    if "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text or "ExpiredToken" in text:
+        return StorageError(f"{uri}: the storage service rejected the credentials (invalid or "
+                            f"expired key); check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY")
+    if isinstance(e, PermissionError) or "AccessDenied" in text or "Forbidden" in text:
+        return StorageError(f"{uri}: access denied; grant this identity read/write on the "
+                            f"bucket prefix (see infra/terraform IAM roles)")
+    if "NoSuchBucket" in text or "bucket does not exist" in text.lower():
+        return StorageError(f"{uri}: bucket does not exist; create it (infra/terraform) or fix "
+                            f"storage.root")
+    if isinstance(e, FileNotFoundError):
+        return StorageError(f"{uri}: not found")
+    return e
+
+
+def call(uri: str, fn: Callable[[], T], what: str = "") -> T:
+    """Run a storage call with retries on transient errors and clear errors on permanent ones."""
+    attempts = max(1, _options.retries)
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except MusicMapError:
+            raise
+        except Exception as e:  # noqa: BLE001 - classified below
+            if _is_transient(e) and attempt + 1 < attempts:
+                delay = _options.retry_backoff_s * (2 ** attempt) * (0.5 + random.random())
+                _log().warning("storage: transient %s on %s (%s); retry %d/%d in %.1fs",
+                               type(e).__name__, uri, what, attempt + 1, attempts - 1, delay)
+                time.sleep(delay)
+                continue
+            err = _translate(e, uri)
+            if err is e:
+                raise
+            raise err from None
+    raise AssertionError("unreachable")
+
+
+def _log():
+    import logging
+    return logging.getLogger("musicmap.storage")
+
+
+# ----------------------------------------------------------------------------- files
+
+def exists(uri: str) -> bool:
+    fs, path = get_fs(uri)
+    return call(uri, lambda: fs.exists(path), "exists")
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = get_fs(uri)
+    return call(uri, lambda: fs.cat_file(path), "read")
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode("utf-8")
+
+
+def read_json(uri: str) -> Any:
+    return json.loads(read_bytes(uri))
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole file atomically: readers see the old file or the new one, never a part.
+    (Object stores make a single PUT atomic; locally we write a temporary file and rename.)"""
+    fs, path = get_fs(uri)
+    if is_local(uri):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return
+    call(uri, lambda: fs.pipe_file(path, data), "write")
+
+
+def write_json(uri: str, obj: Any) -> None:
+    write_bytes(uri, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def listdir(uri: str) -> list[str]:
+    """Names (not paths) directly under uri; [] when it does not exist."""
+    fs, path = get_fs(uri)
+
+    def ls():
+        try:
+            return fs.ls(path, detail=False, refresh=True) if not is_local(uri) else fs.ls(path, detail=False)
+        except FileNotFoundError:
+            return []
+    return sorted(posixpath.basename(p.rstrip("/")) for p in call(uri, ls, "list"))
+
+
+def glob(uri: str, pattern: str) -> list[str]:
+    """Full URIs of the files under `uri` whose names match `pattern`, sorted."""
+    import fnmatch
+    return [join(uri, n) for n in listdir(uri) if fnmatch.fnmatch(n, pattern)]
+
+
+def remove(uri: str, recursive: bool = True) -> None:
+    fs, path = get_fs(uri)
+
+    def rm():
+        try:
+            fs.rm(path, recursive=recursive)
+        except FileNotFoundError:
+            pass
+    call(uri, rm, "remove")
+
+
+def open_input(uri: str, mode: str = "rb"):
+    fs, path = get_fs(uri)
+    return call(uri, lambda: fs.open(path, mode), "open")
+
+
+# ----------------------------------------------------------------------------- parquet
+
+def write_parquet(table, uri: str, **kw) -> None:
+    import pyarrow.parquet as pq
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression=kw.pop("compression", "zstd"), **kw)
+    data = buf.getvalue()
+    if is_local(uri):
+        _, path = get_fs(uri)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+    else:
+        fs, path = get_fs(uri)
+        call(uri, lambda: fs.pipe_file(path, data), "write parquet")
+
+
+def read_parquet(uri: str, columns: list[str] | None = None, schema=None):
+    """A Parquet file or a folder of part files (names starting with _ or . are skipped)."""
+    import pyarrow.parquet as pq
+    fs, path = get_fs(uri)
+
+    def read():
+        if fs.isdir(path):
+            files = sorted(p for p in fs.ls(path, detail=False)
+                           if p.endswith(".parquet") and not posixpath.basename(p).startswith(("_", ".")))
+            if not files:
+                import pyarrow as pa
+                if schema is None:
+                    raise StorageError(f"{uri}: no Parquet part files")
+                return pa.Table.from_batches([], schema=schema).select(columns or schema.names)
+            tables = [pq.read_table(fs.open(p, "rb"), columns=columns, schema=schema) for p in files]
+            import pyarrow as pa
+            return pa.concat_tables(tables)
+        with fs.open(path, "rb") as f:
+            return pq.read_table(f, columns=columns, schema=schema)
+    return call(uri, read, "read parquet")
+
+
+# ----------------------------------------------------------------------------- atomic stage outputs
+
+def new_version() -> str:
+    return f"{VERSION_PREFIX}{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+class StageWriter:
+    """Stage output written under a fresh version folder and made visible by commit()."""
+
+    def __init__(self, uri: str, version: str | None = None):
+        self.uri = uri.rstrip("/")
+        self.version = version or new_version()
+        self.prefix = join(self.uri, self.version)
+
+    def path(self, *parts: str) -> str:
+        return join(self.prefix, *parts)
+
+    def commit(self, info: dict | None = None) -> dict:
+        """Write the commit marker (last), then delete every other version folder."""
+        marker = {"version": self.version,
+                  "committed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                  **(info or {})}
+        write_json(join(self.uri, SUCCESS), marker)
+        for name in listdir(self.uri):
+            if name.startswith(VERSION_PREFIX) and name != self.version:
+                remove(join(self.uri, name))
+        return marker
+
+    def abort(self) -> None:
+        remove(self.prefix)
+
+
+@dataclass
+class Committed:
+    uri: str
+    version: str
+    info: dict
+
+    def path(self, *parts: str) -> str:
+        return join(self.uri, self.version, *parts)
+
+
+def open_committed(uri: str, stage: str = "") -> Committed:
+    """The committed output at uri, or NotCommittedError naming what to run."""
+    uri = uri.rstrip("/")
+    marker = join(uri, SUCCESS)
+    if not exists(marker):
+        hint = f"; run `musicmap {stage}` first" if stage else ""
+        partial = any(n.startswith(VERSION_PREFIX) for n in listdir(uri))
+        why = "an unfinished or killed run left only uncommitted files" if partial else "nothing is there"
+        raise NotCommittedError(f"{uri}: no committed output ({SUCCESS} missing: {why}){hint}")
+    info = read_json(marker)
+    return Committed(uri, info["version"], info)
+
+
+def stage_uri(cfg, stage: str) -> str:
+    """URI of a stage folder: paths.<stage> when set, else <storage.root>/<stage>."""
+    explicit = getattr(cfg.paths, stage)
+    return explicit.rstrip("/") if explicit else join(cfg.storage.root, stage)
