@@ -1,0 +1,458 @@
+"""Generate a synthetic Million Playlist Dataset in the exact MPD format (and a challenge set).
+
+    musicmap synth --playlists 20000 --out demo-data/mpd [--seed 0] [--challenge]
+
+The catalog has taste communities (genres); each has artists with albums with tracks, and track
+popularity is long-tailed (Zipf by artist, then by track within the artist). A playlist draws
+mostly from one community, some from a second and a little from the whole catalog, often several
+tracks of one artist in a row; its title reflects its community, with the real data's mess (case,
+emoji, generic titles shared by everyone). Lengths, dates, followers and edits follow the shapes
+of the real statistics. The same seed and sizes give byte-identical files; slices are generated
+and written one at a time (memory is bounded by the catalog, not by the number of playlists).
+
+Ground truth for tests and the demo: `Catalog(...).community_of(track_id_of(uri))`, and
+`synth_info.json` next to the slices (communities with their most popular tracks).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from musicmap import mpd, storage
+from musicmap.log import get_logger, progress
+
+log = get_logger("synth")
+
+SLICE_SIZE = 1000
+END_TS = 1509494400            # 2017-11-01 00:00 UTC: the MPD's last modified_at
+START_TS = 1262304000          # 2010-01-01 00:00 UTC
+CHALLENGE_PID_BASE = 1_000_000  # challenge playlists are not MPD playlists: pids from 1,000,000
+
+# (community, title words). Sizes follow the order: earlier communities are bigger.
+COMMUNITIES = [
+    ("pop", ["pop", "Pop Hits", "top hits", "Today's Hits", "pop jams", "radio"]),
+    ("hip hop", ["rap", "Hip Hop", "hip-hop", "RAP CAVIAR", "trap", "bars"]),
+    ("country", ["country", "Country", "country music", "COUNTRY", "boots", "backroads"]),
+    ("rock", ["rock", "Rock", "rock n roll", "ROCK", "guitar", "alt rock"]),
+    ("edm", ["edm", "EDM", "electronic", "house", "dance", "festival"]),
+    ("chill", ["chill", "Chill", "chill vibes", "relax", "lazy sunday", "calm"]),
+    ("workout", ["workout", "Workout", "gym", "GYM", "running", "cardio"]),
+    ("throwback", ["throwback", "Throwbacks", "90s", "2000s", "old school", "tbt"]),
+    ("r&b", ["r&b", "RnB", "slow jams", "R&B", "smooth", "bedroom"]),
+    ("indie", ["indie", "Indie", "indie folk", "alternative", "indie vibes", "coffee shop"]),
+    ("latin", ["latin", "Latino", "reggaeton", "salsa", "fiesta", "bachata"]),
+    ("christian", ["worship", "Christian", "praise", "gospel", "sunday", "faith"]),
+    ("classic rock", ["classic rock", "Classic Rock", "70s", "80s", "dad rock", "oldies"]),
+    ("metal", ["metal", "Metal", "METAL", "heavy", "metalcore", "headbang"]),
+    ("reggae", ["reggae", "Reggae", "reggae vibes", "island", "roots", "one love"]),
+    ("jazz", ["jazz", "Jazz", "smooth jazz", "bebop", "jazz cafe", "swing"]),
+    ("classical", ["classical", "Classical", "piano", "study", "orchestra", "focus"]),
+    ("punk", ["punk", "Punk", "pop punk", "emo", "skate", "warped tour"]),
+    ("folk", ["folk", "Folk", "acoustic", "americana", "campfire", "bluegrass"]),
+    ("soul", ["soul", "Soul", "motown", "funk", "groove", "classic soul"]),
+    ("k-pop", ["kpop", "K-Pop", "KPOP", "bts", "korean", "idols"]),
+    ("blues", ["blues", "Blues", "delta blues", "whiskey", "bluesy", "juke joint"]),
+    ("disney", ["disney", "Disney", "musicals", "broadway", "kids", "soundtrack"]),
+    ("lofi", ["lofi", "lo-fi", "beats", "study beats", "late night", "lofi hip hop"]),
+]
+GENERIC_TITLES = ["music", "my playlist", "Car", "summer", "Summer 2017", "favorites", "new",
+                  "party", "Party", "mix", "good vibes", "road trip", "songs", "feels", "jams",
+                  "random", "yes", "2017", "Sleep", "wedding"]
+EMOJI = ["🔥", "🎶", "🌴", "💯", "☀️", "❤️", "🎧", "✨", "🌙", "🤘"]
+DESCRIPTIONS = ["songs i like", "for the drive", "my favorite songs right now",
+                "vibes only", "updated weekly", "a mix of everything"]
+WORDS_A = ["Midnight", "Golden", "Broken", "Electric", "Silent", "Wild", "Blue", "Lost", "Sweet",
+           "Neon", "Paper", "Summer", "Velvet", "Crystal", "Faded", "Burning", "Lonely", "Happy",
+           "Secret", "Distant", "Falling", "Rising", "Hollow", "Shining", "Little", "Endless",
+           "Northern", "Southern", "Easy", "Heavy", "Gentle", "Crazy"]
+WORDS_B = ["River", "Heart", "Road", "Fire", "Dream", "Light", "Rain", "Sky", "Night", "City",
+           "Love", "Ocean", "Train", "Window", "Garden", "Mirror", "Shadow", "Highway", "Moon",
+           "Stars", "Song", "Letter", "Season", "Thunder", "Echo", "Storm", "Kingdom", "Island",
+           "Radio", "Memory", "Horizon", "Dance"]
+ARTIST_FORM = ["The {a} {b}s", "{a} {b}", "DJ {b}", "{b} & The {a}s", "Lil {b}", "{a} {b} Band",
+               "MC {a}", "{b}"]
+
+_B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_B62_MOD = 62 ** 22
+_URI_MULT = 0x9E3779B97F4A7C15_F39CC0605CEDC835 | 1  # odd and not a multiple of 31: invertible mod 62^22
+_URI_MULT_INV = pow(_URI_MULT, -1, _B62_MOD)
+_KIND_SALT = {"track": 0x5EED_7A3C, "artist": 0xA127_15F0, "album": 0xA1B0_0C4E}
+
+
+def _b62(n: int) -> str:
+    chars = []
+    for _ in range(22):
+        n, r = divmod(n, 62)
+        chars.append(_B62[r])
+    return "".join(reversed(chars))
+
+
+def make_uri(kind: str, idx: int, seed: int) -> str:
+    code = ((idx + 1) * _URI_MULT + _KIND_SALT[kind] * 7919 + seed * 104729) % _B62_MOD
+    return f"spotify:{kind}:{_b62(code)}"
+
+
+def id_of_uri(uri: str, seed: int) -> int:
+    """Inverse of make_uri: the catalog index behind a synthetic track/artist/album URI."""
+    kind, code = uri.split(":")[1:]
+    n = 0
+    for c in code:
+        n = n * 62 + _B62.index(c)
+    return (n - _KIND_SALT[kind] * 7919 - seed * 104729) * _URI_MULT_INV % _B62_MOD - 1
+
+
+def _name(i: int, salt: int) -> str:
+    h = (i * 2654435761 + salt) & 0xFFFFFFFF
+    return f"{WORDS_A[h % len(WORDS_A)]} {WORDS_B[(h >> 8) % len(WORDS_B)]}"
+
+
+@dataclass
+class Catalog:
+    """Communities -> artists -> albums -> tracks, with a popularity per track (deterministic)."""
+    n_tracks: int
+    n_communities: int
+    seed: int
+    exponent: float = 1.05
+
+    def __post_init__(self):
+        rng = np.random.default_rng([self.seed, 1])
+        c = min(self.n_communities, len(COMMUNITIES))
+        self.n_communities = c
+        weight = 1.0 / np.arange(1, c + 1) ** 0.6
+        self.community_weight = weight / weight.sum()
+        sizes = np.maximum(50, np.round(self.community_weight * self.n_tracks)).astype(np.int64)
+        self.community_start = np.concatenate([[0], np.cumsum(sizes)])
+        self.n_tracks = int(self.community_start[-1])
+        T = self.n_tracks
+        self.track_community = np.repeat(np.arange(c), sizes)
+        # artists: consecutive runs of a community's tracks (1 + geometric, mean ~7 tracks)
+        artist_of = np.empty(T, np.int64)
+        album_of = np.empty(T, np.int64)
+        artist_start, artist_len, artist_comm = [], [], []
+        n_art = n_alb = 0
+        for ci in range(c):
+            lo, hi = self.community_start[ci], self.community_start[ci + 1]
+            pos = lo
+            while pos < hi:
+                k = int(min(hi - pos, 1 + rng.geometric(1 / 7)))
+                artist_of[pos:pos + k] = n_art
+                artist_start.append(pos)
+                artist_len.append(k)
+                artist_comm.append(ci)
+                j = 0
+                while j < k:  # albums of 1 + geometric(mean ~4) tracks
+                    m = int(min(k - j, 1 + rng.geometric(1 / 4)))
+                    album_of[pos + j:pos + j + m] = n_alb
+                    n_alb += 1
+                    j += m
+                pos += k
+                n_art += 1
+        self.artist_of, self.album_of = artist_of, album_of
+        self.artist_start = np.array(artist_start, np.int64)
+        self.artist_len = np.array(artist_len, np.int64)
+        # popularity: Zipf over artists (random order) x Zipf over the artist's tracks
+        pop = np.empty(T)
+        for ci in range(c):
+            arts = np.nonzero(np.array(artist_comm) == ci)[0]
+            rank = rng.permutation(len(arts)) + 1
+            for a, r in zip(arts, rank):
+                s, k = artist_start[a], artist_len[a]
+                pop[s:s + k] = r ** -self.exponent * (np.arange(1, k + 1) ** -1.2)
+        self.popularity = pop
+        self.community_cdf = []
+        for ci in range(c):
+            lo, hi = self.community_start[ci], self.community_start[ci + 1]
+            cdf = np.cumsum(pop[lo:hi])
+            self.community_cdf.append(cdf / cdf[-1])
+        self.duration = np.exp(rng.normal(np.log(210_000), 0.25, T)).astype(np.int64)
+
+    def community_of(self, track_id: int) -> int:
+        return int(self.track_community[track_id])
+
+    def community_name(self, c: int) -> str:
+        return COMMUNITIES[c][0]
+
+    def top_tracks(self, community: int, n: int = 5) -> list[int]:
+        lo, hi = self.community_start[community], self.community_start[community + 1]
+        return [int(lo + i) for i in np.argsort(-self.popularity[lo:hi], kind="stable")[:n]]
+
+    def sample(self, communities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One track per entry of `communities`, by popularity within that community."""
+        out = np.empty(len(communities), np.int64)
+        for ci in np.unique(communities):
+            idx = np.nonzero(communities == ci)[0]
+            out[idx] = self.community_start[ci] + np.searchsorted(
+                self.community_cdf[ci], rng.random(len(idx)), side="right")
+        return np.minimum(out, self.community_start[communities + 1] - 1)
+
+    # ---- names and URIs, computed on demand (nothing per track is kept in memory)
+    def track(self, t: int) -> dict:
+        a, al = int(self.artist_of[t]), int(self.album_of[t])
+        return {"artist_name": self.artist_name(a), "track_uri": make_uri("track", t, self.seed),
+                "artist_uri": make_uri("artist", a, self.seed), "track_name": _name(t, 17),
+                "album_uri": make_uri("album", al, self.seed), "duration_ms": int(self.duration[t]),
+                "album_name": _name(al, 91)}
+
+    def artist_name(self, a: int) -> str:
+        h = (a * 2246822519 + 3) & 0xFFFFFFFF
+        name = ARTIST_FORM[h % len(ARTIST_FORM)].format(a=WORDS_A[(h >> 4) % len(WORDS_A)],
+                                                         b=WORDS_B[(h >> 12) % len(WORDS_B)])
+        return name.replace("ss ", "s ").replace("ys ", "ies ") if name.endswith("s") else name
+
+
+def default_tracks(playlists: int) -> int:
+    return max(5000, int(2.3 * playlists))
+
+
+class Generator:
+    """Playlists slice by slice. `playlists(first_pid, n, rng)` returns MPD playlist fields as
+    numpy arrays and track lists; `render_slice` writes them in the MPD's pretty-printed JSON."""
+
+    def __init__(self, catalog: Catalog, focus: float = 0.8):
+        self.cat = catalog
+        self.focus = focus
+        self._fragment = lru_cache(maxsize=200_000)(self._fragment_uncached)
+
+    # ---- sampling
+    @staticmethod
+    def lengths(n: int, rng: np.random.Generator) -> np.ndarray:
+        short = rng.random(n) < 0.4
+        x = np.where(short, np.exp(rng.normal(np.log(21), 0.27, n)),
+                     np.exp(rng.normal(np.log(90), 0.62, n))).round().astype(np.int64)
+        bad = (x < mpd.MIN_TRACKS) | (x > mpd.MAX_TRACKS)
+        if bad.any():
+            x[bad] = Generator.lengths(int(bad.sum()), rng)
+        return x
+
+    def track_lists(self, lengths: np.ndarray, primary: np.ndarray, rng: np.random.Generator
+                    ) -> list[np.ndarray]:
+        cat = self.cat
+        n = len(lengths)
+        secondary = rng.choice(cat.n_communities, n, p=cat.community_weight)
+        draw = (lengths * 1.5).astype(np.int64) + 4      # oversample, then keep the first unique
+        owner = np.repeat(np.arange(n), draw)
+        u = rng.random(len(owner))
+        comm = np.where(u < self.focus, primary[owner], secondary[owner])
+        glob = u >= self.focus + (1 - self.focus) * 0.75
+        comm[glob] = rng.choice(cat.n_communities, int(glob.sum()), p=cat.community_weight)
+        tracks = cat.sample(comm, rng)
+        # artist runs: a third of the slots take another track of the previous slot's artist
+        start = np.concatenate([[0], np.cumsum(draw)[:-1]])
+        follow = rng.random(len(tracks)) < 0.33
+        follow[start] = False
+        idx = np.nonzero(follow)[0]
+        a = cat.artist_of[tracks[idx - 1]]
+        tracks[idx] = cat.artist_start[a] + (rng.random(len(idx)) * cat.artist_len[a]).astype(np.int64)
+        out = []
+        for i in range(n):
+            seg = tracks[start[i]:start[i] + draw[i]]
+            _, first = np.unique(seg, return_index=True)
+            keep = seg[np.sort(first)][:lengths[i]]
+            if rng.random() < 0.01 and len(keep) > 5:   # the real data repeats a track now and then
+                keep = np.insert(keep, int(rng.integers(1, len(keep))), keep[int(rng.integers(0, len(keep)))])[:mpd.MAX_TRACKS]
+            out.append(self._fix_diversity(keep, rng))
+        return out
+
+    def _fix_diversity(self, tracks: np.ndarray, rng) -> np.ndarray:
+        """The MPD requires >= 3 artists and >= 2 albums: swap tail tracks for random ones."""
+        cat = self.cat
+        j = len(tracks) - 1
+        while (len(np.unique(cat.artist_of[tracks])) < mpd.MIN_ARTISTS
+               or len(np.unique(cat.album_of[tracks])) < mpd.MIN_ALBUMS):
+            cand = int(rng.integers(0, cat.n_tracks))
+            if cand not in tracks:
+                tracks[j] = cand
+                j -= 1
+        return tracks
+
+    def title(self, community: int, rng: np.random.Generator) -> str:
+        r = rng.random()
+        if r < 0.2:
+            t = GENERIC_TITLES[int(rng.integers(len(GENERIC_TITLES)))]
+        else:
+            words = COMMUNITIES[community][1]
+            t = words[min(int(rng.geometric(0.45)) - 1, len(words) - 1)]
+        r = rng.random()
+        if r < 0.08:
+            t = t.upper()
+        elif r < 0.2:
+            t = t.lower()
+        elif r < 0.26:
+            t = t.title()
+        if rng.random() < 0.08:
+            t = f"{t} {EMOJI[int(rng.integers(len(EMOJI)))]}"
+        if rng.random() < 0.03:
+            t = f"{t}!!"
+        return t
+
+    def playlists(self, first_pid: int, n: int, rng: np.random.Generator, end_ts: int = END_TS) -> list[dict]:
+        cat = self.cat
+        lengths = self.lengths(n, rng)
+        primary = rng.choice(cat.n_communities, n, p=cat.community_weight)
+        tracks = self.track_lists(lengths, primary, rng)
+        days = (end_ts - START_TS) // 86400
+        age = np.minimum(rng.exponential(330, n), days - 1).astype(np.int64)  # skewed to 2017
+        modified = end_ts - 86400 - age * 86400
+        followers = np.where(rng.random(n) < 0.75, 1,
+                             1 + np.minimum(rng.pareto(1.1, n) * 2, 70_000).astype(np.int64) + 1)
+        out = []
+        for i in range(n):
+            t = tracks[i]
+            p = {"name": self.title(int(primary[i]), rng)}
+            if rng.random() < 0.019:
+                p["description"] = DESCRIPTIONS[int(rng.integers(len(DESCRIPTIONS)))]
+            p.update({
+                "collaborative": "true" if rng.random() < 0.023 else "false",
+                "pid": first_pid + i,
+                "modified_at": int(modified[i]),
+                "num_tracks": len(t),
+                "num_albums": int(len(np.unique(cat.album_of[t]))),
+                "num_followers": int(followers[i]),
+                "tracks": t,                      # catalog ids; rendered by render_slice
+                "num_edits": int(1 + rng.poisson(0.6 + len(t) / 30)),
+                "duration_ms": int(cat.duration[t].sum()),
+                "num_artists": int(len(np.unique(cat.artist_of[t]))),
+            })
+            out.append(p)
+        return out
+
+    # ---- rendering (the MPD's indented JSON, written by hand: json.dumps(indent=) is slow)
+    def _fragment_uncached(self, t: int) -> str:
+        tr = self.cat.track(t)
+        body = ",\n".join(f'                    "{k}": {json.dumps(tr[k], ensure_ascii=False)}'
+                          for k in ("artist_name", "track_uri", "artist_uri", "track_name",
+                                    "album_uri", "duration_ms", "album_name"))
+        return '                {\n                    "pos": %d,\n' + body.replace("%", "%%") + "\n                }"
+
+    def render_tracks(self, tracks, positions=None) -> str:
+        frag = self._fragment
+        if positions is None:
+            positions = range(len(tracks))
+        return ",\n".join(frag(int(t)) % int(pos) for pos, t in zip(positions, tracks))
+
+    def render_playlist(self, p: dict) -> str:
+        lines = []
+        for k, v in p.items():
+            if k == "tracks":
+                lines.append('            "tracks": [\n' + self.render_tracks(v) + "\n            ]")
+            else:
+                lines.append(f'            "{k}": {json.dumps(v, ensure_ascii=False)}')
+        return "        {\n" + ",\n".join(lines) + "\n        }"
+
+    def render_slice(self, playlists: list[dict], first: int, last: int, generated_on: str) -> str:
+        info = (f'    "info": {{\n        "generated_on": "{generated_on}",\n'
+                f'        "slice": "{first}-{last}",\n        "version": "v1"\n    }}')
+        body = ",\n".join(self.render_playlist(p) for p in playlists)
+        return "{\n" + info + ',\n    "playlists": [\n' + body + "\n    ]\n}\n"
+
+
+def generate(out: str, playlists: int, seed: int = 0, tracks: int | None = None,
+             communities: int = 24, focus: float = 0.8, exponent: float = 1.05,
+             challenge_per_category: int = 0, show_progress: bool = True) -> dict:
+    """Write ceil(playlists / 1000) slices (and optionally a challenge set) under `out`."""
+    t0 = time.time()
+    cat = Catalog(tracks or default_tracks(playlists), communities, seed, exponent)
+    gen = Generator(cat, focus)
+    generated_on = "2017-12-03T08:41:42.057563"
+    nbytes = 0
+    n_slices = (playlists + SLICE_SIZE - 1) // SLICE_SIZE
+    for s in progress(range(n_slices), desc="synth", unit="slice", disable=not show_progress):
+        first = s * SLICE_SIZE
+        n = min(SLICE_SIZE, playlists - first)
+        rng = np.random.default_rng([seed, 2, s])
+        data = gen.render_slice(gen.playlists(first, n, rng), first, first + n - 1, generated_on)
+        raw = data.encode("utf-8")
+        storage.write_bytes(storage.join(out, mpd.slice_name(first, first + SLICE_SIZE - 1)), raw)
+        nbytes += len(raw)
+    info = {"seed": seed, "playlists": playlists, "slices": n_slices, "catalog_tracks": cat.n_tracks,
+            "communities": [{"id": c, "name": cat.community_name(c),
+                             "top_tracks": [make_uri("track", t, seed) for t in cat.top_tracks(c)]}
+                            for c in range(cat.n_communities)],
+            "sizes": {"tracks": tracks, "communities": communities, "focus": focus, "exponent": exponent}}
+    if challenge_per_category:
+        info["challenge"] = write_challenge(out, gen, challenge_per_category, seed)
+    storage.write_json(storage.join(out, "synth_info.json"), info)
+    secs = time.time() - t0
+    log.info("wrote %d playlists in %d slices (%.0f MB) to %s in %.1fs (%.0f playlists/s)",
+             playlists, n_slices, nbytes / 1e6, out, secs, playlists / max(secs, 1e-9))
+    return {**info, "bytes": nbytes, "seconds": secs}
+
+
+def write_challenge(out: str, gen: Generator, per_category: int, seed: int) -> dict:
+    """challenge_set.json in the real format, and its held-out tracks in
+    challenge_holdouts.json (for scoring a submission)."""
+    rng = np.random.default_rng([seed, 3])
+    cat = gen.cat
+    playlists, holdouts = [], []
+    pid = CHALLENGE_PID_BASE
+    for category in mpd.CHALLENGE_CATEGORIES:
+        made = 0
+        while made < per_category:
+            for p in gen.playlists(pid, per_category * 2, rng):
+                if made == per_category or p["num_tracks"] < category.min_tracks:
+                    continue
+                t = p["tracks"]
+                if category.random:
+                    seeds = np.sort(rng.choice(len(t), category.seeds, replace=False))
+                else:
+                    seeds = np.arange(category.seeds)
+                mask = np.zeros(len(t), bool)
+                mask[seeds] = True
+                entry = {"pid": pid}
+                if category.title:
+                    entry["name"] = p["name"]
+                entry.update({"num_tracks": len(t), "num_samples": int(category.seeds),
+                              "num_holdouts": int(len(t) - category.seeds), "tracks": (t[mask], seeds)})
+                playlists.append(entry)
+                held = t[~mask]
+                holdouts.append({"pid": pid, "category": category.name,
+                                 "tracks": [make_uri("track", int(x), seed) for x in held],
+                                 "artists": [make_uri("artist", int(cat.artist_of[x]), seed) for x in held]})
+                pid += 1
+                made += 1
+    body = []
+    for e in playlists:
+        fields = []
+        for k, v in e.items():
+            if k == "tracks":
+                rendered = gen.render_tracks(*v)
+                fields.append('            "tracks": [\n' + rendered + "\n            ]" if len(v[0])
+                              else '            "tracks": []')
+            else:
+                fields.append(f'            "{k}": {json.dumps(v, ensure_ascii=False)}')
+        body.append("        {\n" + ",\n".join(fields) + "\n        }")
+    text = ('{\n    "date": "2018-01-16 08:47:28.198015",\n    "version": "v1",\n'
+            '    "playlists": [\n' + ",\n".join(body) + "\n    ]\n}\n")
+    storage.write_bytes(storage.join(out, "challenge_set.json"), text.encode("utf-8"))
+    storage.write_json(storage.join(out, "challenge_holdouts.json"), {"playlists": holdouts})
+    return {"playlists": len(playlists), "per_category": per_category}
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def add_arguments(p) -> None:
+    p.add_argument("--playlists", type=int, help="playlists to generate (synth.playlists)")
+    p.add_argument("--out", metavar="URI", help="output folder (default: paths.mpd, i.e. <root>/mpd)")
+    p.add_argument("--seed", type=int, help="random seed (synth.seed)")
+    p.add_argument("--tracks", type=int, help="catalog size (synth.tracks)")
+    p.add_argument("--challenge", action="store_true",
+                   help="also write challenge_set.json and challenge_holdouts.json")
+
+
+def run_cli(args) -> int:
+    from musicmap.cli import config_from_args
+    extra = [f"synth.{k}={v}" for k, v in (("playlists", args.playlists), ("seed", args.seed),
+                                            ("tracks", args.tracks)) if v is not None]
+    cfg = config_from_args(args, extra)
+    s = cfg.synth
+    out = args.out or storage.stage_uri(cfg, "mpd")
+    info = generate(out, s.playlists, s.seed, s.tracks, s.communities, s.community_focus,
+                    s.popularity_exponent, s.challenge_per_category if args.challenge else 0)
+    print(f"synth: {info['playlists']:,} playlists in {info['slices']} slices "
+          f"({info['bytes'] / 1e6:,.0f} MB) written to {out}"
+          + (f", challenge set of {info['challenge']['playlists']:,} playlists" if "challenge" in info else ""))
+    return 0
