@@ -1,0 +1,200 @@
+"""Spark Python data sources that reach storage through fsspec (musicmap.storage), so the job
+reads and writes s3://, gs:// and local paths the same way on any Spark 4 cluster, with no
+Hadoop connector jars (S3A) needed.
+
+    spark.dataSource.register(MPDSource); spark.dataSource.register(ParquetSink)
+    raw = spark.read.format("musicmap_mpd").options(**opts, path=uri).load()
+    df.write.format("musicmap_parquet").options(**opts, path=table_uri).mode("overwrite").save()
+
+MPDSource: one partition (task) per slice file. Each file is parsed and every playlist checked
+against the MPD rules (musicmap.mpd) on the executor; it yields one Arrow batch per file with a
+row per playlist (schemas.RAW_PLAYLISTS), `reason` set for a rule-breaking playlist, or one row
+with pid null for a file that cannot be read.
+
+ParquetSink: each task writes one Parquet part file; the driver's commit() keeps exactly the
+files of the successful task attempts (a retried or speculative attempt's leftovers are deleted).
+Visibility is governed by the stage's commit marker (musicmap.storage.StageWriter).
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from pyspark.sql.datasource import (DataSource, DataSourceArrowWriter, DataSourceReader,
+                                    InputPartition, WriterCommitMessage)
+
+STORAGE_OPTION_PREFIX = "storage."
+
+
+def storage_options() -> dict[str, str]:
+    """The driver's storage options as data source options (Spark redacts the secret ones in
+    plans and UIs: their names contain 'secret' / 'key')."""
+    from musicmap import storage
+    return {STORAGE_OPTION_PREFIX + k: str(v) for k, v in storage.options_dict().items() if v is not None}
+
+
+def _configure_from(options: dict) -> None:
+    from musicmap import storage
+    kw = {}
+    for k, v in options.items():
+        if k.startswith(STORAGE_OPTION_PREFIX):
+            name = k[len(STORAGE_OPTION_PREFIX):]
+            kw[name] = float(v) if name == "retry_backoff_s" else int(v) if name == "retries" else v
+    storage.configure(**kw)
+
+
+# ----------------------------------------------------------------------------- reading
+
+@dataclass
+class SliceFile(InputPartition):
+    uri: str
+    index: int
+
+
+class MPDSource(DataSource):
+    @classmethod
+    def name(cls) -> str:
+        return "musicmap_mpd"
+
+    def schema(self):
+        from musicmap.schemas import RAW_PLAYLISTS, spark_schema
+        return spark_schema(RAW_PLAYLISTS)
+
+    def reader(self, schema):
+        return MPDReader(dict(self.options))
+
+
+class MPDReader(DataSourceReader):
+    def __init__(self, options: dict):
+        self.options = options
+
+    def partitions(self):
+        from musicmap.check import slice_files
+        _configure_from(self.options)
+        files = slice_files(self.options["path"])
+        return [SliceFile(f, i) for i, f in enumerate(files)]
+
+    def read(self, partition: SliceFile):
+        _configure_from(self.options)
+        from musicmap import storage
+        yield read_slice(partition.uri, partition.index, storage.read_bytes(partition.uri))
+
+
+def read_slice(uri: str, index: int, data: bytes):
+    """One slice file's bytes -> a RAW_PLAYLISTS record batch (see module doc)."""
+    import pyarrow as pa
+
+    from musicmap import mpd
+    from musicmap.schemas import RAW_PLAYLISTS, TRACK_STRUCT
+    name = uri.rsplit("/", 1)[-1]
+    cols = {f: [] for f in RAW_PLAYLISTS.names if f != "tracks"}
+    tcols = {f: [] for f in TRACK_STRUCT.names}
+    offsets = [0]
+
+    def add(pid, reason, p=None, ntracks=0):
+        cols["file"].append(name)
+        cols["file_index"].append(index)
+        cols["ordinal"].append(len(cols["pid"]))
+        cols["pid"].append(pid)
+        cols["reason"].append(reason)
+        cols["num_tracks"].append(ntracks)
+        ok = reason is None
+        cols["name"].append(p["name"] if ok else None)
+        cols["name_norm"].append(mpd.normalize_title(p["name"]) if ok else None)
+        cols["has_description"].append("description" in p if ok else None)
+        for f in ("modified_at", "num_followers", "num_edits"):
+            cols[f].append(p[f] if ok else None)
+        offsets.append(len(tcols["pos"]))
+
+    try:
+        playlists = mpd.parse_slice(data)
+    except mpd.SliceError as e:
+        add(None, f"{e.rule}: {e.detail}")
+    else:
+        for p in playlists:
+            pid = p.get("pid") if isinstance(p, dict) else None
+            if not isinstance(pid, int) or isinstance(pid, bool):
+                pid = None
+            tracks = p.get("tracks") if isinstance(p, dict) else None
+            n = len(tracks) if isinstance(tracks, list) else 0
+            bad = mpd.validate_playlist(p)
+            if pid is None and not bad:
+                bad = [mpd.Violation("wrong_type", "pid")]
+            if bad:
+                add(pid, "; ".join(map(str, bad)), ntracks=n)
+                continue
+            seen = set()
+            for t in tracks:
+                u = t["track_uri"]
+                tcols["pos"].append(t["pos"])
+                tcols["track_uri"].append(u)
+                tcols["track_name"].append(t["track_name"])
+                tcols["artist_uri"].append(t["artist_uri"])
+                tcols["artist_name"].append(t["artist_name"])
+                tcols["album_uri"].append(t["album_uri"])
+                tcols["album_name"].append(t["album_name"])
+                tcols["duration_ms"].append(t["duration_ms"])
+                tcols["first"].append(u not in seen)
+                seen.add(u)
+            add(pid, None, p, n)
+    struct = pa.StructArray.from_arrays(
+        [pa.array(tcols[f.name], f.type) for f in TRACK_STRUCT], fields=list(TRACK_STRUCT))
+    tracks_arr = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), struct)
+    arrays = [tracks_arr if f.name == "tracks" else pa.array(cols[f.name], f.type) for f in RAW_PLAYLISTS]
+    return pa.RecordBatch.from_arrays(arrays, schema=RAW_PLAYLISTS)
+
+
+# ----------------------------------------------------------------------------- writing
+
+@dataclass
+class PartWritten(WriterCommitMessage):
+    file: str
+    rows: int
+
+
+class ParquetSink(DataSource):
+    @classmethod
+    def name(cls) -> str:
+        return "musicmap_parquet"
+
+    def writer(self, schema, overwrite: bool):
+        return ParquetWriter(dict(self.options), schema)
+
+
+class ParquetWriter(DataSourceArrowWriter):
+    def __init__(self, options: dict, schema):
+        self.options = options
+        self.schema_json = schema.json()
+
+    def _target_schema(self):
+        """The declared pyarrow schema (musicmap.schemas.<name>), so files carry exact types."""
+        from musicmap import schemas
+        return getattr(schemas, self.options["schema"])
+
+    def write(self, iterator):
+        import pyarrow as pa
+        from pyspark import TaskContext
+
+        from musicmap import storage
+        _configure_from(self.options)
+        target = self._target_schema()
+        batches = [b for b in iterator if b.num_rows]
+        table = pa.Table.from_batches(batches) if batches else target.empty_table()
+        table = table.select(target.names).cast(target)
+        ctx = TaskContext.get()
+        name = f"part-{ctx.partitionId():05d}-{uuid.uuid4().hex[:8]}.parquet"
+        storage.write_parquet(table, storage.join(self.options["path"], name))
+        return PartWritten(name, table.num_rows)
+
+    def commit(self, messages):
+        from musicmap import storage
+        _configure_from(self.options)
+        keep = {m.file for m in messages if m is not None}
+        for f in storage.listdir(self.options["path"]):
+            if f.startswith("part-") and f not in keep:
+                storage.remove(storage.join(self.options["path"], f))
+
+    def abort(self, messages):
+        from musicmap import storage
+        _configure_from(self.options)
+        storage.remove(self.options["path"])
