@@ -1,0 +1,151 @@
+"""Loading the committed graph for the torch side: the train edges, the normalised adjacency,
+the evaluation cases, the track dictionary.
+
+Node numbering of the bipartite graph (N = P + T nodes): playlists 0..P-1 (graph/playlists
+playlist_idx of the train split), tracks P..P+T-1 (P + graph/tracks track_idx).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from musicmap import mpd, schemas, storage
+from musicmap.errors import InputError
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+
+
+@dataclass
+class Graph:
+    """The train graph: E edges (playlist, track, weight) over P playlists and T tracks."""
+    num_playlists: int
+    num_tracks: int
+    playlist: np.ndarray          # (E,) int64, sorted by (playlist, track)
+    track: np.ndarray             # (E,) int64
+    weight: np.ndarray            # (E,) float32
+    version: str = ""             # the committed graph version (checkpoints refer to it)
+    _keys: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def num_edges(self) -> int:
+        return len(self.playlist)
+
+    @property
+    def num_nodes(self) -> int:
+        return self.num_playlists + self.num_tracks
+
+    def degrees(self, use_weight: bool) -> np.ndarray:
+        """(N,) float64 node degrees (weighted when use_weight), playlists first."""
+        w = self.weight.astype(np.float64) if use_weight else None
+        dp = np.bincount(self.playlist, weights=w, minlength=self.num_playlists)
+        dt = np.bincount(self.track, weights=w, minlength=self.num_tracks)
+        return np.concatenate([dp, dt])
+
+    def adjacency(self, use_weight: bool = False) -> torch.Tensor:
+        """Â = D^-1/2 A D^-1/2 as an (N, N) float32 torch.sparse CSR tensor. Symmetric: the
+        playlist->track block and its transpose. 2E stored entries."""
+        P, T, N = self.num_playlists, self.num_tracks, self.num_nodes
+        deg = self.degrees(use_weight)
+        inv = np.zeros_like(deg)
+        nz = deg > 0
+        inv[nz] = deg[nz] ** -0.5
+        w = self.weight.astype(np.float64) if use_weight else np.ones(self.num_edges)
+        val = (w * inv[self.playlist] * inv[P + self.track]).astype(np.float32)
+        # playlist rows: edges are sorted by (playlist, track) already
+        by_track = np.lexsort((self.playlist, self.track))
+        cols = np.concatenate([P + self.track, self.playlist[by_track]])
+        vals = np.concatenate([val, val[by_track]])
+        counts = np.concatenate([np.bincount(self.playlist, minlength=P),
+                                 np.bincount(self.track, minlength=T)])
+        crow = np.zeros(N + 1, np.int64)
+        np.cumsum(counts, out=crow[1:])
+        return torch.sparse_csr_tensor(torch.from_numpy(crow), torch.from_numpy(cols.astype(np.int64)),
+                                       torch.from_numpy(vals), (N, N), check_invariants=False)
+
+    def positive_keys(self) -> np.ndarray:
+        """Sorted playlist * T + track keys of every edge (for membership tests)."""
+        if self._keys is None:
+            self._keys = self.playlist * self.num_tracks + self.track  # sorted: edges are sorted
+        return self._keys
+
+    def playlist_tracks(self, p: int) -> np.ndarray:
+        lo, hi = np.searchsorted(self.playlist, [p, p + 1])
+        return self.track[lo:hi]
+
+
+def load_graph(graph_uri: str) -> tuple[Graph, storage.Committed]:
+    """The committed train graph at graph_uri (refuses an uncommitted one)."""
+    g = storage.open_committed(graph_uri, "build-graph")
+    edges = storage.read_parquet(g.path("edges"), schema=schemas.EDGES)
+    P, T = int(g.info["graph_playlists"]), int(g.info["tracks"])
+    pl = edges["playlist_idx"].to_numpy().astype(np.int64)
+    tr = edges["track_idx"].to_numpy().astype(np.int64)
+    w = edges["weight"].to_numpy().astype(np.float32)
+    if len(pl) and (pl.max() >= P or tr.max() >= T or pl.min() < 0 or tr.min() < 0):
+        raise InputError(f"{g.path('edges')}: ids out of range for {P} playlists / {T} tracks")
+    order = np.lexsort((tr, pl))
+    return Graph(P, T, pl[order], tr[order], w[order], g.version), g
+
+
+def load_tracks(graph: storage.Committed, columns: list[str] | None = None):
+    """graph/tracks as a pyarrow table sorted by track_idx."""
+    t = storage.read_parquet(graph.path("tracks"), columns=columns, schema=schemas.TRACKS)
+    return t.sort_by("track_idx")
+
+
+@dataclass
+class EvalCases:
+    """Evaluation cases of one split, as arrays the scorers use.
+    holdout ids: track_idx for in-vocabulary holdouts, a distinct negative id (-2, -3, ...) for
+    each out-of-vocabulary one, so they count in |G| and never match."""
+    pid: np.ndarray
+    category: list[str]
+    name: list[str | None]
+    seeds: list[np.ndarray]            # in-vocabulary seed track_idx
+    seed_uris: list[list[str]]
+    holdouts: list[np.ndarray]         # ids as above
+    holdout_uris: list[list[str]]
+    holdout_artists: list[list[str]]
+
+    def __len__(self) -> int:
+        return len(self.pid)
+
+    def subset(self, idx) -> "EvalCases":
+        idx = list(idx)
+        return EvalCases(self.pid[idx], *[[getattr(self, f)[i] for i in idx] for f in
+                                          ("category", "name", "seeds", "seed_uris", "holdouts",
+                                           "holdout_uris", "holdout_artists")])
+
+
+def load_eval(graph: storage.Committed, split: str, uri_to_idx: dict[str, int],
+              categories: set[str] | None = None) -> EvalCases:
+    t = storage.read_parquet(graph.path("eval"), schema=schemas.EVAL)
+    rows = [r for r in t.to_pylist() if r["split"] == split
+            and (categories is None or r["category"] in categories)]
+    rows.sort(key=lambda r: (r["pid"], r["category"]))
+    holdouts = []
+    for r in rows:
+        ids, oov = [], -2
+        for u in r["holdout_uris"]:
+            i = uri_to_idx.get(u)
+            if i is None:
+                i, oov = oov, oov - 1
+            ids.append(i)
+        holdouts.append(np.array(ids, np.int64))
+    return EvalCases(
+        pid=np.array([r["pid"] for r in rows], np.int64),
+        category=[r["category"] for r in rows], name=[r["name"] for r in rows],
+        seeds=[np.array(r["seed_idx"], np.int64) for r in rows],
+        seed_uris=[r["seed_uris"] for r in rows], holdouts=holdouts,
+        holdout_uris=[r["holdout_uris"] for r in rows],
+        holdout_artists=[r["holdout_artist_uris"] for r in rows])
+
+
+def uri_index(tracks_table) -> dict[str, int]:
+    return dict(zip(tracks_table["track_uri"].to_pylist(), tracks_table["track_idx"].to_pylist()))
+
+
+CATEGORY_NAMES = [c.name for c in mpd.CHALLENGE_CATEGORIES] + [mpd.SEED_PROTOCOL]

@@ -1,0 +1,181 @@
+"""Evaluate the recommendations: RecSys Challenge 2018 metrics for the model beside baselines run
+in the same harness on the same cases, per challenge category and overall, and the seed system's
+protocol (first half of each playlist as seeds) beside its published numbers.
+
+    musicmap evaluate --root URI [--split test|val]
+
+The model's lists are read from recs/ (what `musicmap recommend` wrote, val/test cases); the
+baselines (popularity, item co-occurrence) rank the same cases here. Writes metrics/metrics.json
+and metrics/<version>/<metric>.png (a chart per metric by category). Metric definitions:
+musicmap.metrics.DEFINITIONS (saved in metrics.json).
+"""
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from musicmap import metrics, mpd, schemas, storage
+from musicmap.errors import InputError
+from musicmap.log import get_logger
+from train.data import EvalCases, load_eval, uri_index
+from train.recommend import Context, load_context
+from train.recommenders import CoOccurrence, Popularity
+
+log = get_logger("evaluate")
+SEED_SYSTEM = {"precision@20": 0.0990, "hit_rate@20": 0.6576,
+               "note": "published by the seed system on its own split (23,165 test playlists, "
+                       "half of each as seeds); not the same cases"}
+METRICS = ["r_precision", "r_precision_artist", "ndcg", "clicks", "precision@20", "hit_rate@20", "recall@20"]
+CHALLENGE = [c.name for c in mpd.CHALLENGE_CATEGORIES]
+
+
+def model_ranks(ctx: Context, cases: EvalCases, k: int) -> np.ndarray:
+    """(n, k) track_idx of the committed recs for each case (by pid and category)."""
+    recs_uri = storage.stage_uri(ctx.cfg, "recs")
+    recs = storage.open_committed(recs_uri, "recommend")
+    t = storage.read_parquet(recs.path(), columns=["pid", "category", "rank", "track_uri"], schema=schemas.RECS)
+    t = t.filter(pc.is_in(t["category"], pa.array(sorted(set(cases.category)))))
+    t = t.filter(pc.is_in(t["pid"], pa.array(np.unique(cases.pid))))
+    index = uri_index(ctx.tracks)
+    key = {(int(p), c): i for i, (p, c) in enumerate(zip(cases.pid, cases.category))}
+    out = np.full((len(cases), k), -1, np.int64)
+    found = np.zeros(len(cases), bool)
+    for p, c, r, u in zip(t["pid"].to_numpy(), t["category"].to_pylist(), t["rank"].to_numpy(),
+                          t["track_uri"].to_pylist()):
+        i = key.get((int(p), c))
+        if i is not None and r <= k:
+            out[i, r - 1] = index.get(u, -1)
+            found[i] = True
+    if not found.all():
+        raise InputError(f"{recs_uri}: no recommendations for {int((~found).sum())} of {len(cases)} "
+                         f"cases (e.g. pid {cases.pid[~found][0]}); run `musicmap recommend "
+                         f"--playlists all` (or the evaluated split) first")
+    return out
+
+
+def score(ranked: np.ndarray, cases: EvalCases, artist_of: np.ndarray, artist_id: dict, k: int,
+          k_small: int) -> list[dict | None]:
+    rows = []
+    for r, h, ha in zip(ranked, cases.holdouts, cases.holdout_artists):
+        hid = [artist_id.get(a, -2 - j) for j, a in enumerate(ha)]
+        rows.append(metrics.case_metrics(r, h, k=k, k_small=k_small,
+                                         ranked_artists=np.where(r >= 0, artist_of[r], -1),
+                                         holdout_artists=hid))
+    return rows
+
+
+def run(cfg, split: str) -> dict:
+    t0 = time.time()
+    ec = cfg.evaluate
+    ctx = load_context(cfg)
+    cases = load_eval(ctx.committed, split, uri_index(ctx.tracks))
+    if not len(cases):
+        raise InputError(f"{ctx.committed.uri}: no {split} evaluation cases")
+    artists = ctx.tracks["artist_uri"].to_pylist()
+    artist_id = {a: i for i, a in enumerate(dict.fromkeys(artists))}
+    artist_of = np.array([artist_id[a] for a in artists], np.int64)
+
+    methods: dict[str, np.ndarray] = {"lightgcn": model_ranks(ctx, cases, ec.k)}
+    baselines = {"popularity": lambda: Popularity().fit(ctx.graph),
+                 "cooccurrence": lambda: CoOccurrence(ec.chunk).fit(ctx.graph)}
+    for name in ec.baselines:
+        if name not in baselines:
+            raise InputError(f"evaluate.baselines: unknown baseline {name!r} (popularity, cooccurrence)")
+        methods[name] = baselines[name]().rank(cases.seeds, cases.name, ec.k)
+
+    is_seed = np.array([c == mpd.SEED_PROTOCOL for c in cases.category])
+    report = {"split": split, "k": ec.k, "k_small": ec.k_small,
+              "cases": {"challenge_categories": int((~is_seed).sum()), "seed_protocol": int(is_seed.sum())},
+              "definitions": metrics.DEFINITIONS, "methods": {},
+              "seed_system_published": SEED_SYSTEM,
+              "model": {"version": ctx.model.version, "best": ctx.model.manifest["best"]},
+              "graph_version": ctx.committed.version}
+    for name, ranked in methods.items():
+        rows = score(ranked, cases, artist_of, artist_id, ec.k, ec.k_small)
+        ch = [i for i in range(len(rows)) if not is_seed[i]]
+        sp = [i for i in range(len(rows)) if is_seed[i]]
+        report["methods"][name] = {
+            "challenge": metrics.aggregate([rows[i] for i in ch], [cases.category[i] for i in ch]),
+            "seed_protocol": metrics.aggregate([rows[i] for i in sp])["all"],
+        }
+    report["seconds"] = round(time.time() - t0, 1)
+    out = storage.StageWriter(storage.stage_uri(cfg, "metrics"))
+    storage.write_json(out.path("metrics.json"), report)
+    for metric in METRICS:
+        png = chart(report, metric)
+        if png:
+            storage.write_bytes(out.path(f"{metric.replace('@', '_at_')}.png"), png)
+    out.commit({"stage": "metrics", "split": split})
+    report["out"] = out.uri
+    return report
+
+
+def chart(report: dict, metric: str) -> bytes | None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    methods = list(report["methods"])
+    cats = [c for c in CHALLENGE if c in report["methods"][methods[0]]["challenge"]] + ["all"]
+    fig, ax = plt.subplots(figsize=(11, 4))
+    width = 0.8 / len(methods)
+    for j, m in enumerate(methods):
+        vals = [report["methods"][m]["challenge"].get(c, {}).get(metric, np.nan) for c in cats]
+        ax.bar(np.arange(len(cats)) + j * width, vals, width, label=m)
+    ax.set_xticks(np.arange(len(cats)) + width * (len(methods) - 1) / 2, cats, rotation=30, ha="right")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} by challenge category ({report['split']})")
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def format_report(report: dict) -> str:
+    ks = report["k_small"]
+    cols = ["r_precision", "r_precision_artist", "ndcg", "clicks", f"precision@{ks}", f"hit_rate@{ks}",
+            f"recall@{ks}"]
+    head = ["R-prec", "R-prec+art", "NDCG", "clicks", f"P@{ks}", f"HR@{ks}", f"R@{ks}"]
+    methods = report["methods"]
+    lines = [f"Evaluation on the {report['split']} split: {report['cases']['challenge_categories']:,} "
+             f"challenge-category cases, {report['cases']['seed_protocol']:,} seed-protocol cases "
+             f"(NDCG: 1/log2(i+1) discount, organisers' code; clicks: lower is better)",
+             f"{'method':<14}" + "".join(f"{h:>11}" for h in head)]
+    for m, r in methods.items():
+        a = r["challenge"]["all"]
+        lines.append(f"{m:<14}" + "".join(f"{a.get(c, float('nan')):>11.4f}" for c in cols))
+    lines.append("")
+    lines.append("NDCG by challenge category:")
+    lines.append(f"{'category':<18}{'cases':>7}" + "".join(f"{m:>14}" for m in methods))
+    first = next(iter(methods.values()))["challenge"]
+    for c in CHALLENGE:
+        if c in first:
+            lines.append(f"{c:<18}{first[c]['cases']:>7}" + "".join(
+                f"{methods[m]['challenge'][c].get('ndcg', float('nan')):>14.4f}" for m in methods))
+    lines.append("")
+    lines.append("Seed system's protocol (first half of each playlist as seeds):")
+    for m, r in methods.items():
+        s = r["seed_protocol"]
+        lines.append(f"  {m:<14} P@{ks} {100 * s.get(f'precision@{ks}', float('nan')):6.2f}%   "
+                     f"HR@{ks} {100 * s.get(f'hit_rate@{ks}', float('nan')):6.2f}%   ({s['cases']:,} playlists)")
+    lines.append(f"  {'seed system':<14} P@20 {100 * SEED_SYSTEM['precision@20']:6.2f}%   "
+                 f"HR@20 {100 * SEED_SYSTEM['hit_rate@20']:6.2f}%   (published; its own split and data)")
+    return "\n".join(lines)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--split", choices=["val", "test"], help="cases to evaluate on (evaluate.split)")
+
+
+def run_cli(args) -> int:
+    from musicmap.cli import config_from_args
+    cfg = config_from_args(args, [f"evaluate.split={args.split}"] if args.split else [])
+    report = run(cfg, cfg.evaluate.split)
+    print(format_report(report))
+    print(f"metrics written to {report['out']}")
+    return 0

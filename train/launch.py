@@ -1,0 +1,47 @@
+"""Train LightGCN locally: runs train/main.py under torchrun with N processes (gloo on CPU,
+nccl on GPUs), or as one plain process for --nproc 1.
+
+    musicmap train --root demo-data --nproc 2 [--set train.epochs=10] [--max-restarts 1]
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+MAIN = Path(__file__).resolve().parent / "main.py"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--nproc", type=int, default=1, help="processes (one per GPU, or CPU processes)")
+    p.add_argument("--max-restarts", type=int, default=0,
+                   help="torchrun restarts after a failed process (each resumes from the checkpoint)")
+
+
+def torchrun_command(script, args, nproc: int, max_restarts: int = 0, extra: list[str] = ()) -> list[str]:
+    """The command line running `script` with the parsed --config/--root/--set options, under
+    torchrun when nproc > 1 (standalone rendezvous on this machine)."""
+    fwd = []
+    if args.config:
+        fwd += ["--config", args.config]
+    if args.root:
+        fwd += ["--root", args.root]
+    for o in [*args.overrides, *extra]:
+        fwd += ["--set", o]
+    if nproc <= 1:
+        return [sys.executable, str(script), *fwd]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            f"--max-restarts={max_restarts}", str(script), *fwd]
+
+
+def run_cli(args) -> int:
+    from musicmap.cli import config_from_args
+    from musicmap.errors import MusicMapError
+    config_from_args(args)  # validate the config here: a bad key fails before any process starts
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, args.nproc))))
+    rc = subprocess.call(torchrun_command(MAIN, args, args.nproc, args.max_restarts), env=env)
+    if rc != 0:
+        raise MusicMapError(f"training failed (exit status {rc}); see the log above")
+    return 0

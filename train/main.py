@@ -1,0 +1,290 @@
+"""Train LightGCN with a BPR loss on the committed graph; write embeddings to <root>/model.
+
+    torchrun --nproc_per_node=N train/main.py --root URI [--config FILE] [--set train.epochs=3]
+    python train/main.py --root URI                  (one process)
+    musicmap train --root URI --nproc N              (launches torchrun locally)
+
+Each rank propagates the whole graph (LGConv over a normalised torch.sparse CSR adjacency) and
+draws its BPR batches from its own share of the train edges, reshuffled every epoch from the seed;
+DistributedDataParallel averages the gradients, so all ranks hold the same weights. nccl on CUDA,
+gloo on CPU. Rank 0 logs, checkpoints every epoch (a restarted job resumes by itself) and writes
+the output. Validation (sharded over ranks) picks the best epoch and stops early.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+import time
+
+if __package__ in (None, ""):  # run as a script (torchrun train/main.py) from a source checkout
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from musicmap import metrics, mpd, storage
+from musicmap.errors import MusicMapError
+from musicmap.log import get_logger, progress, setup_logging
+from train import checkpoint
+from train.data import Graph, load_eval, load_graph, load_tracks, uri_index
+from train.export import write_model
+from train.model import LightGCN, bpr_loss, foldin_vectors
+from train.scoring import seed_queries, topk
+
+log = get_logger("train")
+
+
+class BPRStep(torch.nn.Module):
+    """What DDP wraps: one BPR batch through the model (DDP hooks forward only)."""
+
+    def __init__(self, model: LightGCN):
+        super().__init__()
+        self.model = model
+
+    def forward(self, adj, playlists, pos, neg, dtype=None):
+        return self.model.bpr_scores(adj, playlists, pos, neg, dtype)
+
+
+def epoch_batches(num_edges: int, world: int, rank: int, batch: int, seed: int, epoch: int):
+    """This rank's edge ids for each step of an epoch: one permutation shared by all ranks
+    (seeded by seed and epoch), cut into steps of world * batch edges, each step dealt to the
+    ranks round-robin. Every rank gets the same number of steps (a final remainder smaller than
+    the world size is dropped: it is reshuffled into the next epoch)."""
+    perm = np.random.default_rng([seed, epoch]).permutation(num_edges)
+    usable = num_edges - num_edges % world
+    perm = perm[:usable]
+    steps = max(1, math.ceil(usable / (world * batch)))
+    for s in range(steps):
+        yield perm[s * world * batch:(s + 1) * world * batch][rank::world]
+
+
+def sample_negatives(graph: Graph, playlists: np.ndarray, n: int, reject: bool,
+                     gen: np.random.Generator) -> np.ndarray:
+    """(B, n) random tracks for each playlist; with reject, tracks of the playlist itself are
+    redrawn (up to 3 rounds; the rare leftover stays, as in most BPR samplers)."""
+    T = graph.num_tracks
+    neg = gen.integers(0, T, (len(playlists), n))
+    if reject:
+        keys = graph.positive_keys()
+        for _ in range(3):
+            k = playlists[:, None] * T + neg
+            pos = np.searchsorted(keys, k).clip(max=len(keys) - 1)
+            hit = keys[pos] == k
+            if not hit.any():
+                break
+            neg[hit] = gen.integers(0, T, int(hit.sum()))
+    return neg
+
+
+@torch.no_grad()
+def validate(model: LightGCN, adj, track_degree: torch.Tensor, cases, k: int, world: int) -> dict:
+    """Mean R-precision, NDCG and clicks over the validation cases (each rank scores its share;
+    sums are all-reduced so every rank gets the same numbers)."""
+    xs = model.layer_outputs(adj)
+    final = torch.stack(xs).mean(0)
+    foldin = foldin_vectors(xs, track_degree, model.num_playlists)
+    tracks = final[model.num_playlists:]
+    sums = torch.zeros(4, dtype=torch.float64)
+    if len(cases):
+        q = seed_queries(cases.seeds, foldin, tracks)
+        _, ranked = topk(q, tracks, k, exclude=cases.seeds)
+        for r, h in zip(ranked, cases.holdouts):
+            m = metrics.case_metrics(r, h, k=k)
+            if m is not None:
+                sums += torch.tensor([m["r_precision"], m["ndcg"], m["clicks"], 1.0], dtype=torch.float64)
+    if world > 1:
+        dist.all_reduce(sums)
+    n = max(sums[3].item(), 1.0)
+    return {"r_precision": sums[0].item() / n, "ndcg": sums[1].item() / n,
+            "clicks": sums[2].item() / n, "cases": int(sums[3].item())}
+
+
+def param_digest(model: LightGCN) -> str:
+    return hashlib.sha256(model.embedding.weight.detach().cpu().numpy().tobytes()).hexdigest()[:16]
+
+
+def main(argv: list[str] | None = None) -> int:
+    # ---------------------------------------------------------------- arguments -> config
+    import argparse
+
+    from musicmap.cli import add_config_args, config_from_args
+    parser = argparse.ArgumentParser(prog="train/main.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser)
+    args = parser.parse_args(argv)
+    ddp = "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = int(os.environ.get("RANK", 0)) if ddp else 0
+    setup_logging(rank=rank if ddp else None, quiet=rank != 0)
+    cfg = config_from_args(args)
+    tc = cfg.train
+
+    # ---------------------------------------------------------------- distributed setup
+    use_cuda = tc.device == "cuda" or (tc.device == "auto" and torch.cuda.is_available())
+    if ddp:
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        world = dist.get_world_size()
+    else:
+        local_rank, world = 0, 1
+    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    master = rank == 0
+    torch.manual_seed(tc.seed)
+    if tc.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    dtype = torch.bfloat16 if (tc.bf16 and use_cuda) else None
+
+    # ---------------------------------------------------------------- data
+    graph_uri, model_uri = storage.stage_uri(cfg, "graph"), storage.stage_uri(cfg, "model")
+    graph, committed = load_graph(graph_uri)
+    adj = graph.adjacency(cfg.model.use_edge_weight).to(device)
+    P, T, E = graph.num_playlists, graph.num_tracks, graph.num_edges
+    track_degree = torch.from_numpy(graph.degrees(cfg.model.use_edge_weight)[P:]).float().to(device)
+    tracks_table = load_tracks(committed, ["track_idx", "track_uri"])
+    val = load_eval(committed, "val", uri_index(tracks_table))
+    with_seeds = [i for i in range(len(val)) if len(val.seeds[i])]
+    if tc.val_max_cases and len(with_seeds) > tc.val_max_cases:
+        pick = np.random.default_rng([tc.seed, 7]).choice(len(with_seeds), tc.val_max_cases, replace=False)
+        with_seeds = [with_seeds[i] for i in np.sort(pick)]
+    val_shard = val.subset(with_seeds[rank::world])
+    log.info("graph %s: %d playlists, %d tracks, %d edges; %d validation cases; world %d on %s",
+             committed.version, P, T, E, len(with_seeds), world, device)
+
+    # ---------------------------------------------------------------- model, optimizer
+    model = LightGCN(P, T, cfg.model.dim, cfg.model.layers, cfg.model.init_std).to(device)
+    step_fn = BPRStep(model)
+    if ddp:
+        step_fn = DDP(step_fn, device_ids=[local_rank] if use_cuda else None)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+
+    # ---------------------------------------------------------------- resume
+    ckpt_dir = storage.join(model_uri, "checkpoints")
+    fp = checkpoint.fingerprint(cfg, committed.version, world)
+    state = checkpoint.load_latest(ckpt_dir, fp) if tc.resume else None
+    start, history, best, bad, stopped, best_weights = 0, [], {"epoch": 0, "ndcg": -1.0}, 0, False, None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start, history, best, bad, stopped = (state["epoch"], state["history"], state["best"],
+                                              state["bad_validations"], state["stopped"])
+        best_weights = state.get("best_weights")
+        torch.set_rng_state(state["rng"])
+        log.info("resumed from checkpoint epoch %d (%s)", start, fp)
+    elif master:
+        checkpoint.clear(ckpt_dir)
+    if ddp:
+        dist.barrier()
+
+    # ---------------------------------------------------------------- training loop
+    steps = max(1, math.ceil((E - E % world) / (world * tc.batch_size)))
+    for epoch in range(start + 1, tc.epochs + 1):
+        if stopped:
+            break
+        t0 = time.time()
+        model.train()
+        gen = np.random.default_rng([tc.seed, epoch, rank, 1])
+        loss_sum, seen = 0.0, 0
+        bar = progress(total=steps, desc=f"epoch {epoch}/{tc.epochs}", unit="step",
+                       disable=not (master and tc.progress))
+        for ids in epoch_batches(E, world, rank, tc.batch_size, tc.seed, epoch):
+            u = graph.playlist[ids]
+            neg = sample_negatives(graph, u, tc.negatives, tc.reject_positives, gen)
+            u_t = torch.from_numpy(u).to(device)
+            i_t = torch.from_numpy(graph.track[ids]).to(device)
+            j_t = torch.from_numpy(neg).to(device)
+            pos_s, neg_s, reg = step_fn(adj, u_t, i_t, j_t, dtype)
+            loss = bpr_loss(pos_s, neg_s, reg, tc.l2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(ids)
+            seen += len(ids)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}",
+                            edges_per_s=f"{seen * world / max(time.time() - t0, 1e-9):,.0f}", refresh=False)
+        bar.close()
+        totals = torch.tensor([loss_sum, seen], dtype=torch.float64)
+        if ddp:
+            dist.all_reduce(totals)
+        entry = {"epoch": epoch, "loss": totals[0].item() / max(totals[1].item(), 1),
+                 "seconds": round(time.time() - t0, 2),
+                 "edges_per_s": round(totals[1].item() / max(time.time() - t0, 1e-9))}
+        if tc.val_every and (epoch % tc.val_every == 0 or epoch == tc.epochs):
+            model.eval()
+            entry["val"] = validate(model, adj, track_degree, val_shard, cfg.evaluate.k, world)
+            if entry["val"]["ndcg"] > best["ndcg"]:
+                best, bad = {"epoch": epoch, **entry["val"]}, 0
+                best_weights = model.embedding.weight.detach().cpu().clone()
+            else:
+                bad += 1
+                stopped = bool(tc.patience) and bad >= tc.patience
+        history.append(entry)
+        if master:
+            v = entry.get("val")
+            log.info("epoch %d: loss %.4f, %.1fs (%s edges/s)%s%s", epoch, entry["loss"], entry["seconds"],
+                     f"{entry['edges_per_s']:,}",
+                     f", val NDCG {v['ndcg']:.4f} R-prec {v['r_precision']:.4f} clicks {v['clicks']:.2f}" if v else "",
+                     f" - no improvement for {bad} validations, stopping" if stopped else "")
+            checkpoint.save(ckpt_dir, epoch, {
+                "epoch": epoch, "fingerprint": fp, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "history": history, "best": best,
+                "bad_validations": bad, "stopped": stopped, "best_weights": best_weights,
+                "rng": torch.get_rng_state()}, tc.keep_checkpoints)
+        if ddp:
+            dist.barrier()
+
+    # ---------------------------------------------------------------- output (rank 0)
+    digests = [None] * world
+    if ddp:
+        dist.all_gather_object(digests, param_digest(model))
+    else:
+        digests = [param_digest(model)]
+    if master:
+        if best_weights is not None:  # the best validated epoch, not the last one
+            with torch.no_grad():
+                model.embedding.weight.copy_(best_weights.to(device))
+        else:
+            best = {"epoch": history[-1]["epoch"] if history else 0, "ndcg": None}
+        model.eval()
+        with torch.no_grad():
+            xs = model.layer_outputs(adj)
+            final = torch.stack(xs).mean(0).cpu().numpy()
+            foldin = foldin_vectors(xs, track_degree, P).cpu().numpy()
+        manifest = {
+            "dim": cfg.model.dim, "layers": cfg.model.layers, "use_edge_weight": cfg.model.use_edge_weight,
+            "playlists": P, "tracks": T, "edges": E, "epochs_run": len(history) and history[-1]["epoch"],
+            "best": best, "world_size": world, "device": str(device), "rank_param_digests": digests,
+            "foldin": "f_t = 1/(L+1) sum_{k<L} x_t^(k) / sqrt(d_t); new playlist = sum_{t in S} f_t / sqrt(|S|)",
+            "input": {"graph": graph_uri, "graph_version": committed.version},
+            "config": redacted(cfg.to_dict()), "fingerprint": fp,
+        }
+        marker = write_model(storage.StageWriter(model_uri), final[:P], final[P:], foldin, manifest, history)
+        log.info("model committed at %s (%s): best epoch %s, val NDCG %s", model_uri, marker["version"],
+                 best["epoch"], best["ndcg"] if best["ndcg"] is None else f"{best['ndcg']:.4f}")
+    if ddp:
+        dist.barrier()
+        dist.destroy_process_group()
+    return 0
+
+
+def redacted(cfg: dict) -> dict:
+    """The config with secret values masked (for manifests)."""
+    s = dict(cfg.get("storage", {}))
+    for k in s:
+        if ("secret" in k or "key_id" in k) and s[k]:
+            s[k] = "***"
+    return {**cfg, "storage": s}
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except MusicMapError as e:
+        print(f"train: error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,117 @@
+"""LightGCN (He et al., SIGIR 2020) on the playlist-track graph, with PyTorch Geometric's LGConv.
+
+    model = LightGCN(num_playlists=P, num_tracks=T, dim=64, layers=2)
+    out = model(adj)                    # (N, d) final embeddings, N = P + T
+    pos, neg, reg = model.bpr_scores(adj, playlists, pos_tracks, neg_tracks)
+
+The layer-0 table `model.embedding` is the only parameter and the only state that grows with the
+data: replacing it by a row-wise sharded table (TorchRec-style) is a change local to this class.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import LGConv
+
+
+class SymmetricSpMM(torch.autograd.Function):
+    """Â @ X for a symmetric sparse Â. The gradient of Â X is Âᵀ G = Â G, so the backward is one
+    more sparse product with the same CSR matrix (torch's generic sparse backward transposes Â
+    at every step: 4-5x slower on CPU, see bench/BENCHMARKS.md)."""
+
+    @staticmethod
+    def forward(ctx, adj: Tensor, x: Tensor) -> Tensor:
+        ctx.adj = adj
+        return torch.sparse.mm(adj, x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return None, torch.sparse.mm(ctx.adj, grad)
+
+
+class SymLGConv(LGConv):
+    """LGConv over an already normalised, symmetric torch.sparse adjacency Â (normalize=False):
+    out = Â x.
+
+    Shapes: x (N, d), adj (N, N) sparse CSR -> (N, d)."""
+
+    def __init__(self):
+        super().__init__(normalize=False)
+
+    def message_and_aggregate(self, adj_t: Tensor, x: Tensor) -> Tensor:
+        if adj_t.dtype != x.dtype:  # bf16 propagation: the matrix follows the features
+            adj_t = adj_t.to(x.dtype)
+        return SymmetricSpMM.apply(adj_t, x)
+
+
+class LightGCN(nn.Module):
+    """Embeddings of P playlists and T tracks (nodes 0..P-1, P..P+T-1) propagated by `layers`
+    LGConv layers; the final embedding is the mean of the layer outputs x_0..x_L (weights
+    1/(L+1)). Scores are dot products of final embeddings.
+
+    Args:
+        num_playlists, num_tracks: node counts P and T.
+        dim: embedding size d.
+        layers: number of propagation layers L.
+        init_std: std of the normal initialisation of x_0.
+    """
+
+    def __init__(self, num_playlists: int, num_tracks: int, dim: int = 64, layers: int = 2,
+                 init_std: float = 0.1):
+        super().__init__()
+        self.num_playlists, self.num_tracks, self.layers = num_playlists, num_tracks, layers
+        self.embedding = nn.Embedding(num_playlists + num_tracks, dim)
+        nn.init.normal_(self.embedding.weight, std=init_std)
+        self.convs = nn.ModuleList(SymLGConv() for _ in range(layers))
+
+    def layer_outputs(self, adj: Tensor, dtype: torch.dtype | None = None) -> list[Tensor]:
+        """[x_0, x_1, ..., x_L], each (N, d); x_k = Â x_{k-1} (computed in `dtype` if given)."""
+        x = self.embedding.weight
+        xs = [x]
+        h = x if dtype is None else x.to(dtype)
+        for conv in self.convs:
+            h = conv(h, adj)
+            xs.append(h if dtype is None else h.float())
+        return xs
+
+    def forward(self, adj: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        """(N, d) final embeddings: mean of x_0..x_L."""
+        return torch.stack(self.layer_outputs(adj, dtype)).mean(0)
+
+    def bpr_scores(self, adj: Tensor, playlists: Tensor, pos: Tensor, neg: Tensor,
+                   dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """Scores of a BPR batch from the propagated embeddings.
+
+        playlists, pos: (B,) playlist and positive track ids; neg: (B, n) negative track ids.
+        Returns pos_scores (B,), neg_scores (B, n) and the L2 term 1/2 (|x0_u|² + |x0_i|² + |x0_j|²)
+        of the batch's layer-0 embeddings (summed over the batch)."""
+        P = self.num_playlists
+        out = self(adj, dtype)
+        u = out[playlists]
+        pos_scores = (u * out[P + pos]).sum(-1)
+        neg_scores = torch.einsum("bd,bnd->bn", u, out[P + neg])
+        x0 = self.embedding.weight
+        reg = 0.5 * (x0[playlists].pow(2).sum() + x0[P + pos].pow(2).sum() + x0[P + neg].pow(2).sum())
+        return pos_scores, neg_scores, reg
+
+
+def bpr_loss(pos_scores: Tensor, neg_scores: Tensor, reg: Tensor, l2: float) -> Tensor:
+    """Bayesian Personalised Ranking: mean over (positive, negative) pairs of -log σ(s⁺ - s⁻),
+    plus l2 * reg / B as in the LightGCN paper."""
+    b = pos_scores.shape[0]
+    return F.softplus(neg_scores - pos_scores[:, None]).mean() + l2 * reg / b
+
+
+@torch.no_grad()
+def foldin_vectors(layer_outputs: list[Tensor], track_degree: Tensor, num_playlists: int) -> Tensor:
+    """(T, d) per-track vectors f_t = 1/(L+1) Σ_{k=0..L-1} x_t^(k) / sqrt(d_t).
+
+    A new playlist joined to seed tracks S (its own x^(0) unknown, i.e. 0, and the tracks'
+    degrees unchanged) gets from LightGCN's propagation the final embedding
+        e_p = 1/(L+1) Σ_{k=1..L} Σ_{t∈S} x_t^(k-1) / sqrt(|S| d_t) = Σ_{t∈S} f_t / sqrt(|S|),
+    which is how playlists outside the graph (validation, test, challenge) are scored."""
+    L = len(layer_outputs) - 1
+    xt = torch.stack([x[num_playlists:] for x in layer_outputs[:L]]).sum(0)
+    inv = torch.where(track_degree > 0, track_degree.clamp_min(1e-12).rsqrt(), torch.zeros_like(track_degree))
+    return xt * inv[:, None] / (L + 1)

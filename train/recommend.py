@@ -1,0 +1,290 @@
+"""Batch top-K recommendations for every playlist of a set, and a challenge submission.
+
+    musicmap recommend --root URI [--k 500] [--playlists train|val|test|all|none] [--challenge FILE]
+                       [--nproc N]
+    torchrun --nproc_per_node=N train/recommend.py --root URI ...   (playlists sharded over ranks)
+
+train: graph playlists, scored with their propagated embeddings, minus their own tracks.
+val/test: every evaluation case of the split (a playlist may have two: its challenge category
+and the seed protocol), scored from its seeds by LightGCN fold-in (train.model.foldin_vectors),
+or by the title model when it has no in-vocabulary seed; never a seed.
+--challenge FILE: a challenge_set.json; writes recs/<version>/submission.csv.gz and validates it.
+
+Output (committed atomically): recs/<version>/part-*.parquet (schemas.RECS) and summary.json.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+if __package__ in (None, ""):  # run as a script (torchrun train/recommend.py)
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from musicmap import schemas, storage, submission
+from musicmap.errors import InputError, MusicMapError
+from musicmap.log import get_logger, progress
+from train.data import Graph, load_eval, load_graph, load_tracks, uri_index
+from train.export import TrainedModel, load_model
+from train.recommenders import LightGCNRecommender, TitleModel
+from train.scoring import topk
+
+log = get_logger("recommend")
+ROWS_PER_PART = 2_000_000
+
+
+@dataclass
+class Context:
+    """Everything the recommend, evaluate and similar commands read from storage."""
+    cfg: object
+    graph: Graph
+    committed: storage.Committed
+    tracks: pa.Table          # graph/tracks sorted by track_idx
+    playlists: pa.Table       # graph/playlists
+    model: TrainedModel | None
+    title_model: TitleModel
+
+    @property
+    def uris(self) -> pa.Array:
+        return self.tracks["track_uri"].combine_chunks()
+
+    def device(self) -> str:
+        d = self.cfg.recommend.device
+        return ("cuda" if torch.cuda.is_available() else "cpu") if d == "auto" else d
+
+    def recommender(self) -> LightGCNRecommender:
+        return LightGCNRecommender(self.model, self.title_model, self.cfg.recommend.foldin,
+                                   self.device(), self.cfg.recommend.chunk)
+
+
+def load_context(cfg, need_model: bool = True) -> Context:
+    graph, committed = load_graph(storage.stage_uri(cfg, "graph"))
+    model = load_model(storage.stage_uri(cfg, "model")) if need_model else None
+    if model is not None and model.manifest["input"]["graph_version"] != committed.version:
+        raise InputError(f"{storage.stage_uri(cfg, 'model')}: the model was trained on graph "
+                         f"{model.manifest['input']['graph_version']} but the graph is now "
+                         f"{committed.version}; rerun `musicmap train`")
+    tracks = load_tracks(committed)
+    playlists = storage.read_parquet(committed.path("playlists"), schema=schemas.PLAYLISTS)
+    train_pl = playlists.filter(pc.equal(playlists["split"], "train")).sort_by("playlist_idx")
+    titles = TitleModel(train_pl["name"].to_pylist()).fit(graph)
+    return Context(cfg, graph, committed, tracks, playlists, model, titles)
+
+
+def _rows(pids, categories, ranked, scores, uris: pa.Array) -> pa.Table:
+    """RECS rows of a block of ranked lists (-1 padding dropped)."""
+    n, k = ranked.shape
+    valid = ranked >= 0
+    counts = valid.sum(1)
+    flat = ranked[valid]
+    return pa.table({
+        "pid": pa.array(np.repeat(pids, counts), pa.int64()),
+        "category": pa.array(np.repeat(np.asarray(categories, dtype=object), counts).tolist(), pa.string()),
+        "rank": pa.array(np.broadcast_to(np.arange(1, k + 1, dtype=np.int16), (n, k))[valid], pa.int16()),
+        "track_uri": pc.take(uris, pa.array(flat)),
+        "score": pa.array(scores[valid].astype(np.float32), pa.float32()),
+    }, schema=schemas.RECS)
+
+
+class PartWriter:
+    """Buffers RECS rows and writes part files of about ROWS_PER_PART rows."""
+
+    def __init__(self, out: storage.StageWriter, rank: int):
+        self.out, self.rank, self.buf, self.n, self.parts, self.rows = out, rank, [], 0, 0, 0
+
+    def add(self, table: pa.Table) -> None:
+        self.buf.append(table)
+        self.n += table.num_rows
+        if self.n >= ROWS_PER_PART:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buf:
+            t = pa.concat_tables(self.buf)
+            storage.write_parquet(t, self.out.path(f"part-{self.rank:03d}-{self.parts:05d}.parquet"))
+            self.parts += 1
+            self.rows += t.num_rows
+            self.buf, self.n = [], 0
+
+
+def recommend_train(ctx: Context, idx: np.ndarray, k: int, writer: PartWriter, show: bool) -> int:
+    """Graph playlists `idx`: propagated playlist embedding x track embeddings, own tracks out."""
+    dev = torch.device(ctx.device())
+    tracks = torch.from_numpy(ctx.model.tracks).to(dev)
+    pid = ctx.playlists.filter(pc.equal(ctx.playlists["split"], "train")).sort_by("playlist_idx")["pid"].to_numpy()
+    block = max(ctx.cfg.recommend.chunk, 4096)
+    for lo in progress(range(0, len(idx), block), desc="recommend train", unit="block", disable=not show):
+        b = idx[lo:lo + block]
+        q = torch.from_numpy(ctx.model.playlists[b]).to(dev)
+        own = [ctx.graph.playlist_tracks(int(p)) for p in b]
+        scores, ranked = topk(q, tracks, k, exclude=own, chunk=ctx.cfg.recommend.chunk)
+        writer.add(_rows(pid[b], ["train"] * len(b), ranked, scores, ctx.uris))
+    return len(idx)
+
+
+def recommend_cases(ctx: Context, split: str, k: int, rank: int, world: int, writer: PartWriter,
+                    show: bool) -> int:
+    cases = load_eval(ctx.committed, split, uri_index(ctx.tracks))
+    mine = cases.subset(range(rank, len(cases), world))
+    rec = ctx.recommender()
+    block = 4096
+    for lo in progress(range(0, len(mine), block), desc=f"recommend {split}", unit="block", disable=not show):
+        part = mine.subset(range(lo, min(lo + block, len(mine))))
+        ranked, scores = rec.rank(part.seeds, part.name, k, return_scores=True)
+        writer.add(_rows(part.pid, part.category, ranked, scores, ctx.uris))
+    return len(mine)
+
+
+def recommend_challenge(ctx: Context, challenge_uri: str, out: storage.StageWriter, writer: PartWriter) -> dict:
+    challenge = submission.read_challenge(challenge_uri)
+    index = uri_index(ctx.tracks)
+    seeds, dropped = [], 0
+    for p in challenge:
+        s = [index[u] for u in p["seeds"] if u in index]
+        dropped += len(p["seeds"]) - len(s)
+        seeds.append(np.unique(np.array(s, np.int64)))
+    k = submission.SUBMISSION_SIZE
+    ranked, scores = ctx.recommender().rank(seeds, [p["name"] for p in challenge], k, return_scores=True)
+    pids = np.array([p["pid"] for p in challenge], np.int64)
+    writer.add(_rows(pids, ["challenge"] * len(pids), ranked, scores, ctx.uris))
+    uris = ctx.uris.to_numpy(zero_copy_only=False)
+    rows = [(int(pid), uris[r[r >= 0]].tolist()) for pid, r in zip(pids, ranked)]
+    sub_uri = out.path("submission.csv.gz")
+    rc = ctx.cfg.recommend
+    submission.write_submission(sub_uri, rc.team_name, rc.contact, rows)
+    problems = submission.validate_submission(sub_uri, challenge)
+    if problems:
+        log.warning("submission %s fails %d checks, e.g. %s", sub_uri, len(problems), problems[0])
+    return {"playlists": len(challenge), "oov_seeds": dropped, "valid": not problems,
+            "problems": problems[:10], "file": "submission.csv.gz"}
+
+
+def run(cfg, which: str, challenge: str | None = None, rank: int = 0, world: int = 1,
+        version: str | None = None) -> dict:
+    """Write this rank's share of the recommendations; rank 0 commits when all are done."""
+    t0 = time.time()
+    if which not in ("train", "val", "test", "all", "none"):
+        raise InputError(f"--playlists {which!r}: use train, val, test, all or none")
+    ctx = load_context(cfg)
+    k = cfg.recommend.k
+    out = storage.StageWriter(storage.stage_uri(cfg, "recs"), version)
+    writer = PartWriter(out, rank)
+    show = rank == 0
+    counts = {}
+    if which in ("train", "all"):
+        idx = np.arange(ctx.graph.num_playlists)[rank::world]
+        counts["train"] = recommend_train(ctx, idx, k, writer, show)
+    for split in ("val", "test"):
+        if which in (split, "all"):
+            counts[split] = recommend_cases(ctx, split, k, rank, world, writer, show)
+    summary = {}
+    if challenge and rank == 0:
+        summary["challenge"] = recommend_challenge(ctx, challenge, out, writer)
+    writer.flush()
+    summary.update({"k": k, "playlists": which, "cases_by_rank": {rank: counts}, "rows_by_rank": {rank: writer.rows},
+                    "model_version": ctx.model.version, "graph_version": ctx.committed.version,
+                    "seconds": round(time.time() - t0, 2)})
+    return {"out": out, "summary": summary}
+
+
+def commit(out: storage.StageWriter, summaries: list[dict]) -> dict:
+    s = dict(summaries[0])
+    for other in summaries[1:]:
+        s["cases_by_rank"].update(other["cases_by_rank"])
+        s["rows_by_rank"].update(other["rows_by_rank"])
+    s["rows"] = sum(s["rows_by_rank"].values())
+    storage.write_json(out.path("summary.json"), s)
+    out.commit({"stage": "recs", "rows": s["rows"], "model_version": s["model_version"]})
+    return s
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--k", type=int, help="recommendations per playlist (recommend.k)")
+    p.add_argument("--playlists", help="train, val, test, all or none (recommend.playlists)")
+    p.add_argument("--challenge", metavar="FILE", help="challenge_set.json to answer (submission.csv.gz)")
+    p.add_argument("--nproc", type=int, default=1, help="processes (torchrun), playlists sharded over them")
+
+
+def _extra(args) -> list[str]:
+    return [f"recommend.{k}={v}" for k, v in (("k", args.k), ("playlists", args.playlists)) if v is not None]
+
+
+def print_summary(s: dict, out_uri: str) -> None:
+    total = {}
+    for c in s["cases_by_rank"].values():
+        for k, v in c.items():
+            total[k] = total.get(k, 0) + v
+    print(f"recommend: {s['rows']:,} rows (top {s['k']}) for "
+          + ", ".join(f"{v:,} {k}" for k, v in total.items()) + f" -> {out_uri}")
+    if "challenge" in s:
+        c = s["challenge"]
+        print(f"  challenge: {c['playlists']:,} playlists -> submission.csv.gz "
+              f"({'passes the challenge checks' if c['valid'] else 'FAILS: ' + '; '.join(c['problems'][:3])})")
+
+
+def run_cli(args) -> int:
+    from musicmap.cli import config_from_args
+    cfg = config_from_args(args, _extra(args))
+    if args.nproc > 1:
+        import subprocess
+        from train.launch import torchrun_command
+        rc = subprocess.call(torchrun_command(__file__, args, args.nproc, extra=_extra(args)))
+        if rc:
+            raise MusicMapError(f"recommend failed (exit status {rc})")
+        return 0
+    res = run(cfg, cfg.recommend.playlists, args.challenge)
+    s = commit(res["out"], [res["summary"]])
+    print_summary(s, res["out"].uri)
+    return 0
+
+
+def main(argv=None) -> int:
+    """torchrun entry: shards playlists over ranks; rank 0 commits."""
+    import argparse
+
+    import torch.distributed as dist
+
+    from musicmap.cli import add_config_args, config_from_args
+    from musicmap.log import setup_logging
+    parser = argparse.ArgumentParser(prog="train/recommend.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = int(os.environ.get("RANK", "0"))
+    setup_logging(rank=rank if ddp else None, quiet=rank != 0)
+    cfg = config_from_args(args, _extra(args))
+    if not ddp:
+        res = run(cfg, cfg.recommend.playlists, args.challenge)
+        print_summary(commit(res["out"], [res["summary"]]), res["out"].uri)
+        return 0
+    dist.init_process_group("gloo")  # coordination only: scoring runs on each rank's device
+    world = dist.get_world_size()
+    box = [storage.new_version() if rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    if cfg.recommend.device == "auto" and torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    res = run(cfg, cfg.recommend.playlists, args.challenge, rank, world, box[0])
+    gathered = [None] * world
+    dist.all_gather_object(gathered, res["summary"])
+    if rank == 0:
+        print_summary(commit(res["out"], gathered), res["out"].uri)
+    dist.barrier()
+    dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except MusicMapError as e:
+        print(f"recommend: error: {e}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,154 @@
+"""Recommenders with one interface, so the model and the baselines run in the same harness:
+
+    rec = Popularity().fit(graph)                       # or CoOccurrence(), TitleModel(names)
+    ranked = rec.rank(seeds, names, k=500)               # (n, k) track_idx, -1 padded, no seed
+
+seeds: per playlist, its in-vocabulary seed track_idx; names: its title or None.
+Ranks never contain a seed.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from musicmap.mpd import normalize_title
+from train.data import Graph
+from train.export import TrainedModel
+from train.scoring import _flat, seed_queries, topk
+
+
+def _exclude_and_topk(scores: torch.Tensor, seeds: list[np.ndarray], k: int) -> np.ndarray:
+    """Top-k of a dense (n, T) score matrix with each row's seeds removed."""
+    rows, cols = _flat(seeds)
+    if len(rows):
+        scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf
+    kk = min(k, scores.shape[1])
+    v, ix = torch.topk(scores, kk, dim=1)
+    out = np.full((scores.shape[0], k), -1, np.int64)
+    ix = ix.numpy()
+    ix[~np.isfinite(v.numpy())] = -1
+    out[:, :kk] = ix
+    return out
+
+
+class Popularity:
+    """The most frequent tracks of the train playlists, minus the seeds."""
+    name = "popularity"
+
+    def fit(self, graph: Graph) -> "Popularity":
+        self.counts = np.bincount(graph.track, minlength=graph.num_tracks).astype(np.float32)
+        self.order = np.argsort(-self.counts, kind="stable")
+        return self
+
+    def rank(self, seeds: list[np.ndarray], names=None, k: int = 500) -> np.ndarray:
+        top = self.order[:k + max((len(s) for s in seeds), default=0)]
+        out = np.full((len(seeds), k), -1, np.int64)
+        for i, s in enumerate(seeds):
+            r = top[~np.isin(top, s)][:k] if len(s) else top[:k]
+            out[i, :len(r)] = r
+        return out
+
+
+class CoOccurrence:
+    """Item-based kNN on train co-occurrence: score(t) = Σ_{s∈S} C[s,t] / sqrt(n_s n_t), where
+    C[s,t] counts train playlists holding both tracks and n_t the playlists holding t (cosine
+    similarity); popularity breaks ties and fills the list."""
+    name = "cooccurrence"
+
+    def __init__(self, chunk: int = 256):
+        self.chunk = chunk
+
+    def fit(self, graph: Graph) -> "CoOccurrence":
+        P, T = graph.num_playlists, graph.num_tracks
+        idx = torch.from_numpy(np.stack([graph.playlist, graph.track]))
+        ones = torch.ones(graph.num_edges)
+        self.X = torch.sparse_coo_tensor(idx, ones, (P, T)).coalesce().to_sparse_csr()
+        self.Xt = torch.sparse_coo_tensor(idx.flip(0), ones, (T, P)).coalesce().to_sparse_csr()
+        n = torch.from_numpy(np.bincount(graph.track, minlength=T).astype(np.float32))
+        self.inv_sqrt = torch.where(n > 0, n.clamp_min(1).rsqrt(), torch.zeros_like(n))
+        self.tiebreak = n / (n.max() + 1) * 1e-6
+        return self
+
+    @torch.no_grad()
+    def rank(self, seeds: list[np.ndarray], names=None, k: int = 500) -> np.ndarray:
+        out = []
+        T = self.Xt.shape[0]
+        for lo in range(0, len(seeds), self.chunk):
+            part = seeds[lo:lo + self.chunk]
+            rows, cols = _flat(part)
+            q = torch.zeros(T, len(part))
+            q[torch.from_numpy(cols), torch.from_numpy(rows)] = self.inv_sqrt[torch.from_numpy(cols)]
+            per_playlist = torch.sparse.mm(self.X, q)                 # (P, n)
+            scores = torch.sparse.mm(self.Xt, per_playlist).t()       # (n, T)
+            scores = scores * self.inv_sqrt + self.tiebreak
+            out.append(_exclude_and_topk(scores.contiguous(), part, k))
+        return np.concatenate(out) if out else np.zeros((0, k), np.int64)
+
+
+class TitleModel:
+    """Playlist titles -> tracks: a normalised title (musicmap.mpd.normalize_title) scores each
+    track by the share of train playlists with that title that hold it; unknown or missing titles
+    fall back to popularity (which also fills the list)."""
+    name = "title"
+
+    def __init__(self, titles: list[str | None]):
+        self.titles = titles  # title of each graph playlist, by playlist_idx
+
+    def fit(self, graph: Graph) -> "TitleModel":
+        norm = np.array([normalize_title(t) for t in self.titles], dtype=object)
+        vocab, tid = np.unique(norm, return_inverse=True)
+        self.title_id = {t: i for i, t in enumerate(vocab) if t}
+        key = tid[graph.playlist].astype(np.int64) * graph.num_tracks + graph.track
+        uk, counts = np.unique(key, return_counts=True)
+        self.key_title, self.key_track = uk // graph.num_tracks, uk % graph.num_tracks
+        self.key_share = counts / np.bincount(tid)[self.key_title]
+        self.starts = np.searchsorted(self.key_title, np.arange(len(vocab) + 1))
+        pop = np.bincount(graph.track, minlength=graph.num_tracks).astype(np.float64)
+        self.pop = pop / pop.max() * 1e-3
+        self.num_tracks = graph.num_tracks
+        return self
+
+    def scores(self, name: str | None) -> np.ndarray:
+        s = self.pop.copy()
+        t = self.title_id.get(normalize_title(name)) if name else None
+        if t is not None:
+            lo, hi = self.starts[t], self.starts[t + 1]
+            s[self.key_track[lo:hi]] += self.key_share[lo:hi]
+        return s
+
+    def rank(self, seeds: list[np.ndarray], names: list[str | None], k: int = 500,
+             return_scores: bool = False):
+        out = np.full((len(names), k), -1, np.int64)
+        out_s = np.full((len(names), k), -np.inf, np.float32)
+        for i, (s, name) in enumerate(zip(seeds, names)):
+            sc = self.scores(name)
+            sc[s] = -np.inf
+            kk = min(k, len(sc))
+            top = np.argpartition(-sc, kk - 1)[:kk]
+            top = top[np.argsort(-sc[top], kind="stable")]
+            top = top[np.isfinite(sc[top])]
+            out[i, :len(top)], out_s[i, :len(top)] = top, sc[top]
+        return (out, out_s) if return_scores else out
+
+
+class LightGCNRecommender:
+    """The trained model for playlists outside the graph: the fold-in of their seeds (see
+    train.model.foldin_vectors); a playlist with no in-vocabulary seed goes to the title model."""
+    name = "lightgcn"
+
+    def __init__(self, model: TrainedModel, title_model: TitleModel | None = None,
+                 foldin: str = "lightgcn", device: str = "cpu", chunk: int = 1024):
+        self.device = torch.device(device)
+        self.tracks = torch.from_numpy(model.tracks).to(self.device)
+        self.foldin = torch.from_numpy(model.foldin).to(self.device)
+        self.title_model, self.mode, self.chunk = title_model, foldin, chunk
+
+    def rank(self, seeds: list[np.ndarray], names: list[str | None], k: int = 500,
+             return_scores: bool = False):
+        q = seed_queries(seeds, self.foldin, self.tracks, self.mode)
+        scores, ranked = topk(q, self.tracks, k, exclude=seeds, chunk=self.chunk)
+        cold = [i for i, s in enumerate(seeds) if len(s) == 0]
+        if cold and self.title_model is not None:
+            ranked[cold], scores[cold] = self.title_model.rank(
+                [seeds[i] for i in cold], [names[i] for i in cold], k, return_scores=True)
+        return (ranked, scores) if return_scores else ranked
