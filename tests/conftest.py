@@ -1,0 +1,119 @@
+"""Shared fixtures: real components only (local Spark, torchrun processes, a loopback S3 server).
+
+Expensive things are built once per test run and shared (session scope):
+    spark        one local Spark session (start-up is ~7 s)
+    mpd_small    a generated MPD of 3,000 playlists (3 slices) with a challenge set
+    graph_small  build_graph over it (committed under a storage root)
+    s3_server    moto's S3 server on 127.0.0.1 (dummy credentials, us-east-1), env pointing at it
+Tests that need their own copy of a stage output copy the folder (shutil.copytree).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+SMALL_PLAYLISTS = 3000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cmd(args: list[str], env: dict | None = None, timeout: int = 600, check: bool = True,
+            cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """Run a command (the project's Python for 'python'), capture output, fail with it shown."""
+    args = [sys.executable if a == "python" else a for a in args]
+    full_env = dict(os.environ, **(env or {}))
+    p = subprocess.run(args, env=full_env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} exited {p.returncode}\n--- stdout\n"
+                             f"{p.stdout[-4000:]}\n--- stderr\n{p.stderr[-6000:]}")
+    return p
+
+
+def musicmap(*args: str, env: dict | None = None, timeout: int = 600, check: bool = True):
+    """The musicmap command line in a subprocess (as a user runs it)."""
+    return run_cmd(["python", "-m", "musicmap.cli", *args], env=env, timeout=timeout, check=check)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from musicmap.config import load_config
+    from spark_jobs.build_graph import spark_session
+    cfg = load_config(overrides=["graph.spark_driver_memory=2g", "graph.shuffle_partitions=4"])
+    s = spark_session(cfg, local=True)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def mpd_small(tmp_path_factory) -> Path:
+    """<root>/mpd with 3 slices, a challenge set (20 per category) and synth_info.json."""
+    from musicmap import synth
+    root = tmp_path_factory.mktemp("mpd_small")
+    synth.generate(str(root / "mpd"), SMALL_PLAYLISTS, seed=7, challenge_per_category=20,
+                   show_progress=False)
+    return root
+
+
+def build_graph(spark, root: str, overrides=(), input_uri=None, output_uri=None) -> dict:
+    from musicmap import storage
+    from musicmap.config import load_config
+    from spark_jobs.graph import build
+    cfg = load_config(overrides=list(overrides), root=root)
+    storage.configure(cfg.storage)
+    return build(spark, cfg, input_uri or storage.stage_uri(cfg, "mpd"),
+                 output_uri or storage.stage_uri(cfg, "graph"))
+
+
+@pytest.fixture(scope="session")
+def graph_small(spark, mpd_small, tmp_path_factory) -> tuple[Path, dict]:
+    """(root, stats): a storage root holding mpd/ and a committed graph/."""
+    root = tmp_path_factory.mktemp("graph_small")
+    shutil.copytree(mpd_small / "mpd", root / "mpd")
+    stats = build_graph(spark, str(root))
+    return root, stats
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3-compatible server on loopback; yields its endpoint URL. The process env points
+    boto/s3fs at it (dummy credentials) for the whole run; buckets are made by the tests."""
+    pytest.importorskip("moto")
+    from moto.server import ThreadedMotoServer
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": endpoint}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield endpoint
+    server.stop()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def make_bucket(name: str) -> None:
+    import boto3
+    boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+                 region_name="us-east-1").create_bucket(Bucket=name)
