@@ -169,7 +169,8 @@ def parse_slice(data: bytes) -> list:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
-        if e.pos >= len(text.rstrip()):
+        # the text ends before the document does: at the error, or inside a string that never closes
+        if e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string"):
             raise SliceError("truncated", f"JSON ends early at char {e.pos} ({e.msg})") from None
         raise SliceError("invalid_json", f"line {e.lineno} column {e.colno}: {e.msg}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("playlists"), list):

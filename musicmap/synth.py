@@ -3,7 +3,9 @@
     musicmap synth --playlists 20000 --out demo-data/mpd [--seed 0] [--challenge]
 
 The catalog has taste communities (genres); each has artists with albums with tracks, and track
-popularity is long-tailed (Zipf by artist, then by track within the artist). A playlist draws
+popularity is long-tailed: a mainstream share of artists carries most plays (Zipf by artist,
+then by track within the artist) and the rest are niche artists whose tracks are drawn about once
+each, so that, as in the real MPD, most tracks occur in one or two playlists. A playlist draws
 mostly from one community, some from a second and a little from the whole catalog, often several
 tracks of one artist in a row; its title reflects its community, with the real data's mess (case,
 emoji, generic titles shared by everyone). Lengths, dates, followers and edits follow the shapes
@@ -116,7 +118,9 @@ class Catalog:
     n_tracks: int
     n_communities: int
     seed: int
-    exponent: float = 1.05
+    exponent: float = 0.5
+    niche_share: float = 0.8
+    niche_mass: float = 0.03
 
     def __post_init__(self):
         rng = np.random.default_rng([self.seed, 1])
@@ -154,14 +158,23 @@ class Catalog:
         self.artist_of, self.album_of = artist_of, album_of
         self.artist_start = np.array(artist_start, np.int64)
         self.artist_len = np.array(artist_len, np.int64)
-        # popularity: Zipf over artists (random order) x Zipf over the artist's tracks
+        # popularity: mainstream artists (Zipf over artists in random order x Zipf over the
+        # artist's tracks) share 1 - niche_mass of a community's plays; niche artists (the
+        # lowest-ranked niche_share of them) share niche_mass evenly over their tracks
         pop = np.empty(T)
         for ci in range(c):
             arts = np.nonzero(np.array(artist_comm) == ci)[0]
             rank = rng.permutation(len(arts)) + 1
+            niche = rank > max(1, round((1 - self.niche_share) * len(arts)))
             for a, r in zip(arts, rank):
                 s, k = artist_start[a], artist_len[a]
-                pop[s:s + k] = r ** -self.exponent * (np.arange(1, k + 1) ** -1.2)
+                pop[s:s + k] = r ** -self.exponent * (np.arange(1, k + 1) ** -0.7)
+            lo, hi = self.community_start[ci], self.community_start[ci + 1]
+            in_niche = np.isin(artist_of[lo:hi], arts[niche])
+            w = pop[lo:hi]
+            if in_niche.any() and not in_niche.all():
+                w[~in_niche] *= (1 - self.niche_mass) / w[~in_niche].sum()
+                w[in_niche] = self.niche_mass / in_niche.sum()
         self.popularity = pop
         self.community_cdf = []
         for ci in range(c):
@@ -233,7 +246,7 @@ class Generator:
         cat = self.cat
         n = len(lengths)
         secondary = rng.choice(cat.n_communities, n, p=cat.community_weight)
-        draw = (lengths * 1.5).astype(np.int64) + 4      # oversample, then keep the first unique
+        draw = (lengths * 2).astype(np.int64) + 8        # oversample, then keep the first unique
         owner = np.repeat(np.arange(n), draw)
         u = rng.random(len(owner))
         comm = np.where(u < self.focus, primary[owner], secondary[owner])
@@ -252,10 +265,24 @@ class Generator:
             seg = tracks[start[i]:start[i] + draw[i]]
             _, first = np.unique(seg, return_index=True)
             keep = seg[np.sort(first)][:lengths[i]]
+            if len(keep) < lengths[i]:  # a small catalog ran out of distinct popular tracks
+                keep = self._top_up(keep, int(lengths[i]), int(primary[i]), rng)
             if rng.random() < 0.01 and len(keep) > 5:   # the real data repeats a track now and then
                 keep = np.insert(keep, int(rng.integers(1, len(keep))), keep[int(rng.integers(0, len(keep)))])[:mpd.MAX_TRACKS]
             out.append(self._fix_diversity(keep, rng))
         return out
+
+    def _top_up(self, tracks: np.ndarray, n: int, community: int, rng) -> np.ndarray:
+        """Extend to n distinct tracks, drawn by popularity from the other communities."""
+        cat = self.cat
+        have, out = set(tracks.tolist()), tracks.tolist()
+        while len(out) < n:
+            comm = rng.choice(cat.n_communities, 2 * (n - len(out)) + 8, p=cat.community_weight)
+            for t in cat.sample(comm, rng).tolist():
+                if t not in have and len(out) < n:
+                    have.add(t)
+                    out.append(t)
+        return np.array(out, np.int64)
 
     def _fix_diversity(self, tracks: np.ndarray, rng) -> np.ndarray:
         """The MPD requires >= 3 artists and >= 2 albums: swap tail tracks for random ones."""
@@ -351,11 +378,13 @@ class Generator:
 
 
 def generate(out: str, playlists: int, seed: int = 0, tracks: int | None = None,
-             communities: int = 24, focus: float = 0.8, exponent: float = 1.05,
+             communities: int = 24, focus: float = 0.8, exponent: float = 0.5,
+             niche_share: float = 0.8, niche_mass: float = 0.03,
              challenge_per_category: int = 0, show_progress: bool = True) -> dict:
     """Write ceil(playlists / 1000) slices (and optionally a challenge set) under `out`."""
     t0 = time.time()
-    cat = Catalog(tracks or default_tracks(playlists), communities, seed, exponent)
+    cat = Catalog(tracks or default_tracks(playlists), communities, seed, exponent, niche_share,
+                  niche_mass)
     gen = Generator(cat, focus)
     generated_on = "2017-12-03T08:41:42.057563"
     nbytes = 0
@@ -372,7 +401,8 @@ def generate(out: str, playlists: int, seed: int = 0, tracks: int | None = None,
             "communities": [{"id": c, "name": cat.community_name(c),
                              "top_tracks": [make_uri("track", t, seed) for t in cat.top_tracks(c)]}
                             for c in range(cat.n_communities)],
-            "sizes": {"tracks": tracks, "communities": communities, "focus": focus, "exponent": exponent}}
+            "sizes": {"tracks": tracks, "communities": communities, "focus": focus, "exponent": exponent,
+                      "niche_share": niche_share, "niche_mass": niche_mass}}
     if challenge_per_category:
         info["challenge"] = write_challenge(out, gen, challenge_per_category, seed)
     storage.write_json(storage.join(out, "synth_info.json"), info)
@@ -451,7 +481,8 @@ def run_cli(args) -> int:
     s = cfg.synth
     out = args.out or storage.stage_uri(cfg, "mpd")
     info = generate(out, s.playlists, s.seed, s.tracks, s.communities, s.community_focus,
-                    s.popularity_exponent, s.challenge_per_category if args.challenge else 0)
+                    s.popularity_exponent, s.niche_share, s.niche_mass,
+                    s.challenge_per_category if args.challenge else 0)
     print(f"synth: {info['playlists']:,} playlists in {info['slices']} slices "
           f"({info['bytes'] / 1e6:,.0f} MB) written to {out}"
           + (f", challenge set of {info['challenge']['playlists']:,} playlists" if "challenge" in info else ""))
