@@ -81,12 +81,132 @@ class MPDReader(DataSourceReader):
 
 
 def read_slice(uri: str, index: int, data: bytes):
-    """One slice file's bytes -> a RAW_PLAYLISTS record batch (see module doc)."""
+    """One slice file's bytes -> a RAW_PLAYLISTS record batch (see module doc).
+
+    A file that passes every rule takes the fast path (pyarrow's C++ JSON parser, rules checked on
+    whole columns, ~10x faster); anything the fast path does not accept, for whatever reason, is
+    re-read by the exact per-playlist path, which names each playlist's violations."""
+    name = uri.rsplit("/", 1)[-1]
+    batch = fast_slice(name, index, data)
+    return batch if batch is not None else exact_slice(name, index, data)
+
+
+def _mpd_arrow_schema():
+    """The MPD file layout as a pyarrow schema for the JSON reader (one row per file)."""
+    import pyarrow as pa
+
+    from musicmap import mpd
+    kinds = {str: pa.string(), int: pa.int64(), list: None}
+    track = pa.struct([(k, kinds[t]) for k, t in mpd.TRACK_FIELDS.items()])
+    fields = [(k, pa.list_(track) if t is list else kinds[t]) for k, t in
+              (*mpd.PLAYLIST_FIELDS.items(), *mpd.OPTIONAL_PLAYLIST_FIELDS.items())]
+    return pa.schema([("info", pa.struct([("generated_on", pa.string()), ("slice", pa.string()),
+                                          ("version", pa.string())])),
+                      ("playlists", pa.list_(pa.struct(fields)))])
+
+
+def fast_slice(name: str, index: int, data: bytes):
+    """RAW_PLAYLISTS batch of a slice whose every playlist is valid, or None (use exact_slice).
+
+    pyarrow's JSON reader with the exact MPD schema refuses wrong types, unknown fields, repeated
+    keys and bad JSON; the value rules of musicmap.mpd.validate_playlist are then checked on
+    whole columns. Any doubt returns None."""
+    import io
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    from musicmap import mpd
+    from musicmap.schemas import RAW_PLAYLISTS, TRACK_STRUCT
+    try:
+        doc = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(
+            use_threads=False, block_size=len(data) + 1), parse_options=pj.ParseOptions(
+            explicit_schema=_mpd_arrow_schema(), newlines_in_values=True,
+            unexpected_field_behavior="error"))
+    except (pa.ArrowException, ValueError, OverflowError):
+        return None
+    if doc.num_rows != 1 or doc["info"].null_count or doc["playlists"].null_count:
+        return None
+    pls = doc["playlists"].combine_chunks()
+    pl = pls.values if len(pls) else None
+    if pl is None or pl.null_count:
+        return None
+    col = {f.name: pl.field(f.name) for f in pl.type}
+    required = [k for k in mpd.PLAYLIST_FIELDS]
+    if any(col[k].null_count for k in required):
+        return None  # a missing field
+    tracks = col["tracks"]
+    if tracks.offset or pl.offset:
+        return None
+    tv = tracks.values
+    if tv.null_count or any(tv.field(k).null_count for k in mpd.TRACK_FIELDS):
+        return None
+    n = len(pl)
+    lens = pc.list_value_length(tracks).to_numpy(zero_copy_only=False)
+    offsets = tracks.offsets.to_numpy()
+    starts = offsets[:-1] - offsets[0]
+    t = {k: tv.field(k) for k in mpd.TRACK_FIELDS}
+    if offsets[0] != 0 or len(tv) != lens.sum():
+        return None
+    owner = np.repeat(np.arange(n), lens)
+    pos = t["pos"].to_numpy()
+    ok = (lens >= mpd.MIN_TRACKS) & (lens <= mpd.MAX_TRACKS)
+    ok &= col["num_tracks"].to_numpy() == lens
+    ok &= (col["num_followers"].to_numpy() >= 1) & (col["num_edits"].to_numpy() >= 1)
+    ok &= pc.is_in(col["collaborative"], pa.array(["true", "false"])).to_numpy(zero_copy_only=False)
+    ok &= pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(col["name"])), 0).to_numpy(
+        zero_copy_only=False)
+    if not ok.all() or not (pos == np.arange(len(pos)) - np.repeat(starts, lens)).all():
+        return None
+    for k, rx in mpd.URI_RE.items():
+        if not pc.all(pc.match_substring_regex(t[k], "^" + rx.pattern + "$")).as_py():
+            return None
+    dur = np.bincount(owner, weights=t["duration_ms"].to_numpy(), minlength=n)
+    if not (dur == col["duration_ms"].to_numpy()).all() or np.abs(dur).max(initial=0) > 2 ** 52:
+        return None
+    for k, field, least in (("artist_uri", "num_artists", mpd.MIN_ARTISTS),
+                            ("album_uri", "num_albums", mpd.MIN_ALBUMS)):
+        distinct = _distinct_per_list(owner, t[k], n)
+        if not ((distinct == col[field].to_numpy()) & (distinct >= least)).all():
+            return None
+    # first occurrence of a track in its playlist
+    ids = pc.dictionary_encode(t["track_uri"]).indices.to_numpy().astype(np.int64)
+    key = owner * (int(ids.max(initial=0)) + 1) + ids
+    first = np.zeros(len(key), bool)
+    first[np.unique(key, return_index=True)[1]] = True
+    track_arr = pa.StructArray.from_arrays(
+        [pa.array(pos.astype(np.int32)) if f.name == "pos" else pa.array(first) if f.name == "first"
+         else t[f.name] for f in TRACK_STRUCT], fields=list(TRACK_STRUCT))
+    names = col["name"]
+    cols = {
+        "file": pa.array([name] * n, pa.string()), "file_index": pa.array(np.full(n, index, np.int32)),
+        "ordinal": pa.array(np.arange(n, dtype=np.int32)), "pid": col["pid"], "name": names,
+        "name_norm": pa.array([mpd.normalize_title(x) for x in names.to_pylist()], pa.string()),
+        "has_description": pc.is_valid(col["description"]), "modified_at": col["modified_at"],
+        "num_followers": col["num_followers"], "num_edits": col["num_edits"],
+        "num_tracks": pa.array(lens.astype(np.int32)), "reason": pa.nulls(n, pa.string()),
+        "tracks": pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), track_arr),
+    }
+    return pa.RecordBatch.from_arrays([cols[f.name] for f in RAW_PLAYLISTS], schema=RAW_PLAYLISTS)
+
+
+def _distinct_per_list(owner, values, n: int):
+    """Number of distinct values in each of n lists (owner: list index of each value)."""
+    import numpy as np
+    import pyarrow.compute as pc
+    ids = pc.dictionary_encode(values).indices.to_numpy().astype(np.int64)
+    key = np.unique(owner * (int(ids.max(initial=0)) + 1) + ids)
+    return np.bincount(key // (int(ids.max(initial=0)) + 1), minlength=n)
+
+
+def exact_slice(name: str, index: int, data: bytes):
+    """RAW_PLAYLISTS batch of any slice file, playlist by playlist with musicmap.mpd's rules."""
     import pyarrow as pa
 
     from musicmap import mpd
     from musicmap.schemas import RAW_PLAYLISTS, TRACK_STRUCT
-    name = uri.rsplit("/", 1)[-1]
     cols = {f: [] for f in RAW_PLAYLISTS.names if f != "tracks"}
     tcols = {f: [] for f in TRACK_STRUCT.names}
     offsets = [0]
