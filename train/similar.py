@@ -1,0 +1,102 @@
+"""Tracks for a new playlist made of one or more seed tracks, printed as the seed system's table.
+
+    musicmap similar --root URI --track "NAME" [--artist "NAME"] [--track "NAME2" ...] [--k 10]
+    musicmap similar --root URI --track-uri spotify:track:... [--track-uri ...]
+
+The seeds are folded in as a new playlist (train.model.foldin_vectors: the LightGCN propagation
+of a node joined to the seed tracks) and scored against every track's final embedding; the
+seeds themselves are never listed. A name matches case-insensitively; an unknown name, or one
+that several tracks share (add --artist), is an error that lists the closest matches.
+"""
+from __future__ import annotations
+
+import difflib
+
+import numpy as np
+import pyarrow as pa
+
+from musicmap.errors import InputError
+
+
+def resolve(tracks: pa.Table, names: list[str], artist: str | None, uris: list[str]) -> list[int]:
+    """track_idx of each seed given by name (optionally narrowed to an artist) or by URI."""
+    uri_col = tracks["track_uri"].to_pylist()
+    name_col = tracks["track_name"].to_pylist()
+    artist_col = tracks["artist_name"].to_pylist()
+    out = []
+    by_uri = {u: i for i, u in enumerate(uri_col)}
+    for u in uris:
+        if u not in by_uri:
+            raise InputError(f"track URI {u!r} is not in the model's vocabulary (tracks in fewer "
+                             f"than graph.min_playlists train playlists are left out)")
+        out.append(by_uri[u])
+    lname = [n.lower() for n in name_col]
+    for name in names:
+        hits = [i for i, n in enumerate(lname) if n == name.lower()]
+        if artist:
+            hits = [i for i in hits if artist_col[i].lower() == artist.lower()]
+        label = f"{name!r}" + (f" by {artist!r}" if artist else "")
+        if not hits:
+            raise InputError(f"no track {label} in the vocabulary"
+                             + _closest(name, artist, name_col, artist_col))
+        if len(hits) > 1:
+            choices = sorted({f"{name_col[i]} - {artist_col[i]} ({uri_col[i]})" for i in hits})
+            raise InputError(f"{len(hits)} tracks are called {label}; add --artist or use "
+                             f"--track-uri: {'; '.join(choices[:8])}")
+        out.append(hits[0])
+    return out
+
+
+def _closest(name: str, artist: str | None, name_col: list[str], artist_col: list[str]) -> str:
+    """'; closest: a - x; b - y' from names containing the query, else fuzzy matches."""
+    q = name.lower()
+    pool = [i for i, n in enumerate(name_col) if q in n.lower()]
+    if artist:
+        pool = [i for i in pool if artist.lower() in artist_col[i].lower()] or pool
+    if not pool:
+        unique = {n.lower(): i for i, n in enumerate(name_col)}
+        pool = [unique[m] for m in difflib.get_close_matches(q, list(unique), n=5, cutoff=0.5)]
+    labels = list(dict.fromkeys(f"{name_col[i]} - {artist_col[i]}" for i in pool))[:5]
+    return f"; closest: {'; '.join(labels)}" if labels else ""
+
+
+def similar(ctx, seeds: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(track_idx (k,), scores (k,)) for a new playlist of the given seed tracks."""
+    ranked, scores = ctx.recommender().rank([np.array(seeds, np.int64)], [None], k,
+                                            return_scores=True)
+    keep = ranked[0] >= 0
+    return ranked[0][keep], scores[0][keep]
+
+
+def format_table(tracks: pa.Table, seeds: list[int], ranked, scores) -> str:
+    name, artist = tracks["track_name"].to_pylist(), tracks["artist_name"].to_pylist()
+    lines = [f"--- Top {len(ranked)} tracks for a new playlist with {len(seeds)} seed track"
+             f"{'s' if len(seeds) != 1 else ''} ---"]
+    lines += [f"  Seed Track: {name[s]} - {artist[s]} (ID: {s})" for s in seeds]
+    lines.append("")
+    lines.append("Displaying: Rank | Track ID | Track - Artist | Score")
+    lines += [f"  Rank {r:02d} | {t:>7} | {name[t]} - {artist[t]} (Score: {s:.4f})"
+              for r, (t, s) in enumerate(zip(ranked, scores), 1)]
+    return "\n".join(lines)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--track", action="append", default=[], metavar="NAME",
+                   help="seed track name (repeatable)")
+    p.add_argument("--artist", metavar="NAME", help="artist of the --track names (disambiguates)")
+    p.add_argument("--track-uri", action="append", default=[], metavar="URI",
+                   help="seed track URI (repeatable)")
+    p.add_argument("--k", type=int, default=10, help="tracks to list (default 10)")
+
+
+def run_cli(args) -> int:
+    from musicmap.cli import config_from_args
+    from train.recommend import load_context
+    if not args.track and not args.track_uri:
+        raise InputError("give at least one --track NAME or --track-uri URI")
+    cfg = config_from_args(args)
+    ctx = load_context(cfg)
+    seeds = resolve(ctx.tracks, args.track, args.artist, args.track_uri)
+    ranked, scores = similar(ctx, seeds, args.k)
+    print(format_table(ctx.tracks, seeds, ranked, scores))
+    return 0
