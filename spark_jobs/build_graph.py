@@ -12,9 +12,10 @@ from __future__ import annotations
 import os
 import sys
 
-if __package__ in (None, ""):  # run as a script by spark-submit from a source checkout
+if __package__ in (None, ""):  # run as a script by spark-submit
     from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    if Path(__file__).resolve().parent.name == "spark_jobs":  # from a source checkout; the copy
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # in dist/ uses --py-files
 
 
 def add_arguments(p) -> None:

@@ -86,8 +86,12 @@ def read_slice(uri: str, index: int, data: bytes):
     A file that passes every rule takes the fast path (pyarrow's C++ JSON parser, rules checked on
     whole columns, ~10x faster); anything the fast path does not accept, for whatever reason, is
     re-read by the exact per-playlist path, which names each playlist's violations."""
+    import pyarrow as pa
     name = uri.rsplit("/", 1)[-1]
-    batch = fast_slice(name, index, data)
+    try:
+        batch = fast_slice(name, index, data)
+    except (pa.ArrowException, ValueError, OverflowError):
+        batch = None  # e.g. bytes that are not UTF-8 inside a string: the exact path says so
     return batch if batch is not None else exact_slice(name, index, data)
 
 
@@ -121,11 +125,12 @@ def fast_slice(name: str, index: int, data: bytes):
     from musicmap import mpd
     from musicmap.schemas import RAW_PLAYLISTS, TRACK_STRUCT
     try:
+        data.decode("utf-8")  # the JSON reader does not check string bytes
         doc = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(
             use_threads=False, block_size=len(data) + 1), parse_options=pj.ParseOptions(
             explicit_schema=_mpd_arrow_schema(), newlines_in_values=True,
             unexpected_field_behavior="error"))
-    except (pa.ArrowException, ValueError, OverflowError):
+    except (pa.ArrowException, ValueError, OverflowError):  # UnicodeDecodeError is a ValueError
         return None
     if doc.num_rows != 1 or doc["info"].null_count or doc["playlists"].null_count:
         return None

@@ -3,7 +3,9 @@
 Steps, each counted in stats.json so that every playlist and occurrence read is accounted for:
  1. read every slice (one task per file), check each playlist against the MPD rules; unreadable
     files and rule-breaking playlists go to quarantine; a pid seen again (in a later file, or
-    later in the same file) is quarantined as duplicate_pid, the first one is kept;
+    later in the same file) is quarantined as duplicate_pid, the first one is kept; a playlist
+    naming a track URI otherwise than the first playlist (in file order) that holds it is
+    quarantined as track_name_conflict (one name per URI, as the MPD's checker demands);
  2. split the valid playlists by time: sorted by (modified_at, pid), the oldest train_fraction
     train, the next val_fraction validate, the newest rest test;
  3. vocabulary from train playlists only: a track is kept when it is in >= min_playlists train
@@ -66,16 +68,17 @@ def write_table(df: DataFrame, uri: str, schema_name: str, parts: int | None = N
 
 def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     """Run the job; returns stats (also written to graph/stats.json). Committed atomically."""
+    from musicmap.check import slice_files
     t0 = time.time()
     g = cfg.graph
     spark.dataSource.register(MPDSource)
     spark.dataSource.register(ParquetSink)
     out = storage.StageWriter(output_uri)
-    log.info("reading MPD slices from %s; writing %s", input_uri, out.prefix)
+    files = len(slice_files(input_uri))
+    log.info("reading %d MPD slices from %s; writing %s", files, input_uri, out.prefix)
 
     raw = (spark.read.format("musicmap_mpd").options(**storage_options()).option("path", input_uri)
            .load().persist(StorageLevel.MEMORY_AND_DISK))
-    files = raw.select("file").distinct().count()
 
     # ---- 1. quarantine: unreadable files, rule-breaking playlists, duplicate pids
     ok = raw.where(F.col("reason").isNull())
@@ -90,7 +93,24 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
         F.concat(F.lit("duplicate_pid: pid also in "), F.col("first.file")).alias("reason"), "num_tracks"))
     bad = raw.where(F.col("reason").isNotNull()).select(
         "file", "pid", F.split("reason", ":").getItem(0).alias("rule"), "reason", "num_tracks")
-    quarantine = bad.unionByName(dups).persist()
+    good = flagged.where(~is_dup).drop("first")
+
+    # ---- 1b. one name per track URI: the first playlist (in file order) naming a URI sets its
+    # name; later playlists naming it otherwise are quarantined (track_name_conflict)
+    track_agg = _track_aggregate(good)
+    conflicts = [r.track_uri for r in track_agg.where("name_min != name_max").select("track_uri").collect()]
+    if conflicts:
+        conflicted = _name_conflicts(good, track_agg, conflicts)
+        good = good.join(conflicted.select("pid", "file_index", "ordinal"),
+                         ["pid", "file_index", "ordinal"], "left_anti")
+        track_agg.unpersist()
+        track_agg = None
+    else:
+        conflicted = None
+    quarantine = bad.unionByName(dups)
+    if conflicted is not None:
+        quarantine = quarantine.unionByName(conflicted.select(*quarantine.columns))
+    quarantine = quarantine.persist()
     q_rows = quarantine.groupBy("rule", F.col("pid").isNull().alias("file_level")).agg(
         F.count("*").alias("n"), F.sum("num_tracks").alias("occ")).collect()
     n_quarantined = sum(r.n for r in q_rows)
@@ -98,7 +118,6 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
         sample = quarantine.limit(5).collect()
         raise InputError(f"{n_quarantined} bad inputs with graph.strict=true, e.g. "
                          + "; ".join(f"{r.file} pid {r.pid}: {r.reason}" for r in sample))
-    good = flagged.where(~is_dup).drop("first")
 
     # ---- 2. split by time
     keys = good.select("modified_at", "pid").toArrow()
@@ -113,13 +132,14 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
                             "num_followers", "num_edits", "num_tracks", "split").persist()
 
     # ---- 3. vocabulary from train playlists (first occurrence of a track per playlist)
-    occ = good.select("pid", "split", "num_followers", "num_edits", F.inline("tracks"))
-    train_occ = occ.where("split = 'train' AND first")
-    counts = (train_occ.groupBy("track_uri").agg(
-        F.count("*").alias("train_playlists"),
-        F.min(F.struct("track_name", "artist_uri", "artist_name", "album_uri", "album_name",
-                       "duration_ms")).alias("m")))
-    vocab = counts.where(F.col("train_playlists") >= g.min_playlists)
+    if track_agg is None:  # conflicting playlists were removed: count again without them
+        track_agg = _track_aggregate(good.drop("split"))
+    train_occ = (good.where("split = 'train'").select("pid", "num_followers", "num_edits", F.inline("tracks"))
+                 .where("first").select("pid", "num_followers", "num_edits", "pos", "track_uri"))
+    train_counts = train_occ.groupBy("track_uri").agg(F.count("*").alias("train_playlists"))
+    tracks_all = (track_agg.join(train_counts, "track_uri", "left")
+                  .fillna(0, ["train_playlists"]).persist())
+    vocab = tracks_all.where(F.col("train_playlists") >= g.min_playlists)
     vocab = (vocab.withColumn("track_idx", (F.row_number().over(
         Window.orderBy(F.desc("train_playlists"), F.asc("track_uri"))) - 1).cast("int"))
         .select("track_idx", "track_uri", "m.*", F.col("train_playlists").cast("int")).persist())
@@ -130,8 +150,8 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
 
     # ---- 4. train playlists with too few vocabulary tracks leave the graph
     idx_map = vocab.select("track_uri", "track_idx")
-    train_edges = train_occ.join(F.broadcast(idx_map), "track_uri")
-    per_pl = train_edges.groupBy("pid").agg(F.count("*").alias("kept"))
+    train_edges = train_occ.join(F.broadcast(idx_map), "track_uri").persist()
+    per_pl = train_edges.groupBy("pid").agg(F.count("*").alias("kept")).persist()
     graph_pids = per_pl.where(F.col("kept") >= g.min_tracks).select("pid")
 
     # ---- 5. dense playlist ids: graph train playlists, then val, then test (time order)
@@ -167,18 +187,46 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     write_table(cases, out.path("eval"), "EVAL", max(1, math.ceil(keys.num_rows / 1_000_000)))
     write_table(quarantine, out.path("quarantine"), "QUARANTINE", 1)
 
-    stats = _stats(spark, raw, playlists, train_occ, per_pl, pl, edges, cases, vocab, q_rows,
-                   files, n_tracks, n_graph_playlists, n_edges, g)
+    stats = _stats(raw, playlists, tracks_all, per_pl, edges, cases, q_rows, files, n_tracks,
+                   n_graph_playlists, n_edges, g)
     stats["input"] = input_uri
     stats["seconds"] = round(time.time() - t0, 1)
     storage.write_json(out.path("stats.json"), stats)
     out.commit({"stage": "graph", "input": input_uri, "tracks": n_tracks,
                 "graph_playlists": n_graph_playlists, "edges": n_edges,
                 "config": {"graph": cfg.graph.to_dict()}})
-    for df in (raw, quarantine, playlists, vocab, pl, edges, cases):
+    for df in (raw, quarantine, playlists, tracks_all, vocab, train_edges, per_pl, pl, edges, cases):
         df.unpersist()
+    vocab_bc.destroy()
     log.info("graph committed at %s (%s) in %.1fs", output_uri, out.version, stats["seconds"])
     return stats
+
+
+def _track_aggregate(good: DataFrame) -> DataFrame:
+    """One row per distinct track URI of the valid playlists: the metadata of its first
+    occurrence in file order (m), and the smallest and largest name it was given."""
+    occ = good.select("file_index", "ordinal", F.inline("tracks"))
+    return occ.groupBy("track_uri").agg(
+        F.min(F.struct("file_index", "ordinal", "pos", "track_name", "artist_uri", "artist_name",
+                       "album_uri", "album_name", "duration_ms")).alias("first"),
+        F.min("track_name").alias("name_min"), F.max("track_name").alias("name_max"),
+    ).select("track_uri", F.struct("first.track_name", "first.artist_uri", "first.artist_name",
+                                   "first.album_uri", "first.album_name", "first.duration_ms").alias("m"),
+             "name_min", "name_max").persist()
+
+
+def _name_conflicts(good: DataFrame, track_agg: DataFrame, uris: list[str]) -> DataFrame:
+    """Playlists naming one of `uris` otherwise than its first occurrence did (QUARANTINE columns
+    plus file_index and ordinal)."""
+    first = F.broadcast(track_agg.where(F.col("track_uri").isin(uris))
+                        .select("track_uri", F.col("m.track_name").alias("first_name")))
+    occ = good.select("file", "file_index", "ordinal", "pid", "num_tracks", F.inline("tracks"))
+    return (occ.join(first, "track_uri").where(F.col("track_name") != F.col("first_name"))
+            .groupBy("file", "file_index", "ordinal", "pid", "num_tracks")
+            .agg(F.first(F.concat(F.lit("track_name_conflict: "), F.col("track_uri"), F.lit(" is '"),
+                                  F.col("first_name"), F.lit("' elsewhere and '"), F.col("track_name"),
+                                  F.lit("' here"))).alias("reason"))
+            .withColumn("rule", F.lit("track_name_conflict")))
 
 
 def _eval_cases_fn(vocab_bc, eval_seed: int, seed_protocol: bool):
@@ -241,21 +289,26 @@ def _degree(df: DataFrame, key: str, n_nodes: int) -> dict:
             "min": 0 if nz < n_nodes else (d.mn or 0), "max": d.mx or 0}
 
 
-def _stats(spark, raw, playlists, train_occ, per_pl, pl, edges, cases, vocab, q_rows, files,
-           n_tracks, n_graph_playlists, n_edges, g) -> dict:
+def _stats(raw, playlists, tracks_all, per_pl, edges, cases, q_rows, files, n_tracks,
+           n_graph_playlists, n_edges, g) -> dict:
     """graph/stats.json: graph statistics, the reconciliation, and the input's official numbers."""
     read = raw.agg(F.count("pid").alias("playlists"), F.sum("num_tracks").alias("occ")).first()
     by_split = {r.split: (r.n, r.occ) for r in playlists.groupBy("split").agg(
         F.count("*").alias("n"), F.sum("num_tracks").alias("occ")).collect()}
-    tr = train_occ.agg(F.count("*").alias("unique_occ")).first()
+    tr = tracks_all.agg(
+        F.sum("train_playlists").alias("unique_occ"),
+        F.sum(F.when(F.col("train_playlists") >= g.min_playlists, F.col("train_playlists"))).alias("vocab_occ"),
+        F.sum(F.when(F.col("train_playlists") > 0, 1)).alias("train_tracks"),
+        F.count("*").alias("tracks"), F.countDistinct("m.album_uri").alias("albums"),
+        F.countDistinct("m.artist_uri").alias("artists")).first()
     kept = per_pl.agg(F.sum(F.when(F.col("kept") >= g.min_tracks, F.col("kept"))).alias("kept_occ"),
                       F.sum(F.when(F.col("kept") < g.min_tracks, F.col("kept"))).alias("removed_occ"),
-                      F.sum(F.when(F.col("kept") < g.min_tracks, 1)).alias("removed_pl")).first()
+                      F.sum(F.when(F.col("kept") < g.min_tracks, 1)).alias("removed_pl"),
+                      F.count("*").alias("with_vocab")).first()
     n_train, occ_train = by_split.get("train", (0, 0))
-    in_vocab_occ = (kept.kept_occ or 0) + (kept.removed_occ or 0)
+    in_vocab_occ = int(tr.vocab_occ or 0)
     removed_pl = kept.removed_pl or 0
-    # train playlists with no vocabulary track at all are absent from per_pl
-    no_vocab_pl = n_train - (per_pl.count())
+    no_vocab_pl = n_train - kept.with_vocab  # train playlists with no vocabulary track at all
     quarantine = {}
     file_level = {"files": 0}
     for r in q_rows:
@@ -268,9 +321,6 @@ def _stats(spark, raw, playlists, train_occ, per_pl, pl, edges, cases, vocab, q_
             q["occurrences"] += int(r.occ or 0)
     q_pl = sum(q["playlists"] for q in quarantine.values())
     q_occ = sum(q["occurrences"] for q in quarantine.values())
-    official = raw.where("reason IS NULL").select(F.inline("tracks")).agg(
-        F.countDistinct("track_uri").alias("tracks"), F.countDistinct("album_uri").alias("albums"),
-        F.countDistinct("artist_uri").alias("artists")).first()
     titles = playlists.agg(F.countDistinct("name").alias("t"), F.countDistinct("name_norm").alias("tn"),
                            F.sum(F.col("has_description").cast("int")).alias("d")).first()
     case_counts = {f"{r.split}/{r.category}": r.n for r in
@@ -278,6 +328,7 @@ def _stats(spark, raw, playlists, train_occ, per_pl, pl, edges, cases, vocab, q_
     n_valid = sum(v[0] for v in by_split.values())
     occ_valid = sum(int(v[1] or 0) for v in by_split.values())
     n_val_pl = by_split.get("val", (0, 0))[0] + by_split.get("test", (0, 0))[0]
+    unique_occ = int(tr.unique_occ or 0)
     stats = {
         "reconciliation": {
             "files": {"read": files, "unreadable": file_level},
@@ -296,8 +347,8 @@ def _stats(spark, raw, playlists, train_occ, per_pl, pl, edges, cases, vocab, q_
                 "by_split": {k: int(v[1] or 0) for k, v in by_split.items()},
                 "train": {
                     "total": int(occ_train or 0),
-                    "repeats_within_playlist": int(occ_train or 0) - tr.unique_occ,
-                    "removed_track_filter": tr.unique_occ - in_vocab_occ,
+                    "repeats_within_playlist": int(occ_train or 0) - unique_occ,
+                    "removed_track_filter": unique_occ - in_vocab_occ,
                     "removed_with_playlist_min_tracks": int(kept.removed_occ or 0),
                     "edges": n_edges,
                 },
@@ -315,14 +366,14 @@ def _stats(spark, raw, playlists, train_occ, per_pl, pl, edges, cases, vocab, q_
             "eval_cases": case_counts,
         },
         "input_official": {
-            "playlists": n_valid, "tracks": occ_valid, "unique_tracks": official.tracks,
-            "unique_albums": official.albums, "unique_artists": official.artists,
+            "playlists": n_valid, "tracks": occ_valid, "unique_tracks": tr.tracks,
+            "unique_albums": tr.albums, "unique_artists": tr.artists,
             "unique_titles": titles.t, "unique_normalized_titles": titles.tn,
             "playlists_with_descriptions": int(titles.d or 0),
             "avg_playlist_length": round(occ_valid / n_valid, 6) if n_valid else 0.0,
         },
     }
-    distinct_train = train_occ.select("track_uri").distinct().count()
+    distinct_train = int(tr.train_tracks or 0)
     stats["filters"] = {"min_playlists": g.min_playlists, "min_tracks": g.min_tracks,
                         "train_tracks_seen": distinct_train,
                         "tracks_removed_min_playlists": distinct_train - n_tracks,

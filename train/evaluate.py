@@ -5,9 +5,9 @@ protocol (first half of each playlist as seeds) beside its published numbers.
     musicmap evaluate --root URI [--split test|val]
 
 The model's lists are read from recs/ (what `musicmap recommend` wrote, val/test cases); the
-baselines (popularity, item co-occurrence) rank the same cases here. Writes metrics/metrics.json
-and metrics/<version>/<metric>.png (a chart per metric by category). Metric definitions:
-musicmap.metrics.DEFINITIONS (saved in metrics.json).
+baselines (popularity, item co-occurrence) rank the same cases here. Writes
+metrics/<version>/metrics.json and metrics/<version>/<metric>.png (a chart per metric by
+category). Metric definitions: musicmap.metrics.DEFINITIONS (saved in metrics.json).
 """
 from __future__ import annotations
 

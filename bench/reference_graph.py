@@ -1,0 +1,188 @@
+"""A single-process, plain-Python build of the graph: the same work as spark_jobs/graph.py (parse
+and check every slice with musicmap.mpd, quarantine, time split, train-only filters, dense ids,
+weighted edges, evaluation cases, Parquet output), written the obvious way with json, dicts and
+pyarrow. It is the reference that bench_build_graph.py times the Spark job against, and the
+independent implementation that tests/test_build_graph.py checks the Spark job's tables with.
+
+    python bench/reference_graph.py MPD_DIR OUT_DIR [--set graph.min_playlists=5 ...]
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from musicmap import mpd, schemas  # noqa: E402
+from musicmap.check import slice_files  # noqa: E402
+from musicmap.config import load_config  # noqa: E402
+
+
+def build(mpd_dir: str, cfg) -> dict:
+    """{table name: pyarrow table} and 'counts' (the reconciliation numbers)."""
+    g = cfg.graph
+    quarantine, valid, seen_pid = [], [], {}
+    first_name: dict[str, str] = {}
+    read_pl = read_occ = 0
+    for f in slice_files(mpd_dir):
+        name = f.rsplit("/", 1)[-1]
+        data = Path(f).read_bytes()
+        try:
+            playlists = mpd.parse_slice(data)
+        except mpd.SliceError as e:
+            quarantine.append((name, None, e.rule, f"{e.rule}: {e.detail}", 0))
+            continue
+        for p in playlists:
+            read_pl += 1
+            tracks = p.get("tracks") if isinstance(p, dict) else None
+            n = len(tracks) if isinstance(tracks, list) else 0
+            read_occ += n
+            pid = p.get("pid") if isinstance(p, dict) else None
+            pid = pid if isinstance(pid, int) and not isinstance(pid, bool) else None
+            bad = mpd.validate_playlist(p)
+            if pid is None and not bad:
+                bad = [mpd.Violation("wrong_type", "pid")]
+            if bad:
+                quarantine.append((name, pid, bad[0].rule, "; ".join(map(str, bad)), n))
+                continue
+            if pid in seen_pid:
+                quarantine.append((name, pid, "duplicate_pid", f"duplicate_pid: pid also in {seen_pid[pid]}", n))
+                continue
+            seen_pid[pid] = name
+            valid.append((name, p))
+    # one name per URI: the first valid playlist naming a URI sets it
+    kept = []
+    for name, p in valid:
+        clash = None
+        for t in p["tracks"]:
+            known = first_name.setdefault(t["track_uri"], t["track_name"])
+            if known != t["track_name"]:
+                clash = t
+        if clash is not None:
+            quarantine.append((name, p["pid"], "track_name_conflict", "track_name_conflict", len(p["tracks"])))
+        else:
+            kept.append(p)
+    # split by time
+    kept.sort(key=lambda p: (p["modified_at"], p["pid"]))
+    n = len(kept)
+    n_train = int(round(g.train_fraction * n))
+    n_val = int(round((g.train_fraction + g.val_fraction) * n)) - n_train
+    split = {p["pid"]: ("train" if i < n_train else "val" if i < n_train + n_val else "test")
+             for i, p in enumerate(kept)}
+    # vocabulary from train playlists, first occurrence per playlist
+    counts, meta = Counter(), {}
+    for p in kept:
+        for t in p["tracks"]:
+            meta.setdefault(t["track_uri"], t)
+        if split[p["pid"]] == "train":
+            counts.update({t["track_uri"] for t in p["tracks"]})
+    vocab = sorted((u for u, c in counts.items() if c >= g.min_playlists), key=lambda u: (-counts[u], u))
+    track_idx = {u: i for i, u in enumerate(vocab)}
+    # train playlists with too few vocabulary tracks leave the graph; ids
+    edges_of = {}
+    for p in kept:
+        if split[p["pid"]] != "train":
+            continue
+        seen, e = set(), []
+        for t in p["tracks"]:
+            u = t["track_uri"]
+            if u in seen:
+                continue
+            seen.add(u)
+            if u in track_idx:
+                e.append((track_idx[u], t["pos"]))
+        edges_of[p["pid"]] = e
+    graph_train = [p for p in kept if split[p["pid"]] == "train" and len(edges_of[p["pid"]]) >= g.min_tracks]
+    ordered = graph_train + [p for p in kept if split[p["pid"]] == "val"] + \
+        [p for p in kept if split[p["pid"]] == "test"]
+    cols = defaultdict(list)
+    for i, p in enumerate(ordered):
+        for k, v in (("playlist_idx", i), ("pid", p["pid"]), ("name", p["name"]),
+                     ("modified_at", p["modified_at"]), ("num_followers", p["num_followers"]),
+                     ("num_edits", p["num_edits"]), ("num_tracks", p["num_tracks"]),
+                     ("split", split[p["pid"]])):
+            cols[k].append(v)
+    playlists = pa.table(dict(cols), schema=schemas.PLAYLISTS)
+    ecols = defaultdict(list)
+    for i, p in enumerate(graph_train):
+        w_pl = (1 + g.followers_gain * math.log(p["num_followers"])) * (1 + g.edits_gain * math.log(p["num_edits"]))
+        for t, pos in edges_of[p["pid"]]:
+            ecols["playlist_idx"].append(i)
+            ecols["track_idx"].append(t)
+            ecols["pos"].append(pos)
+            ecols["weight"].append(1.0 / (1.0 + g.position_decay * pos / 100.0) * w_pl)
+    edges = pa.table(dict(ecols), schema=schemas.EDGES)
+    tracks = pa.table({
+        "track_idx": list(range(len(vocab))), "track_uri": vocab,
+        **{k: [meta[u][k] for u in vocab] for k in ("track_name", "artist_uri", "artist_name",
+                                                    "album_uri", "album_name", "duration_ms")},
+        "train_playlists": [counts[u] for u in vocab]}, schema=schemas.TRACKS)
+    cases = eval_cases([p for p in kept if split[p["pid"]] != "train"], split, track_idx, g)
+    q = pa.table({k: [r[i] for r in quarantine] for i, k in enumerate(schemas.QUARANTINE.names)},
+                 schema=schemas.QUARANTINE)
+    train_total = sum(p["num_tracks"] for p in kept if split[p["pid"]] == "train")
+    return {"tracks": tracks, "playlists": playlists, "edges": edges, "eval": cases, "quarantine": q,
+            "counts": {"playlists_read": read_pl, "occurrences_read": read_occ,
+                       "valid": n, "train_occurrences": train_total, "edges": edges.num_rows}}
+
+
+def eval_cases(playlists, split, track_idx, g) -> pa.Table:
+    """The challenge category (drawn from eval_seed and pid among those the playlist is long
+    enough for) and the seed protocol case of each val/test playlist."""
+    rows = defaultdict(list)
+
+    def emit(p, category, name, seed_pos):
+        uris = [t["track_uri"] for t in p["tracks"]]
+        seed_uris = [uris[i] for i in seed_pos]
+        seed_idx = list(dict.fromkeys(track_idx[u] for u in seed_uris if u in track_idx))
+        hold, hold_art, seen = [], [], set(seed_uris)
+        for t in p["tracks"]:
+            if t["track_uri"] not in seen:
+                seen.add(t["track_uri"])
+                hold.append(t["track_uri"])
+                hold_art.append(t["artist_uri"])
+        for k, v in (("pid", p["pid"]), ("split", split[p["pid"]]), ("category", category),
+                     ("name", name), ("num_tracks", len(uris)), ("seed_idx", seed_idx),
+                     ("seed_uris", seed_uris), ("holdout_uris", hold), ("holdout_artist_uris", hold_art)):
+            rows[k].append(v)
+
+    for p in playlists:
+        n = len(p["tracks"])
+        eligible = [c for c in mpd.CHALLENGE_CATEGORIES if n >= c.min_tracks]
+        if eligible:
+            rng = np.random.default_rng([g.eval_seed, p["pid"]])
+            c = eligible[int(rng.integers(len(eligible)))]
+            pos = sorted(rng.choice(n, c.seeds, replace=False).tolist()) if c.random else list(range(c.seeds))
+            emit(p, c.name, p["name"] if c.title else None, pos)
+        if g.seed_protocol:
+            emit(p, mpd.SEED_PROTOCOL, p["name"], list(range(n // 2)))
+    return pa.table(dict(rows), schema=schemas.EVAL)
+
+
+def main(argv=None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("mpd")
+    ap.add_argument("out")
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    res = build(args.mpd, load_config(overrides=args.overrides))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, table in res.items():
+        if name != "counts":
+            pq.write_table(table, out / f"{name}.parquet", compression="zstd")
+    print(f"reference build: {res['counts']} in {time.time() - t0:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""build_graph on generated data, with real local Spark: the tables equal an independent
+plain-Python build (bench/reference_graph.py), the reconciliation adds up, the vocabulary comes
+from train playlists only, ids are dense and stable, bad input is quarantined, and an s3://
+round trip (loopback S3 server) gives the same tables as a local run."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from conftest import ROOT, build_graph, make_bucket
+from mpd_faults import make_bad_dataset
+from musicmap import schemas, storage
+from musicmap.config import load_config
+from musicmap.errors import InputError
+
+sys.path.insert(0, str(ROOT / "bench"))
+import reference_graph  # noqa: E402
+
+SORT = {"tracks": ["track_idx"], "playlists": ["playlist_idx"], "edges": ["playlist_idx", "track_idx"],
+        "eval": ["pid", "category"], "quarantine": ["file", "pid", "rule"]}
+
+
+def read_tables(graph_uri: str) -> dict[str, pa.Table]:
+    g = storage.open_committed(graph_uri)
+    return {name: storage.read_parquet(g.path(name), schema=schema).sort_by([(k, "ascending") for k in SORT[name]])
+            for name, schema in schemas.GRAPH_TABLES.items()}
+
+
+def assert_same_tables(a: dict, b: dict, names=("tracks", "playlists", "edges", "eval")) -> None:
+    for name in names:
+        x, y = a[name], b[name].sort_by([(k, "ascending") for k in SORT[name]])
+        assert x.schema.names == y.schema.names, name
+        assert x.num_rows == y.num_rows, (name, x.num_rows, y.num_rows)
+        for col in x.schema.names:
+            if col == "weight":
+                np.testing.assert_allclose(x[col].to_numpy(), y[col].to_numpy(), rtol=1e-6)
+            else:
+                assert x[col].to_pylist() == y[col].to_pylist(), (name, col)
+
+
+def test_schemas_are_the_declared_ones(graph_small):
+    root, _ = graph_small
+    g = storage.open_committed(str(root / "graph"))
+    for name, schema in schemas.GRAPH_TABLES.items():
+        got = storage.read_parquet(g.path(name)).schema
+        assert got.remove_metadata().equals(schema), (name, got, schema)
+
+
+def test_tables_equal_an_independent_python_build(graph_small):
+    root, _ = graph_small
+    ours = read_tables(str(root / "graph"))
+    ref = reference_graph.build(str(root / "mpd"), load_config())
+    assert_same_tables(ours, ref)
+    assert ours["quarantine"].num_rows == 0
+
+
+def test_reconciliation_adds_up(graph_small):
+    root, stats = graph_small
+    rec = stats["reconciliation"]
+    assert all(rec["checks"].values()), rec["checks"]
+    ref = reference_graph.build(str(root / "mpd"), load_config())["counts"]
+    assert rec["playlists"]["read"] == ref["playlists_read"] == 3000
+    assert rec["occurrences"]["read"] == ref["occurrences_read"]
+    assert rec["playlists"]["by_split"] == {"train": 2400, "val": 300, "test": 300}
+    t = rec["occurrences"]["train"]
+    assert t["total"] == ref["train_occurrences"] and t["edges"] == ref["edges"]
+    assert t["removed_track_filter"] > 0   # the filter did something on this data
+    assert stats["graph"]["interactions"] == t["edges"]
+    written = json.loads((root / "graph" / storage.open_committed(str(root / "graph")).version
+                          / "stats.json").read_text())
+    assert written["reconciliation"] == rec
+    official = stats["input_official"]
+    assert official["playlists"] == 3000 and official["unique_tracks"] > stats["graph"]["tracks"]
+
+
+def test_vocabulary_comes_from_train_playlists_only(graph_small):
+    root, _ = graph_small
+    t = read_tables(str(root / "graph"))
+    split = dict(zip(t["playlists"]["pid"].to_pylist(), t["playlists"]["split"].to_pylist()))
+    train_count, other = Counter(), set()
+    for f in (root / "mpd").glob("mpd.slice.*.json"):
+        for p in json.loads(f.read_text())["playlists"]:
+            uris = {x["track_uri"] for x in p["tracks"]}
+            if split.get(p["pid"]) == "train":
+                train_count.update(uris)
+            else:
+                other |= uris
+    vocab = t["tracks"]["track_uri"].to_pylist()
+    assert all(train_count[u] >= 5 for u in vocab)
+    assert set(vocab) == {u for u, c in train_count.items() if c >= 5}
+    only_eval = other - set(train_count)
+    assert only_eval and not only_eval & set(vocab)
+    assert t["tracks"]["train_playlists"].to_pylist() == [train_count[u] for u in vocab]
+
+
+def test_ids_are_dense_and_stable_across_reruns(spark, graph_small, tmp_path):
+    root, _ = graph_small
+    first = read_tables(str(root / "graph"))
+    assert first["tracks"]["track_idx"].to_pylist() == list(range(first["tracks"].num_rows))
+    assert first["playlists"]["playlist_idx"].to_pylist() == list(range(first["playlists"].num_rows))
+    e = first["edges"]
+    assert e["playlist_idx"].to_numpy().max() < sum(s == "train" for s in first["playlists"]["split"].to_pylist())
+    out = str(tmp_path / "graph")
+    build_graph(spark, str(root), output_uri=out)
+    build_graph(spark, str(root), output_uri=out)    # a rerun replaces the output cleanly
+    assert len([n for n in storage.listdir(out) if n.startswith("v-")]) == 1
+    assert_same_tables(first, read_tables(out), names=("tracks", "playlists", "edges", "eval", "quarantine"))
+
+
+def test_bad_input_is_quarantined_and_the_rest_kept(spark, mpd_small, tmp_path):
+    faults = make_bad_dataset(mpd_small / "mpd", tmp_path / "mpd")
+    stats = build_graph(spark, str(tmp_path))
+    t = read_tables(str(tmp_path / "graph"))
+    q = t["quarantine"].to_pylist()
+    got = {(r["file"], r["pid"]): r for r in q}
+    for (file, pid), rule in faults.playlists.items():
+        assert (file, pid) in got, (file, pid, rule)
+        assert rule in got[(file, pid)]["reason"], (rule, got[(file, pid)])
+    for file, rule in faults.files.items():
+        assert got[(file, None)]["rule"] == rule, (file, got.get((file, None)))
+    assert len(q) == len(faults.playlists) + len(faults.files)
+    # everything else is kept, with the same tables as the plain-Python build of the same files
+    valid_pids = {p for p in t["playlists"]["pid"].to_pylist()}
+    assert len(valid_pids) == 3000 + 1 - len(faults.playlists)
+    ref = reference_graph.build(str(tmp_path / "mpd"), load_config())
+    assert_same_tables(t, ref, names=("tracks", "playlists", "edges", "eval"))
+    assert sorted((r["file"], -1 if r["pid"] is None else r["pid"], r["rule"]) for r in q) == sorted(
+        (r["file"], r["pid"] if r["pid"] is not None else -1, r["rule"]) for r in ref["quarantine"].to_pylist())
+    rec = stats["reconciliation"]
+    assert all(rec["checks"].values())
+    assert rec["files"]["unreadable"]["files"] == len(faults.files)
+    assert rec["playlists"]["quarantined"] == len(faults.playlists)
+    assert set(rec["playlists"]["quarantined_by_rule"]) == set(faults.playlists.values())
+
+
+def test_strict_mode_fails_on_bad_input(spark, mpd_small, tmp_path):
+    make_bad_dataset(mpd_small / "mpd", tmp_path / "mpd", file_faults=False, encoding_faults=False)
+    with pytest.raises(InputError, match="bad inputs with graph.strict=true"):
+        build_graph(spark, str(tmp_path), overrides=["graph.strict=true"])
+    assert not (tmp_path / "graph" / "_SUCCESS").exists()
+
+
+def test_s3_round_trip_equals_a_local_run(spark, graph_small, s3_server):
+    root, _ = graph_small
+    make_bucket("mm-graph")
+    storage.configure()
+    for f in (root / "mpd").glob("mpd.slice.*.json"):
+        storage.write_bytes(f"s3://mm-graph/mm/mpd/{f.name}", f.read_bytes())
+    creds = [f"storage.s3_endpoint_url={s3_server}", "storage.s3_region=us-east-1",
+             "storage.s3_access_key_id=testing", "storage.s3_secret_access_key=testing"]
+    build_graph(spark, "s3://mm-graph/mm", overrides=creds)
+    assert_same_tables(read_tables(str(root / "graph")), read_tables("s3://mm-graph/mm/graph"),
+                       names=("tracks", "playlists", "edges", "eval", "quarantine"))
