@@ -20,7 +20,7 @@ USER root
 RUN dnf install -y python3.11 python3.11-pip \
  && dnf clean all \
  && python3.11 -m pip install --no-cache-dir \
-      "pyarrow>=15" "numpy>=1.26" "fsspec>=2024.2" "s3fs>=2024.2" "pyyaml>=6" "tqdm>=4.66"
+      "pyarrow>=15" "pandas>=2.2,<3" "numpy>=1.26" "fsspec>=2024.2" "s3fs>=2024.2" "pyyaml>=6" "tqdm>=4.66"
 
 # Driver and executors use this interpreter (also pass it in sparkSubmitParameters, see README).
 ENV PYSPARK_PYTHON=/usr/bin/python3.11
