@@ -89,6 +89,33 @@ def graph_small(spark, mpd_small, tmp_path_factory) -> tuple[Path, dict]:
     return root, stats
 
 
+TRAIN_SETTINGS = ["train.epochs=4", "train.batch_size=8192", "train.lr=0.02", "train.val_max_cases=0",
+                  "train.patience=0", "train.progress=false"]
+
+
+def torchrun_train(root, *overrides, model_dir=None, nproc=2, max_restarts=0, timeout=600, env=None,
+                   check=True):
+    """torchrun --standalone --nproc_per_node=N train/main.py --root ROOT with TRAIN_SETTINGS."""
+    args = ["python", "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            f"--max-restarts={max_restarts}", str(ROOT / "train" / "main.py"), "--root", str(root)]
+    if model_dir is not None:
+        args += ["--set", f"paths.model={model_dir}"]
+    for o in [*TRAIN_SETTINGS, *overrides]:
+        args += ["--set", o]
+    return run_cmd(args, timeout=timeout, env=env, check=check)
+
+
+@pytest.fixture(scope="session")
+def trained_small(graph_small, tmp_path_factory) -> Path:
+    """A storage root with mpd/, graph/ and model/ (4 epochs, 2 ranks) of the small data."""
+    src, _ = graph_small
+    root = tmp_path_factory.mktemp("trained_small")
+    shutil.copytree(src / "mpd", root / "mpd")
+    shutil.copytree(src / "graph", root / "graph")
+    torchrun_train(root)
+    return root
+
+
 @pytest.fixture(scope="session")
 def s3_server():
     """moto's S3-compatible server on loopback; yields its endpoint URL. The process env points

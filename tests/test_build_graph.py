@@ -5,10 +5,8 @@ round trip (loopback S3 server) gives the same tables as a local run."""
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa

@@ -124,8 +124,9 @@ class TitleModel:
             sc = self.scores(name)
             sc[s] = -np.inf
             kk = min(k, len(sc))
-            top = np.argpartition(-sc, kk - 1)[:kk]
-            top = top[np.argsort(-sc[top], kind="stable")]
+            kth = sc[np.argpartition(-sc, kk - 1)[kk - 1]]
+            top = np.flatnonzero(sc >= kth)          # every tie of the k-th score, then
+            top = top[np.lexsort((top, -sc[top]))][:kk]  # by score, ties by track_idx (as Popularity)
             top = top[np.isfinite(sc[top])]
             out[i, :len(top)], out_s[i, :len(top)] = top, sc[top]
         return (out, out_s) if return_scores else out

@@ -1,0 +1,131 @@
+"""The trainer: real torchrun processes (gloo, 2 CPU ranks) on a small generated graph."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, run_cmd, torchrun_train
+from musicmap import metrics, storage
+from train.data import load_eval, load_graph, load_tracks, uri_index
+from train.export import load_model
+from train.main import epoch_batches, sample_negatives
+from train.model import LightGCN, foldin_vectors
+from train.recommenders import Popularity
+
+def torchrun(root, model_dir, *overrides, **kw):
+    return torchrun_train(root, *overrides, model_dir=model_dir, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(trained_small):
+    """(root, model dir, model): 4 epochs, 2 ranks."""
+    return trained_small, trained_small / "model", load_model(str(trained_small / "model"))
+
+
+def test_ranks_end_with_identical_parameters(trained):
+    _, _, m = trained
+    digests = m.manifest["rank_param_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    assert m.manifest["world_size"] == 2
+
+
+def test_loss_falls_and_history_is_written(trained):
+    _, model_dir, m = trained
+    version = storage.open_committed(str(model_dir)).version
+    history = json.loads((model_dir / version / "history.json").read_text())
+    losses = [h["loss"] for h in history]
+    assert len(losses) == 4 and losses[-1] < losses[0] - 0.05
+    assert all("val" in h for h in history)
+    assert (model_dir / version / "training.png").read_bytes()[:4] == b"\x89PNG"
+    man = m.manifest
+    assert man["dim"] == 64 and man["layers"] == 2 and man["epochs_run"] == 4
+    assert man["best"]["epoch"] in range(1, 5) and man["best"]["ndcg"] > 0
+    assert man["config"]["train"]["batch_size"] == 8192
+
+
+def test_outputs_read_with_numpy_alone(trained):
+    _, model_dir, m = trained
+    version = storage.open_committed(str(model_dir)).version
+    for name, rows in (("playlist_embeddings.npy", m.manifest["playlists"]),
+                       ("track_embeddings.npy", m.manifest["tracks"]), ("track_foldin.npy", m.manifest["tracks"])):
+        a = np.load(model_dir / version / name, allow_pickle=False)
+        assert a.shape == (rows, 64) and a.dtype == np.float32 and np.isfinite(a).all()
+
+
+def test_exported_embeddings_are_the_propagated_ones_of_the_best_epoch(trained):
+    root, model_dir, m = trained
+    graph, _ = load_graph(str(root / "graph"))
+    ckpts = sorted((model_dir / "checkpoints").glob("epoch-*.pt"))
+    state = torch.load(io.BytesIO(ckpts[-1].read_bytes()), weights_only=True)  # no pickle
+    model = LightGCN(graph.num_playlists, graph.num_tracks, 64, 2)
+    model.embedding.weight.data.copy_(state["best_weights"])
+    adj = graph.adjacency(False)
+    with torch.no_grad():
+        xs = model.layer_outputs(adj)
+        final = torch.stack(xs).mean(0).numpy()
+        deg = torch.from_numpy(graph.degrees(False)[graph.num_playlists:]).float()
+        fold = foldin_vectors(xs, deg, graph.num_playlists).numpy()
+    np.testing.assert_allclose(m.playlists, final[:graph.num_playlists], atol=1e-6)
+    np.testing.assert_allclose(m.tracks, final[graph.num_playlists:], atol=1e-6)
+    np.testing.assert_allclose(m.foldin, fold, atol=1e-6)
+    # and they differ from the raw layer-0 table (the seed system's mistake)
+    assert not np.allclose(m.tracks, state["best_weights"][graph.num_playlists:].numpy(), atol=1e-3)
+
+
+def test_beats_popularity_on_validation_ndcg(trained):
+    root, _, m = trained
+    graph, committed = load_graph(str(root / "graph"))
+    val = load_eval(committed, "val", uri_index(load_tracks(committed, ["track_idx", "track_uri"])))
+    keep = [i for i in range(len(val)) if len(val.seeds[i])]   # the cases the trainer validates on
+    val = val.subset(keep)
+    ranked = Popularity().fit(graph).rank(val.seeds, val.name, 500)
+    pop = np.mean([metrics.ndcg(r, h) for r, h in zip(ranked, val.holdouts)])
+    assert m.manifest["best"]["cases"] == len(val)
+    assert m.manifest["best"]["ndcg"] > pop + 0.05, (m.manifest["best"], pop)
+
+
+def test_resumed_run_equals_an_uninterrupted_one(trained, tmp_path):
+    root, _, full = trained
+    model_dir = tmp_path / "model"
+    torchrun(root, model_dir, "train.epochs=1")          # stopped after epoch 1 ...
+    first = load_model(str(model_dir))
+    assert first.manifest["epochs_run"] == 1
+    p = torchrun(root, model_dir)                         # ... and resumed to epoch 4
+    assert "resumed from checkpoint epoch 1" in p.stderr
+    resumed = load_model(str(model_dir))
+    assert resumed.manifest["epochs_run"] == 4
+    np.testing.assert_array_equal(resumed.tracks, full.tracks)
+    np.testing.assert_array_equal(resumed.playlists, full.playlists)
+
+
+def test_one_process_runs_too(graph_small, tmp_path):
+    root, _ = graph_small
+    run_cmd(["python", str(ROOT / "train" / "main.py"), "--root", str(root), "--set",
+             f"paths.model={tmp_path / 'model'}", "--set", "train.epochs=1", "--set", "train.progress=false"])
+    m = load_model(str(tmp_path / "model"))
+    assert m.manifest["world_size"] == 1 and m.manifest["epochs_run"] == 1
+
+
+def test_negatives_are_tracks_for_the_same_playlist(graph_small):
+    root, _ = graph_small
+    graph, _ = load_graph(str(root / "graph"))
+    gen = np.random.default_rng(0)
+    playlists = np.repeat(np.arange(50), 20)
+    neg = sample_negatives(graph, playlists, 3, True, gen)
+    assert neg.shape == (1000, 3)
+    assert neg.min() >= 0 and neg.max() < graph.num_tracks     # track ids, never playlists
+    own = sum(np.isin(neg[playlists == p], graph.playlist_tracks(p)).sum() for p in range(50))
+    assert own == 0                                             # rejected positives are redrawn
+
+
+def test_each_rank_gets_a_disjoint_share_reshuffled_every_epoch():
+    shares = [np.concatenate(list(epoch_batches(1003, 2, r, 100, seed=0, epoch=1))) for r in range(2)]
+    assert len(shares[0]) == len(shares[1]) == 501
+    assert not set(shares[0]) & set(shares[1])
+    assert len(set(shares[0]) | set(shares[1])) == 1002
+    again = np.concatenate(list(epoch_batches(1003, 2, 0, 100, seed=0, epoch=2)))
+    assert not np.array_equal(shares[0], again)
