@@ -65,13 +65,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from musicmap.log import setup_logging
+    from musicmap.log import redact, setup_logging
     args = build_parser(argv).parse_args(argv)
     setup_logging(quiet=args.quiet)
     try:
         return int(args.run(args) or 0)
     except MusicMapError as e:
-        print(f"musicmap {args.command}: error: {e}", file=sys.stderr)
+        print(redact(f"musicmap {args.command}: error: {e}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"musicmap {args.command}: interrupted", file=sys.stderr)

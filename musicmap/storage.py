@@ -70,6 +70,9 @@ def configure(storage_cfg: Any = None, **kw) -> StorageOptions:
         values = {k: v for k, v in src.items() if k in StorageOptions.__dataclass_fields__}
     values.update(kw)
     _options = StorageOptions(**values)
+    from musicmap.log import add_secret
+    add_secret(_options.s3_secret_access_key)  # masked in every log line from now on
+    add_secret(_options.s3_access_key_id)
     fsspec.config.conf.pop("s3", None)
     return _options
 
@@ -240,6 +243,9 @@ def listdir(uri: str) -> list[str]:
         try:
             return fs.ls(path, detail=False, refresh=True) if not is_local(uri) else fs.ls(path, detail=False)
         except FileNotFoundError:
+            if not is_local(uri) and not fs.exists(path.split("/", 1)[0]):
+                raise StorageError(f"{uri}: bucket does not exist; create it (infra/terraform) or "
+                                   f"fix storage.root") from None
             return []
     return sorted(posixpath.basename(p.rstrip("/")) for p in call(uri, ls, "list"))
 

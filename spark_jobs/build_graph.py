@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args, ["graph.strict=true"] if args.strict else [])
         stats = run(cfg, args.input, args.output, local=False)
     except MusicMapError as e:
-        print(f"build_graph: error: {e}", file=sys.stderr)
+        from musicmap.log import redact
+        print(redact(f"build_graph: error: {e}"), file=sys.stderr)
         return 2
     print(summary(stats))
     return 0

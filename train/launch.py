@@ -38,10 +38,14 @@ def torchrun_command(script, args, nproc: int, max_restarts: int = 0, extra: lis
 def run_cli(args) -> int:
     from musicmap.cli import config_from_args
     from musicmap.errors import MusicMapError
-    config_from_args(args)  # validate the config here: a bad key fails before any process starts
+    from musicmap import storage
+    cfg = config_from_args(args)  # a bad key or a missing graph fails before any process starts
+    storage.open_committed(storage.stage_uri(cfg, "graph"), "build-graph")
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, args.nproc))))
     rc = subprocess.call(torchrun_command(MAIN, args, args.nproc, args.max_restarts), env=env)
+    if rc == 2:
+        return 2  # an error the trainer already reported in one line
     if rc != 0:
         raise MusicMapError(f"training failed (exit status {rc}); see the log above")
     return 0

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from musicmap import metrics, mpd, storage
+from musicmap import metrics, storage
 from musicmap.errors import MusicMapError
 from musicmap.log import get_logger, progress, setup_logging
 from train import checkpoint
@@ -282,9 +282,21 @@ def redacted(cfg: dict) -> dict:
     return {**cfg, "storage": s}
 
 
+def _exit(rc: int) -> None:
+    """Exit without interpreter teardown once the work is done and flushed: destroying gloo's
+    process group there can deadlock (its worker thread waits for the GIL the main thread holds
+    while it joins that thread), which would leave torchrun waiting forever."""
+    import logging
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
 if __name__ == "__main__":
     try:
-        sys.exit(main())
+        _exit(main())
     except MusicMapError as e:
-        print(f"train: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        from musicmap.log import redact
+        print(redact(f"train: error: {e}"), file=sys.stderr)
+        _exit(2)

@@ -282,9 +282,21 @@ def main(argv=None) -> int:
     return 0
 
 
+def _exit(rc: int) -> None:
+    """Exit without interpreter teardown once the work is done and flushed: destroying gloo's
+    process group there can deadlock (its worker thread waits for the GIL the main thread holds
+    while it joins that thread), which would leave torchrun waiting forever."""
+    import logging
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
 if __name__ == "__main__":
     try:
-        sys.exit(main())
+        _exit(main())
     except MusicMapError as e:
-        print(f"recommend: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        from musicmap.log import redact
+        print(redact(f"recommend: error: {e}"), file=sys.stderr)
+        _exit(2)

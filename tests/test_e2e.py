@@ -1,0 +1,102 @@
+"""The whole pipeline as a user runs it (the `musicmap` command line, local Spark, torchrun with 2
+processes): on s3:// against a real S3 server on loopback, equal to the same run on local files;
+and on a dataset mixing every kind of bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import TRAIN_SETTINGS, make_bucket, musicmap
+from mpd_faults import make_bad_dataset
+from musicmap import schemas, storage
+from train.export import load_model
+
+SETS = sum((["--set", o] for o in [*TRAIN_SETTINGS, "train.epochs=2"]), [])
+
+
+def pipeline(root: str) -> dict:
+    """synth -> build-graph -> train (2 processes) -> recommend (+ challenge) -> evaluate."""
+    mpd = f"{root}/mpd"
+    out = {}
+    out["synth"] = musicmap("synth", "--playlists", "2000", "--seed", "11", "--out", mpd, "--challenge",
+                            "--set", "synth.challenge_per_category=10")
+    out["build"] = musicmap("build-graph", "--root", root)
+    out["train"] = musicmap("train", "--root", root, "--nproc", "2", *SETS)
+    out["recommend"] = musicmap("recommend", "--root", root, "--playlists", "all", "--challenge",
+                                f"{mpd}/challenge_set.json")
+    out["evaluate"] = musicmap("evaluate", "--root", root)
+    return out
+
+
+def tables(root: str) -> dict:
+    got = {}
+    g = storage.open_committed(f"{root}/graph")
+    for name, schema in schemas.GRAPH_TABLES.items():
+        t = storage.read_parquet(g.path(name), schema=schema)
+        got[name] = t.sort_by([(c, "ascending") for c in t.schema.names if c in
+                               ("playlist_idx", "track_idx", "pid", "category", "file", "rule")])
+    r = storage.open_committed(f"{root}/recs")
+    got["recs"] = storage.read_parquet(r.path(), schema=schemas.RECS).sort_by(
+        [("pid", "ascending"), ("category", "ascending"), ("rank", "ascending")])
+    got["submission"] = storage.read_bytes(r.path("submission.csv.gz"))
+    m = storage.open_committed(f"{root}/metrics")
+    got["metrics"] = json.loads(storage.read_bytes(m.path("metrics.json")))["methods"]
+    got["stats"] = json.loads(storage.read_bytes(g.path("stats.json")))["reconciliation"]
+    return got
+
+
+@pytest.mark.slow
+def test_pipeline_on_s3_equals_the_local_run(s3_server, tmp_path):
+    make_bucket("mm-e2e")
+    storage.configure()
+    s3 = pipeline("s3://mm-e2e/mm")
+    local = pipeline(str(tmp_path / "mm"))
+    assert "passes the challenge checks" in s3["recommend"].stdout
+    names = sorted(storage.listdir("s3://mm-e2e/mm"))
+    assert names == ["graph", "metrics", "model", "mpd", "recs"]
+    a, b = tables("s3://mm-e2e/mm"), tables(str(tmp_path / "mm"))
+    for name in ("tracks", "playlists", "edges", "eval", "quarantine", "recs"):
+        for col in a[name].schema.names:
+            if col in ("weight", "score"):
+                np.testing.assert_allclose(a[name][col].to_numpy(), b[name][col].to_numpy(), rtol=1e-6)
+            else:
+                assert a[name][col].to_pylist() == b[name][col].to_pylist(), (name, col)
+    assert a["submission"] == b["submission"]
+    assert a["metrics"] == b["metrics"] and a["stats"] == b["stats"]
+    ma, mb = load_model("s3://mm-e2e/mm/model"), load_model(str(tmp_path / "mm" / "model"))
+    np.testing.assert_array_equal(ma.tracks, mb.tracks)
+    np.testing.assert_array_equal(ma.playlists, mb.playlists)
+    assert ma.manifest["best"] == mb.manifest["best"]
+    assert not list(tmp_path.glob("mm-e2e*"))   # nothing of the S3 run landed on local disk
+
+
+@pytest.mark.slow
+def test_bad_input_end_to_end(mpd_small, tmp_path):
+    """Every kind of bad input the checker knows, a file that is not UTF-8 and an empty file: the
+    pipeline completes, each bad item is quarantined with its reason, the counts reconcile."""
+    root = tmp_path / "mm"
+    faults = make_bad_dataset(mpd_small / "mpd", root / "mpd")
+    check = musicmap("check", str(root / "mpd"), check=False)
+    assert check.returncode == 1
+    build = musicmap("build-graph", "--root", str(root))
+    assert "checks: all reconcile" in build.stdout
+    musicmap("train", "--root", str(root), "--nproc", "2", *SETS)
+    musicmap("recommend", "--root", str(root), "--playlists", "test")
+    ev = musicmap("evaluate", "--root", str(root))
+    assert "lightgcn" in ev.stdout
+    g = storage.open_committed(str(root / "graph"))
+    q = storage.read_parquet(g.path("quarantine"), schema=schemas.QUARANTINE).to_pylist()
+    by_key = {(r["file"], r["pid"]): r["reason"] for r in q}
+    for (file, pid), rule in faults.playlists.items():
+        assert rule in by_key[(file, pid)]
+        assert f"{file}: pid {pid}: {rule}:" in check.stdout       # the checker agrees
+    for file, rule in faults.files.items():
+        assert by_key[(file, None)].startswith(rule)
+        assert f"{file}: pid -: {rule}:" in check.stdout
+    stats = json.loads(storage.read_bytes(g.path("stats.json")))["reconciliation"]
+    assert all(stats["checks"].values())
+    assert stats["files"]["read"] == 3 + len(faults.files)
+    assert stats["playlists"]["read"] == 3000 + 1                    # the readable files' playlists
+    assert stats["playlists"]["quarantined"] == len(faults.playlists)
