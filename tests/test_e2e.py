@@ -52,7 +52,7 @@ def test_pipeline_on_s3_equals_the_local_run(s3_server, tmp_path):
     make_bucket("mm-e2e")
     storage.configure()
     s3 = pipeline("s3://mm-e2e/mm")
-    local = pipeline(str(tmp_path / "mm"))
+    pipeline(str(tmp_path / "mm"))
     assert "passes the challenge checks" in s3["recommend"].stdout
     names = sorted(storage.listdir("s3://mm-e2e/mm"))
     assert names == ["graph", "metrics", "model", "mpd", "recs"]

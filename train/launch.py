@@ -13,6 +13,21 @@ from pathlib import Path
 MAIN = Path(__file__).resolve().parent / "main.py"
 
 
+_KEEP_ALIVE: list = []
+
+
+def exit_without_teardown(rc: int) -> None:
+    """Leave a torchrun worker once its work is done and flushed, skipping interpreter teardown:
+    destroying gloo's process group there (or when the DDP wrapper that holds it is freed) can
+    deadlock, its worker thread waiting for the GIL that the main thread holds while joining it,
+    and torchrun would wait forever. Objects put in _KEEP_ALIVE are never freed before that."""
+    import logging
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
 def add_arguments(p) -> None:
     p.add_argument("--nproc", type=int, default=1, help="processes (one per GPU, or CPU processes)")
     p.add_argument("--max-restarts", type=int, default=0,

@@ -33,6 +33,7 @@ from musicmap.log import get_logger, progress, setup_logging
 from train import checkpoint
 from train.data import Graph, load_eval, load_graph, load_tracks, uri_index
 from train.export import write_model
+from train.launch import _KEEP_ALIVE, exit_without_teardown
 from train.model import LightGCN, bpr_loss, foldin_vectors
 from train.scoring import seed_queries, topk
 
@@ -269,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
                  best["epoch"], best["ndcg"] if best["ndcg"] is None else f"{best['ndcg']:.4f}")
     if ddp:
         dist.barrier()
-        dist.destroy_process_group()
+        # Keep the DDP wrapper (its Reducer holds the process group) alive past main(): freeing it
+        # destroys gloo's process group, which can deadlock (its worker thread waits for the GIL
+        # while the main thread joins it). The entry point leaves with exit_without_teardown().
+        _KEEP_ALIVE.append(step_fn)
     return 0
 
 
@@ -282,21 +286,14 @@ def redacted(cfg: dict) -> dict:
     return {**cfg, "storage": s}
 
 
-def _exit(rc: int) -> None:
-    """Exit without interpreter teardown once the work is done and flushed: destroying gloo's
-    process group there can deadlock (its worker thread waits for the GIL the main thread holds
-    while it joins that thread), which would leave torchrun waiting forever."""
-    import logging
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(rc)
-
-
 if __name__ == "__main__":
     try:
-        _exit(main())
+        exit_without_teardown(main())
     except MusicMapError as e:
         from musicmap.log import redact
         print(redact(f"train: error: {e}"), file=sys.stderr)
-        _exit(2)
+        exit_without_teardown(2)
+    except Exception:  # noqa: BLE001 - print it, then leave without teardown (see above)
+        import traceback
+        traceback.print_exc()
+        exit_without_teardown(1)

@@ -54,15 +54,19 @@ class LightGCN(nn.Module):
         num_playlists, num_tracks: node counts P and T.
         dim: embedding size d.
         layers: number of propagation layers L.
-        init_std: std of the normal initialisation of x_0.
+        init_std: std of a normal initialisation of x_0; None = Xavier uniform (std
+            sqrt(2 / (N + d)), as PyG's LightGCN): small enough that the first steps learn.
     """
 
     def __init__(self, num_playlists: int, num_tracks: int, dim: int = 64, layers: int = 2,
-                 init_std: float = 0.1):
+                 init_std: float | None = None):
         super().__init__()
         self.num_playlists, self.num_tracks, self.layers = num_playlists, num_tracks, layers
         self.embedding = nn.Embedding(num_playlists + num_tracks, dim)
-        nn.init.normal_(self.embedding.weight, std=init_std)
+        if init_std is None:
+            nn.init.xavier_uniform_(self.embedding.weight)
+        else:
+            nn.init.normal_(self.embedding.weight, std=init_std)
         self.convs = nn.ModuleList(SymLGConv() for _ in range(layers))
 
     def layer_outputs(self, adj: Tensor, dtype: torch.dtype | None = None) -> list[Tensor]:

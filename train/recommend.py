@@ -33,6 +33,7 @@ from musicmap.errors import InputError, MusicMapError
 from musicmap.log import get_logger, progress
 from train.data import Graph, load_eval, load_graph, load_tracks, uri_index
 from train.export import TrainedModel, load_model
+from train.launch import exit_without_teardown
 from train.recommenders import LightGCNRecommender, TitleModel
 from train.scoring import topk
 
@@ -84,9 +85,11 @@ def _rows(pids, categories, ranked, scores, uris: pa.Array) -> pa.Table:
     valid = ranked >= 0
     counts = valid.sum(1)
     flat = ranked[valid]
+    names, codes = np.unique(np.asarray(categories, dtype=object).astype(str), return_inverse=True)
     return pa.table({
         "pid": pa.array(np.repeat(pids, counts), pa.int64()),
-        "category": pa.array(np.repeat(np.asarray(categories, dtype=object), counts).tolist(), pa.string()),
+        "category": pc.take(pa.array(names.tolist(), pa.string()),
+                            pa.array(np.repeat(codes.astype(np.int32), counts))),
         "rank": pa.array(np.broadcast_to(np.arange(1, k + 1, dtype=np.int16), (n, k))[valid], pa.int16()),
         "track_uri": pc.take(uris, pa.array(flat)),
         "score": pa.array(scores[valid].astype(np.float32), pa.float32()),
@@ -277,26 +280,18 @@ def main(argv=None) -> int:
     dist.all_gather_object(gathered, res["summary"])
     if rank == 0:
         print_summary(commit(res["out"], gathered), res["out"].uri)
-    dist.barrier()
-    dist.destroy_process_group()
+    dist.barrier()  # the process group is left to exit_without_teardown
     return 0
-
-
-def _exit(rc: int) -> None:
-    """Exit without interpreter teardown once the work is done and flushed: destroying gloo's
-    process group there can deadlock (its worker thread waits for the GIL the main thread holds
-    while it joins that thread), which would leave torchrun waiting forever."""
-    import logging
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(rc)
 
 
 if __name__ == "__main__":
     try:
-        _exit(main())
+        exit_without_teardown(main())
     except MusicMapError as e:
         from musicmap.log import redact
         print(redact(f"recommend: error: {e}"), file=sys.stderr)
-        _exit(2)
+        exit_without_teardown(2)
+    except Exception:  # noqa: BLE001 - print it, then leave without teardown (see above)
+        import traceback
+        traceback.print_exc()
+        exit_without_teardown(1)
