@@ -77,8 +77,12 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     files = len(slice_files(input_uri))
     log.info("reading %d MPD slices from %s; writing %s", files, input_uri, out.prefix)
 
-    raw = (spark.read.format("musicmap_mpd").options(**storage_options()).option("path", input_uri)
-           .load().persist(StorageLevel.MEMORY_AND_DISK))
+    read = (spark.read.format("musicmap_mpd").options(**storage_options()).option("path", input_uri)
+            .load().persist(StorageLevel.MEMORY_AND_DISK))
+    read.count()  # one task per slice, each file read once (concurrent jobs below would read it again)
+    # later jobs scan the cached slices in a few large tasks: a task per slice per job would cost
+    # more in scheduling than in work (1,000 slices x dozens of jobs on the full MPD)
+    raw = read.coalesce(max(1, min(files, 2 * spark.sparkContext.defaultParallelism)))
 
     # ---- 1. quarantine: unreadable files, rule-breaking playlists, duplicate pids
     ok = raw.where(F.col("reason").isNull())
@@ -95,18 +99,20 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
         "file", "pid", F.split("reason", ":").getItem(0).alias("rule"), "reason", "num_tracks")
     good = flagged.where(~is_dup).drop("first")
 
-    # ---- 1b. one name per track URI: the first playlist (in file order) naming a URI sets its
-    # name; later playlists naming it otherwise are quarantined (track_name_conflict)
-    track_agg = _track_aggregate(good)
-    conflicts = [r.track_uri for r in track_agg.where("name_min != name_max").select("track_uri").collect()]
+    # ---- 2. split by time, then one pass over every occurrence: per track URI its first
+    # metadata, whether it was given two names, and its train playlist count (step 3)
+    good, keys, track_agg = _split_and_count(good, g, input_uri, files)
+    # one name per track URI: the first playlist (in file order) naming a URI sets its name;
+    # later playlists naming it otherwise are quarantined (track_name_conflict). Rare: the split
+    # and the counts are then redone without them.
+    conflicts = [r.track_uri for r in track_agg.where("name_h_min != name_h_max").select("track_uri").collect()]
+    conflicted = None
     if conflicts:
-        conflicted = _name_conflicts(good, track_agg, conflicts)
-        good = good.join(conflicted.select("pid", "file_index", "ordinal"),
-                         ["pid", "file_index", "ordinal"], "left_anti")
+        conflicted = _name_conflicts(good, track_agg, conflicts).persist()
+        good = good.drop("split").join(conflicted.select("pid", "file_index", "ordinal"),
+                                       ["pid", "file_index", "ordinal"], "left_anti")
         track_agg.unpersist()
-        track_agg = None
-    else:
-        conflicted = None
+        good, keys, track_agg = _split_and_count(good, g, input_uri, files)
     quarantine = bad.unionByName(dups)
     if conflicted is not None:
         quarantine = quarantine.unionByName(conflicted.select(*quarantine.columns))
@@ -118,27 +124,13 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
         sample = quarantine.limit(5).collect()
         raise InputError(f"{n_quarantined} bad inputs with graph.strict=true, e.g. "
                          + "; ".join(f"{r.file} pid {r.pid}: {r.reason}" for r in sample))
-
-    # ---- 2. split by time
-    keys = good.select("modified_at", "pid").toArrow()
-    if keys.num_rows == 0:
-        raise InputError(f"{input_uri}: no valid playlist in {files} file(s); see the quarantine "
-                         f"(run `musicmap check {input_uri}`)")
-    cut_train, cut_val, n_train, n_val = split_cutoffs(
-        keys["modified_at"].to_numpy(), keys["pid"].to_numpy(), g.train_fraction, g.val_fraction)
-    split = F.when(_le(cut_train), "train").when(_le(cut_val), "val").otherwise("test")
-    good = good.withColumn("split", split)
     playlists = good.select("pid", "name", "name_norm", "has_description", "modified_at",
                             "num_followers", "num_edits", "num_tracks", "split").persist()
 
     # ---- 3. vocabulary from train playlists (first occurrence of a track per playlist)
-    if track_agg is None:  # conflicting playlists were removed: count again without them
-        track_agg = _track_aggregate(good.drop("split"))
     train_occ = (good.where("split = 'train'").select("pid", "num_followers", "num_edits", F.inline("tracks"))
                  .where("first").select("pid", "num_followers", "num_edits", "pos", "track_uri"))
-    train_counts = train_occ.groupBy("track_uri").agg(F.count("*").alias("train_playlists"))
-    tracks_all = (track_agg.join(train_counts, "track_uri", "left")
-                  .fillna(0, ["train_playlists"]).persist())
+    tracks_all = track_agg
     vocab = tracks_all.where(F.col("train_playlists") >= g.min_playlists)
     vocab = (vocab.withColumn("track_idx", (F.row_number().over(
         Window.orderBy(F.desc("train_playlists"), F.asc("track_uri"))) - 1).cast("int"))
@@ -195,24 +187,41 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     out.commit({"stage": "graph", "input": input_uri, "tracks": n_tracks,
                 "graph_playlists": n_graph_playlists, "edges": n_edges,
                 "config": {"graph": cfg.graph.to_dict()}})
-    for df in (raw, quarantine, playlists, tracks_all, vocab, train_edges, per_pl, pl, edges, cases):
+    for df in (read, quarantine, playlists, tracks_all, vocab, train_edges, per_pl, pl, edges, cases,
+               conflicted or read):
         df.unpersist()
     vocab_bc.destroy()
     log.info("graph committed at %s (%s) in %.1fs", output_uri, out.version, stats["seconds"])
     return stats
 
 
+def _split_and_count(good: DataFrame, g, input_uri: str, files: int):
+    """(good with a split column, the (modified_at, pid) keys, the per-track aggregate)."""
+    keys = good.select("modified_at", "pid").toArrow()
+    if keys.num_rows == 0:
+        raise InputError(f"{input_uri}: no valid playlist in {files} file(s); see the quarantine "
+                         f"(run `musicmap check {input_uri}`)")
+    cut_train, cut_val, _, _ = split_cutoffs(
+        keys["modified_at"].to_numpy(), keys["pid"].to_numpy(), g.train_fraction, g.val_fraction)
+    split = F.when(_le(cut_train), "train").when(_le(cut_val), "val").otherwise("test")
+    good = good.withColumn("split", split)
+    return good, keys, _track_aggregate(good)
+
+
 def _track_aggregate(good: DataFrame) -> DataFrame:
     """One row per distinct track URI of the valid playlists: the metadata of its first
-    occurrence in file order (m), and the smallest and largest name it was given."""
-    occ = good.select("file_index", "ordinal", F.inline("tracks"))
+    occurrence in file order (m), the least and greatest hash of the names it was given (equal
+    unless it has two names), and the number of train playlists holding it (train_playlists)."""
+    occ = good.select("file_index", "ordinal", "split", F.inline("tracks"))
+    order = (F.col("file_index").cast("long") * (1 << 32) + F.col("ordinal").cast("long") * 256
+             + F.col("pos").cast("long"))
+    name_h = F.xxhash64("track_name")
     return occ.groupBy("track_uri").agg(
-        F.min(F.struct("file_index", "ordinal", "pos", "track_name", "artist_uri", "artist_name",
-                       "album_uri", "album_name", "duration_ms")).alias("first"),
-        F.min("track_name").alias("name_min"), F.max("track_name").alias("name_max"),
-    ).select("track_uri", F.struct("first.track_name", "first.artist_uri", "first.artist_name",
-                                   "first.album_uri", "first.album_name", "first.duration_ms").alias("m"),
-             "name_min", "name_max").persist()
+        F.min_by(F.struct("track_name", "artist_uri", "artist_name", "album_uri", "album_name",
+                          "duration_ms"), order).alias("m"),
+        F.min(name_h).alias("name_h_min"), F.max(name_h).alias("name_h_max"),
+        F.sum(((F.col("split") == "train") & F.col("first")).cast("int")).cast("long").alias("train_playlists"),
+    ).persist()
 
 
 def _name_conflicts(good: DataFrame, track_agg: DataFrame, uris: list[str]) -> DataFrame:

@@ -91,10 +91,13 @@ class LightGCN(nn.Module):
         Returns pos_scores (B,), neg_scores (B, n) and the L2 term 1/2 (|x0_u|² + |x0_i|² + |x0_j|²)
         of the batch's layer-0 embeddings (summed over the batch)."""
         P = self.num_playlists
-        out = self(adj, dtype)
-        u = out[playlists]
-        pos_scores = (u * out[P + pos]).sum(-1)
-        neg_scores = torch.einsum("bd,bnd->bn", u, out[P + neg])
+        xs = self.layer_outputs(adj, dtype)
+
+        def final(idx: Tensor) -> Tensor:  # mean of the layer outputs, for the batch's rows only
+            return torch.stack([x[idx] for x in xs]).mean(0)
+        u = final(playlists)
+        pos_scores = (u * final(P + pos)).sum(-1)
+        neg_scores = torch.einsum("bd,bnd->bn", u, final(P + neg))
         x0 = self.embedding.weight
         reg = 0.5 * (x0[playlists].pow(2).sum() + x0[P + pos].pow(2).sum() + x0[P + neg].pow(2).sum())
         return pos_scores, neg_scores, reg
