@@ -15,41 +15,15 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 PY = sys.executable
+sys.path.insert(0, str(ROOT / "bench"))
 
-
-class TreeRSS:
-    """Peak of the summed resident memory of a process and all its children (psutil, 0.2 s)."""
-
-    def __init__(self, pid: int):
-        self.pid, self.peak = pid, 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-
-    def _run(self):
-        import psutil
-        while not self._stop.is_set():
-            try:
-                root = psutil.Process(self.pid)
-                total = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
-                self.peak = max(self.peak, total)
-            except psutil.Error:
-                pass
-            self._stop.wait(0.2)
+from common import ProcessTreeMemory
 
 
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
@@ -57,12 +31,12 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
     t0 = time.time()
     p = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, **(env or {})), stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
-    with TreeRSS(p.pid) as mem:
+    with ProcessTreeMemory(p.pid) as mem:
         out, _ = p.communicate()
     secs = time.time() - t0
     if p.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{out[-3000:]}")
-    return secs, mem.peak, out
+    return secs, mem.total_peak, out
 
 
 def subset(src: Path, n: int) -> Path:

@@ -52,13 +52,14 @@ import platform
 import resource
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
+
+from common import ProcessTreeMemory
 
 REF_BATCH = 8192
 REF_LR = 0.001
@@ -124,45 +125,6 @@ def trainer_entry(argv: list[str]) -> int:
     return rc
 
 
-class TreePoller:
-    """Peak RSS of every process under a root pid (psutil, every `every` seconds)."""
-
-    def __init__(self, pid: int, every: float = 0.2):
-        self.pid, self.every, self.peak, self.cmd = pid, every, {}, {}
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-
-    def _run(self):
-        try:
-            import psutil
-        except ImportError:
-            return
-        while not self._stop.is_set():
-            try:
-                root = psutil.Process(self.pid)
-                procs = [root] + root.children(recursive=True)
-            except psutil.Error:
-                procs = []
-            for p in procs:
-                try:
-                    rss = p.memory_info().rss
-                    if rss > self.peak.get(p.pid, 0):
-                        self.peak[p.pid] = rss
-                        if p.pid not in self.cmd:
-                            self.cmd[p.pid] = (p.ppid(), " ".join(p.cmdline()[:4]))
-                except psutil.Error:
-                    pass
-            self._stop.wait(self.every)
-
-
 def run_ours(root: str, out_dir: Path, nproc: int, epochs: int, max_steps: int, device: str,
              sets: list[str], threads: int | None) -> dict:
     """Our trainer under torchrun; returns timings, validation and memory."""
@@ -189,7 +151,7 @@ def run_ours(root: str, out_dir: Path, nproc: int, epochs: int, max_steps: int, 
     log_path = out_dir / "ours.log"
     with open(log_path, "w") as log:
         p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        with TreePoller(p.pid) as poll:
+        with ProcessTreeMemory(p.pid) as poll:
             rc = p.wait()
     wall = time.time() - t0
     if rc != 0:
@@ -412,7 +374,7 @@ def run_reference(root: str, out_dir: Path, threads: int, device: str, budget_s:
             resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
     with open(log_path, "w") as log:
         p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=limit)
-        with TreePoller(p.pid) as poll:
+        with ProcessTreeMemory(p.pid) as poll:
             rc = p.wait()
     if rc != 0 or not out.exists():
         tail = open(log_path).read()[-3000:]

@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     step("5/7 recommend top-500 (+ challenge submission)",
          ["recommend", *common, "--challenge", storage.join(mpd, "challenge_set.json")])
     step("6/7 evaluate beside the baselines", ["-q", "evaluate", *common])
+    print("\n(the seed is the most popular track of the generated 'reggae' community; the model was "
+          "never told the communities, so its neighbours show what it learned from co-occurrence)")
     step("7/7 tracks like a well-known track", ["-q", "similar", *common, *famous_track(args.root)])
     print(f"\ndemo: the whole pipeline ran in {time.time() - t0:.0f}s; outputs under {args.root}/ "
           f"(mpd, graph, model, recs, metrics)")

@@ -10,7 +10,7 @@ writes
 
 and prints the spark-submit command. The driver and every executor import the project from the
 zip; only the third-party packages (pyarrow, numpy, pandas, fsspec, s3fs, pyyaml, tqdm) must be
-installed in the cluster's Python (see infra/docker and infra/RUNBOOK.md). The archive is
+installed in the cluster's Python (see infra/docker and infra/README.md). The archive is
 reproducible: same sources, same bytes (sorted entries, fixed timestamps).
 """
 from __future__ import annotations
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     print("run build_graph with:")
     print("  " + submit_command(shown))
     print("on a cluster, upload both files (e.g. aws s3 cp ... s3://BUCKET/code/) and pass their "
-          "URIs; see infra/RUNBOOK.md")
+          "URIs; see infra/README.md")
     return 0
 
 
