@@ -62,8 +62,9 @@ class CoOccurrence:
         P, T = graph.num_playlists, graph.num_tracks
         idx = torch.from_numpy(np.stack([graph.playlist, graph.track]))
         ones = torch.ones(graph.num_edges)
-        self.X = torch.sparse_coo_tensor(idx, ones, (P, T)).coalesce().to_sparse_csr()
-        self.Xt = torch.sparse_coo_tensor(idx.flip(0), ones, (T, P)).coalesce().to_sparse_csr()
+        self.X = torch.sparse_coo_tensor(idx, ones, (P, T), check_invariants=False).coalesce().to_sparse_csr()
+        self.Xt = torch.sparse_coo_tensor(idx.flip(0), ones, (T, P),
+                                          check_invariants=False).coalesce().to_sparse_csr()
         n = torch.from_numpy(np.bincount(graph.track, minlength=T).astype(np.float32))
         self.inv_sqrt = torch.where(n > 0, n.clamp_min(1).rsqrt(), torch.zeros_like(n))
         self.tiebreak = n / (n.max() + 1) * 1e-6
