@@ -59,7 +59,7 @@ class LightGCN(nn.Module):
     """
 
     def __init__(self, num_playlists: int, num_tracks: int, dim: int = 64, layers: int = 2,
-                 init_std: float | None = None):
+                 init_std: float | None = 0.0035):
         super().__init__()
         self.num_playlists, self.num_tracks, self.layers = num_playlists, num_tracks, layers
         self.embedding = nn.Embedding(num_playlists + num_tracks, dim)
