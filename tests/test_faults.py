@@ -23,6 +23,7 @@ from conftest import ROOT, TRAIN_SETTINGS, free_port, make_bucket, musicmap, run
 from musicmap import storage
 from train import checkpoint
 from train.export import load_model
+from train.launch import FRESH_STORE_ENV
 
 PY_ENV = {"PYTHONUNBUFFERED": "1"}
 
@@ -121,17 +122,23 @@ def _rank_pids(parent: int) -> dict[int, int]:
 
 
 @pytest.mark.slow
-def test_a_killed_rank_resumes_from_the_checkpoint(trained_small, tmp_path):
+@pytest.mark.parametrize("store", ["agent", "fresh"])
+def test_a_killed_rank_resumes_from_the_checkpoint(trained_small, tmp_path, monkeypatch, store):
     """SIGKILL rank 1 in the middle of epoch 2 under torchrun --max-restarts=1: the job restarts,
-    resumes from the epoch-1 checkpoint and ends like an uninterrupted run."""
+    resumes from the epoch-1 checkpoint and ends like an uninterrupted run. Both ways torchrun
+    keeps its store: one store for all attempts (its default; the ranks meet under an attempt
+    prefix) and a fresh one per attempt (FRESH_STORE_ENV, as `musicmap train` and the image set)."""
     root = tmp_path / "root"
     shutil.copytree(trained_small / "graph", root / "graph")
-    small_steps = ["train.batch_size=512"]            # many steps per epoch: a mid-epoch kill
+    # many steps per epoch (a mid-epoch kill); ranks that cannot connect fail within a minute
+    small_steps = ["train.batch_size=512", "train.dist_timeout_s=60"]
     args = ["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
             "--max-restarts=1", str(ROOT / "train" / "main.py"), "--root", str(root)]
     for o in [*TRAIN_SETTINGS, *small_steps, "train.epochs=3"]:
         args += ["--set", o]
-    proc = _popen(args)
+    for k in FRESH_STORE_ENV:
+        monkeypatch.delenv(k, raising=False)
+    proc = _popen(args, dict(FRESH_STORE_ENV) if store == "fresh" else None)
     try:
         ckpt = root / "model" / "checkpoints" / "epoch-0001.pt"
         assert _wait_for(ckpt.exists, 300, proc), "no epoch-1 checkpoint"

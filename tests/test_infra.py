@@ -247,6 +247,10 @@ def test_dockerfile_installs_java_cuda_torch_and_the_project():
     for pkg in ["musicmap", "spark_jobs", "train", "conf"]:
         assert re.search(rf"^COPY {pkg} ", text, re.M), f"{pkg}/ copied into the image"
     assert "PYSPARK_PYTHON=python3" in text
+    # torchrun restarts on several nodes meet in a fresh store (train/launch.py FRESH_STORE_ENV)
+    from train.launch import FRESH_STORE_ENV
+    for k, v in FRESH_STORE_ENV.items():
+        assert f"{k}={v}" in text
     # Every COPY source exists (except README.md, which the project root must provide).
     for line in re.findall(r"^COPY (?!--)(.+)$", text, re.M):
         for src in line.split()[:-1]:

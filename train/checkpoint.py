@@ -20,7 +20,7 @@ log = get_logger("checkpoint")
 NAME = re.compile(r"epoch-(\d{4,})\.pt$")
 # train.* keys that do not change the trained weights
 NEUTRAL_TRAIN_KEYS = {"progress", "resume", "keep_checkpoints", "device", "epochs", "patience",
-                      "val_every"}
+                      "val_every", "dist_timeout_s"}
 
 
 def fingerprint(cfg, graph_version: str, world_size: int) -> str:

@@ -28,6 +28,37 @@ def exit_without_teardown(rc: int) -> None:
     os._exit(rc)
 
 
+# torchrun's agent keeps one store for all restarts of a job: the keys a restarted attempt's ranks
+# meet by are then the killed attempt's, and gloo connects to dead ranks' ports (refused, or a hang).
+# With this set, rank 0 of each attempt hosts a fresh store instead.
+FRESH_STORE_ENV = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+
+
+def init_distributed(backend: str, timeout_s: float) -> None:
+    """dist.init_process_group for a torchrun worker, safe under --max-restarts. Where torchrun
+    shares its agent's store across restarts (FRESH_STORE_ENV unset), the ranks of one node meet
+    under a prefix of their attempt number; several nodes cannot (their restart counts may
+    differ), so there the launcher must set FRESH_STORE_ENV (infra/docker/Dockerfile does)."""
+    import datetime
+
+    import torch.distributed as dist
+    timeout = datetime.timedelta(seconds=timeout_s)
+    env = os.environ
+    shared = env.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and int(env.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0
+    if shared and int(env.get("GROUP_WORLD_SIZE", "1")) == 1:
+        world = int(env["WORLD_SIZE"])
+        store = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), world, is_master=False, timeout=timeout)
+        store = dist.PrefixStore(f"musicmap/attempt-{env['TORCHELASTIC_RESTART_COUNT']}", store)
+        dist.init_process_group(backend, store=store, rank=int(env["RANK"]), world_size=world, timeout=timeout)
+        return
+    if shared:
+        from musicmap.log import get_logger
+        get_logger("train").warning(
+            "torchrun --max-restarts across nodes needs TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its "
+            "environment; without it a restarted attempt may fail to connect")
+    dist.init_process_group(backend, timeout=timeout)
+
+
 def add_arguments(p) -> None:
     p.add_argument("--nproc", type=int, default=1, help="processes (one per GPU, or CPU processes)")
     p.add_argument("--max-restarts", type=int, default=0,
@@ -56,7 +87,7 @@ def run_cli(args) -> int:
     from musicmap import storage
     cfg = config_from_args(args)  # a bad key or a missing graph fails before any process starts
     storage.open_committed(storage.stage_uri(cfg, "graph"), "build-graph")
-    env = dict(os.environ)
+    env = dict(os.environ, **FRESH_STORE_ENV)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, args.nproc))))
     rc = subprocess.call(torchrun_command(MAIN, args, args.nproc, args.max_restarts), env=env)
     if rc == 2:

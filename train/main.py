@@ -33,7 +33,7 @@ from musicmap.log import get_logger, progress, setup_logging
 from train import checkpoint
 from train.data import Graph, load_eval, load_graph, load_tracks, uri_index
 from train.export import write_model
-from train.launch import _KEEP_ALIVE, exit_without_teardown
+from train.launch import _KEEP_ALIVE, exit_without_teardown, init_distributed
 from train.model import LightGCN, bpr_loss, foldin_vectors
 from train.scoring import seed_queries, topk
 
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         if use_cuda:
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        init_distributed("nccl" if use_cuda else "gloo", tc.dist_timeout_s)
         world = dist.get_world_size()
     else:
         local_rank, world = 0, 1
