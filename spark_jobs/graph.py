@@ -77,8 +77,10 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     files = len(slice_files(input_uri))
     log.info("reading %d MPD slices from %s; writing %s", files, input_uri, out.prefix)
 
+    # cached on disk, not in memory: the full MPD's parsed slices in the heap of a local driver
+    # ran out of it (OutOfMemoryError at 1,000 slices with 4g; bench/BENCHMARKS.md)
     read = (spark.read.format("musicmap_mpd").options(**storage_options()).option("path", input_uri)
-            .load().persist(StorageLevel.MEMORY_AND_DISK))
+            .load().persist(StorageLevel.DISK_ONLY))
     read.count()  # one task per slice, each file read once (concurrent jobs below would read it again)
     # later jobs scan the cached slices in a few large tasks: a task per slice per job would cost
     # more in scheduling than in work (1,000 slices x dozens of jobs on the full MPD)
