@@ -132,8 +132,7 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     # ---- 3. vocabulary from train playlists (first occurrence of a track per playlist)
     train_occ = (good.where("split = 'train'").select("pid", "num_followers", "num_edits", F.inline("tracks"))
                  .where("first").select("pid", "num_followers", "num_edits", "pos", "track_uri"))
-    tracks_all = track_agg
-    vocab = tracks_all.where(F.col("train_playlists") >= g.min_playlists)
+    vocab = track_agg.where(F.col("train_playlists") >= g.min_playlists)
     vocab = (vocab.withColumn("track_idx", (F.row_number().over(
         Window.orderBy(F.desc("train_playlists"), F.asc("track_uri"))) - 1).cast("int"))
         .select("track_idx", "track_uri", "m.*", F.col("train_playlists").cast("int")).persist())
@@ -181,7 +180,7 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     write_table(cases, out.path("eval"), "EVAL", max(1, math.ceil(keys.num_rows / 1_000_000)))
     write_table(quarantine, out.path("quarantine"), "QUARANTINE", 1)
 
-    stats = _stats(raw, playlists, tracks_all, per_pl, edges, cases, q_rows, files, n_tracks,
+    stats = _stats(raw, playlists, track_agg, per_pl, edges, cases, q_rows, files, n_tracks,
                    n_graph_playlists, n_edges, g)
     stats["input"] = input_uri
     stats["seconds"] = round(time.time() - t0, 1)
@@ -189,8 +188,8 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     out.commit({"stage": "graph", "input": input_uri, "tracks": n_tracks,
                 "graph_playlists": n_graph_playlists, "edges": n_edges,
                 "config": {"graph": cfg.graph.to_dict()}})
-    for df in (read, quarantine, playlists, tracks_all, vocab, train_edges, per_pl, pl, edges, cases,
-               conflicted or read):
+    for df in (read, quarantine, playlists, track_agg, vocab, train_edges, per_pl, pl, edges, cases,
+               *([conflicted] if conflicted is not None else [])):
         df.unpersist()
     vocab_bc.destroy()
     log.info("graph committed at %s (%s) in %.1fs", output_uri, out.version, stats["seconds"])

@@ -28,6 +28,24 @@ def exit_without_teardown(rc: int) -> None:
     os._exit(rc)
 
 
+def run_worker(main, prog: str) -> None:
+    """The `__main__` of a torchrun entry script: run main() and leave with its status through
+    exit_without_teardown: 2 after a MusicMapError (one redacted line), 1 after any other error
+    (its traceback)."""
+    from musicmap.errors import MusicMapError
+    try:
+        rc = main()
+    except MusicMapError as e:
+        from musicmap.log import redact
+        print(redact(f"{prog}: error: {e}"), file=sys.stderr)
+        rc = 2
+    except Exception:  # noqa: BLE001 - print it, then leave without teardown (see above)
+        import traceback
+        traceback.print_exc()
+        rc = 1
+    exit_without_teardown(rc)
+
+
 # torchrun's agent keeps one store for all restarts of a job: the keys a restarted attempt's ranks
 # meet by are then the killed attempt's, and gloo connects to dead ranks' ports (refused, or a hang).
 # With this set, rank 0 of each attempt hosts a fresh store instead.

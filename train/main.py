@@ -28,12 +28,11 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from musicmap import metrics, storage
-from musicmap.errors import MusicMapError
 from musicmap.log import get_logger, progress, setup_logging
 from train import checkpoint
 from train.data import Graph, load_eval, load_graph, load_tracks, uri_index
 from train.export import write_model
-from train.launch import _KEEP_ALIVE, exit_without_teardown, init_distributed
+from train.launch import _KEEP_ALIVE, init_distributed, run_worker
 from train.model import LightGCN, bpr_loss, foldin_vectors
 from train.scoring import seed_queries, topk
 
@@ -287,13 +286,4 @@ def redacted(cfg: dict) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        exit_without_teardown(main())
-    except MusicMapError as e:
-        from musicmap.log import redact
-        print(redact(f"train: error: {e}"), file=sys.stderr)
-        exit_without_teardown(2)
-    except Exception:  # noqa: BLE001 - print it, then leave without teardown (see above)
-        import traceback
-        traceback.print_exc()
-        exit_without_teardown(1)
+    run_worker(main, "train")

@@ -33,7 +33,7 @@ from musicmap.errors import InputError, MusicMapError
 from musicmap.log import get_logger, progress
 from train.data import Graph, load_eval, load_graph, load_tracks, uri_index
 from train.export import TrainedModel, load_model
-from train.launch import exit_without_teardown
+from train.launch import run_worker
 from train.recommenders import LightGCNRecommender, TitleModel
 from train.scoring import topk
 
@@ -285,13 +285,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        exit_without_teardown(main())
-    except MusicMapError as e:
-        from musicmap.log import redact
-        print(redact(f"recommend: error: {e}"), file=sys.stderr)
-        exit_without_teardown(2)
-    except Exception:  # noqa: BLE001 - print it, then leave without teardown (see above)
-        import traceback
-        traceback.print_exc()
-        exit_without_teardown(1)
+    run_worker(main, "recommend")
