@@ -132,10 +132,13 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     # ---- 3. vocabulary from train playlists (first occurrence of a track per playlist)
     train_occ = (good.where("split = 'train'").select("pid", "num_followers", "num_edits", F.inline("tracks"))
                  .where("first").select("pid", "num_followers", "num_edits", "pos", "track_uri"))
-    vocab = track_agg.where(F.col("train_playlists") >= g.min_playlists)
+    # every track's metadata (its first occurrence's), for the vocabulary and the statistics
+    tracks = _first_metadata(good, track_agg.select("first_order", "train_playlists")).persist(
+        StorageLevel.DISK_ONLY)
+    vocab = tracks.where(F.col("train_playlists") >= g.min_playlists)
     vocab = (vocab.withColumn("track_idx", (F.row_number().over(
         Window.orderBy(F.desc("train_playlists"), F.asc("track_uri"))) - 1).cast("int"))
-        .select("track_idx", "track_uri", "m.*", F.col("train_playlists").cast("int")).persist())
+        .select("track_idx", *schemas.TRACKS.names[1:-1], F.col("train_playlists").cast("int")).persist())
     n_tracks = vocab.count()
     if n_tracks == 0:
         raise InputError(f"{input_uri}: no track is in >= {g.min_playlists} train playlists; "
@@ -180,7 +183,7 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     write_table(cases, out.path("eval"), "EVAL", max(1, math.ceil(keys.num_rows / 1_000_000)))
     write_table(quarantine, out.path("quarantine"), "QUARANTINE", 1)
 
-    stats = _stats(raw, playlists, track_agg, per_pl, edges, cases, q_rows, files, n_tracks,
+    stats = _stats(raw, playlists, track_agg, tracks, per_pl, edges, cases, q_rows, files, n_tracks,
                    n_graph_playlists, n_edges, g)
     stats["input"] = input_uri
     stats["seconds"] = round(time.time() - t0, 1)
@@ -188,7 +191,7 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     out.commit({"stage": "graph", "input": input_uri, "tracks": n_tracks,
                 "graph_playlists": n_graph_playlists, "edges": n_edges,
                 "config": {"graph": cfg.graph.to_dict()}})
-    for df in (read, quarantine, playlists, track_agg, vocab, train_edges, per_pl, pl, edges, cases,
+    for df in (read, quarantine, playlists, track_agg, tracks, vocab, train_edges, per_pl, pl, edges, cases,
                *([conflicted] if conflicted is not None else [])):
         df.unpersist()
     vocab_bc.destroy()
@@ -209,27 +212,41 @@ def _split_and_count(good: DataFrame, g, input_uri: str, files: int):
     return good, keys, _track_aggregate(good)
 
 
+def _occurrences(good: DataFrame, *cols: str) -> DataFrame:
+    """One row per track occurrence of `good` (cols of its playlist, the TRACK_STRUCT fields) and
+    `order`: its place in file order as one long, unique per occurrence (pos < 256)."""
+    return good.select("file_index", "ordinal", *cols, F.inline("tracks")).withColumn(
+        "order", F.col("file_index").cast("long") * (1 << 32) + F.col("ordinal").cast("long") * 256
+        + F.col("pos").cast("long"))
+
+
 def _track_aggregate(good: DataFrame) -> DataFrame:
-    """One row per distinct track URI of the valid playlists: the metadata of its first
-    occurrence in file order (m), the least and greatest hash of the names it was given (equal
-    unless it has two names), and the number of train playlists holding it (train_playlists)."""
-    occ = good.select("file_index", "ordinal", "split", F.inline("tracks"))
-    order = (F.col("file_index").cast("long") * (1 << 32) + F.col("ordinal").cast("long") * 256
-             + F.col("pos").cast("long"))
+    """One row per distinct track URI of the valid playlists: where it first occurs in file order
+    (first_order, see _occurrences), the least and greatest hash of the names it was given (equal
+    unless it has two names), and the number of train playlists holding it (train_playlists).
+    Only fixed-width values: Spark aggregates them in a hash map (metadata strings here would make
+    it sort all occurrences); the metadata is fetched by first_order (_first_metadata)."""
     name_h = F.xxhash64("track_name")
-    return occ.groupBy("track_uri").agg(
-        F.min_by(F.struct("track_name", "artist_uri", "artist_name", "album_uri", "album_name",
-                          "duration_ms"), order).alias("m"),
+    return _occurrences(good, "split").groupBy("track_uri").agg(
+        F.min("order").alias("first_order"),
         F.min(name_h).alias("name_h_min"), F.max(name_h).alias("name_h_max"),
         F.sum(((F.col("split") == "train") & F.col("first")).cast("int")).cast("long").alias("train_playlists"),
     ).persist()
 
 
+def _first_metadata(good: DataFrame, wanted: DataFrame) -> DataFrame:
+    """The occurrence at each first_order of `wanted` (its other columns kept) with its track
+    metadata: one pass over the occurrences, joined on one long with `wanted` broadcast."""
+    return (_occurrences(good).join(F.broadcast(wanted), F.col("order") == F.col("first_order"))
+            .drop("file_index", "ordinal", "pos", "first", "order", "first_order"))
+
+
 def _name_conflicts(good: DataFrame, track_agg: DataFrame, uris: list[str]) -> DataFrame:
     """Playlists naming one of `uris` otherwise than its first occurrence did (QUARANTINE columns
     plus file_index and ordinal)."""
-    first = F.broadcast(track_agg.where(F.col("track_uri").isin(uris))
-                        .select("track_uri", F.col("m.track_name").alias("first_name")))
+    first = F.broadcast(_first_metadata(good, track_agg.where(F.col("track_uri").isin(uris))
+                                        .select("first_order"))
+                        .select("track_uri", F.col("track_name").alias("first_name")))
     occ = good.select("file", "file_index", "ordinal", "pid", "num_tracks", F.inline("tracks"))
     return (occ.join(first, "track_uri").where(F.col("track_name") != F.col("first_name"))
             .groupBy("file", "file_index", "ordinal", "pid", "num_tracks")
@@ -299,18 +316,21 @@ def _degree(df: DataFrame, key: str, n_nodes: int) -> dict:
             "min": 0 if nz < n_nodes else (d.mn or 0), "max": d.mx or 0}
 
 
-def _stats(raw, playlists, tracks_all, per_pl, edges, cases, q_rows, files, n_tracks,
+def _stats(raw, playlists, track_agg, tracks, per_pl, edges, cases, q_rows, files, n_tracks,
            n_graph_playlists, n_edges, g) -> dict:
     """graph/stats.json: graph statistics, the reconciliation, and the input's official numbers."""
     read = raw.agg(F.count("pid").alias("playlists"), F.sum("num_tracks").alias("occ")).first()
     by_split = {r.split: (r.n, r.occ) for r in playlists.groupBy("split").agg(
         F.count("*").alias("n"), F.sum("num_tracks").alias("occ")).collect()}
-    tr = tracks_all.agg(
+    tr = track_agg.agg(
         F.sum("train_playlists").alias("unique_occ"),
         F.sum(F.when(F.col("train_playlists") >= g.min_playlists, F.col("train_playlists"))).alias("vocab_occ"),
         F.sum(F.when(F.col("train_playlists") > 0, 1)).alias("train_tracks"),
-        F.count("*").alias("tracks"), F.countDistinct("m.album_uri").alias("albums"),
-        F.countDistinct("m.artist_uri").alias("artists")).first()
+        F.count("*").alias("tracks")).first()
+    meta = tracks.agg(F.count("*").alias("tracks"), F.countDistinct("album_uri").alias("albums"),
+                      F.countDistinct("artist_uri").alias("artists")).first()
+    if meta.tracks != tr.tracks:
+        raise AssertionError(f"metadata found for {meta.tracks} of {tr.tracks} tracks")
     kept = per_pl.agg(F.sum(F.when(F.col("kept") >= g.min_tracks, F.col("kept"))).alias("kept_occ"),
                       F.sum(F.when(F.col("kept") < g.min_tracks, F.col("kept"))).alias("removed_occ"),
                       F.sum(F.when(F.col("kept") < g.min_tracks, 1)).alias("removed_pl"),
@@ -377,7 +397,7 @@ def _stats(raw, playlists, tracks_all, per_pl, edges, cases, q_rows, files, n_tr
         },
         "input_official": {
             "playlists": n_valid, "tracks": occ_valid, "unique_tracks": tr.tracks,
-            "unique_albums": tr.albums, "unique_artists": tr.artists,
+            "unique_albums": meta.albums, "unique_artists": meta.artists,
             "unique_titles": titles.t, "unique_normalized_titles": titles.tn,
             "playlists_with_descriptions": int(titles.d or 0),
             "avg_playlist_length": round(occ_valid / n_valid, 6) if n_valid else 0.0,

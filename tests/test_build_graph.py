@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ROOT, build_graph, make_bucket
 from mpd_faults import make_bad_dataset
-from musicmap import schemas, storage
+from musicmap import check, schemas, storage
 from musicmap.config import load_config
 from musicmap.errors import InputError
 
@@ -76,6 +76,12 @@ def test_reconciliation_adds_up(graph_small):
     assert written["reconciliation"] == rec
     official = stats["input_official"]
     assert official["playlists"] == 3000 and official["unique_tracks"] > stats["graph"]["tracks"]
+    # the input's official statistics equal those of `musicmap check`, counted independently
+    report = check.check(str(root / "mpd"), show_progress=False)
+    assert (official["unique_tracks"], official["unique_albums"], official["unique_artists"],
+            official["unique_titles"], official["unique_normalized_titles"], official["tracks"]) == (
+        len(report.tracks), len(report.albums), len(report.artists), len(report.titles),
+        len(report.norm_titles), report.occurrences)
 
 
 def test_vocabulary_comes_from_train_playlists_only(graph_small):
