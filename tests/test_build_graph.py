@@ -162,3 +162,20 @@ def test_s3_round_trip_equals_a_local_run(spark, graph_small, s3_server):
     build_graph(spark, "s3://mm-graph/mm", overrides=creds)
     assert_same_tables(read_tables(str(root / "graph")), read_tables("s3://mm-graph/mm/graph"),
                        names=("tracks", "playlists", "edges", "eval", "quarantine"))
+
+
+def test_fast_read_path_equals_the_exact_one_and_leaves_bad_bytes_to_it(mpd_small):
+    """The reader's fast path (pyarrow, rules on whole columns) gives exactly the rows of the
+    per-playlist path, and a file it cannot vouch for (here: bytes that are not UTF-8 inside a
+    track name, which the JSON parser itself lets through) goes to the exact path."""
+    from spark_jobs.datasources import exact_slice, fast_slice, read_slice
+    f = sorted((mpd_small / "mpd").glob("mpd.slice.*.json"))[0]
+    data = f.read_bytes()
+    fast = fast_slice(f.name, 3, data)
+    assert fast is not None and fast.num_rows == 1000
+    assert fast.equals(exact_slice(f.name, 3, data))
+    i = data.index(b'"track_name": "') + len(b'"track_name": "')
+    bad = data[:i] + b"\xff" + data[i:]
+    assert fast_slice(f.name, 3, bad) is None
+    rows = read_slice(f.name, 3, bad).to_pylist()
+    assert len(rows) == 1 and rows[0]["pid"] is None and rows[0]["reason"].startswith("not_utf8: byte ")
