@@ -77,33 +77,38 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     files = len(slice_files(input_uri))
     log.info("reading %d MPD slices from %s; writing %s", files, input_uri, out.prefix)
 
-    # cached on disk, not in memory: the full MPD's parsed slices in the heap of a local driver
-    # ran out of it (OutOfMemoryError at 1,000 slices with 4g; bench/BENCHMARKS.md)
+    # the parsed slices cached on disk, not in memory: the full MPD's in the heap of a local driver
+    # ran out of it (OutOfMemoryError at 1,000 slices with 4g; bench/BENCHMARKS.md); their
+    # playlist columns (no tracks, ~200 bytes a playlist) in memory, for every step that needs no
+    # track: a scan of the parsed slices costs nearly as much for one column as for all of them
     read = (spark.read.format("musicmap_mpd").options(**storage_options()).option("path", input_uri)
             .load().persist(StorageLevel.DISK_ONLY))
-    read.count()  # one task per slice, each file read once (concurrent jobs below would read it again)
-    # later jobs scan the cached slices in a few large tasks: a task per slice per job would cost
-    # more in scheduling than in work (1,000 slices x dozens of jobs on the full MPD)
-    raw = read.coalesce(max(1, min(files, 2 * spark.sparkContext.defaultParallelism)))
+    read_pl = read.drop("tracks").persist()
+    read_pl.count()  # one task per slice: each file read once, filling both caches
+    # later jobs scan the caches in a few large tasks: a task per slice per job would cost more
+    # in scheduling than in work (1,000 slices x dozens of jobs on the full MPD)
+    tasks = max(1, min(files, 2 * spark.sparkContext.defaultParallelism))
+    raw, raw_pl = read.coalesce(tasks), read_pl.coalesce(tasks)
 
     # ---- 1. quarantine: unreadable files, rule-breaking playlists, duplicate pids
-    ok = raw.where(F.col("reason").isNull())
-    firsts = (ok.groupBy("pid").agg(F.count("*").alias("n"),
-                                    F.min(F.struct("file_index", "ordinal", "file")).alias("first"))
-              .where("n > 1").select("pid", "first"))
-    flagged = ok.join(F.broadcast(firsts), "pid", "left")
+    ok = raw_pl.where(F.col("reason").isNull())
+    firsts = F.broadcast(ok.groupBy("pid").agg(
+        F.count("*").alias("n"), F.min(F.struct("file_index", "ordinal", "file")).alias("first"))
+        .where("n > 1").select("pid", "first"))
     is_dup = F.col("first").isNotNull() & ((F.col("first.file_index") != F.col("file_index"))
                                            | (F.col("first.ordinal") != F.col("ordinal")))
-    dups = (flagged.where(is_dup).select(
+    dups = (ok.join(firsts, "pid", "left").where(is_dup).select(
         "file", "pid", F.lit("duplicate_pid").alias("rule"),
         F.concat(F.lit("duplicate_pid: pid also in "), F.col("first.file")).alias("reason"), "num_tracks"))
-    bad = raw.where(F.col("reason").isNotNull()).select(
+    bad = raw_pl.where(F.col("reason").isNotNull()).select(
         "file", "pid", F.split("reason", ":").getItem(0).alias("rule"), "reason", "num_tracks")
-    good = flagged.where(~is_dup).drop("first")
+    # the valid playlists, with their tracks (good) and without (good_pl), filtered alike
+    good, good_pl = (df.where(F.col("reason").isNull()).join(firsts, "pid", "left").where(~is_dup)
+                     .drop("first") for df in (raw, raw_pl))
 
     # ---- 2. split by time, then one pass over every occurrence: per track URI its first
     # metadata, whether it was given two names, and its train playlist count (step 3)
-    good, keys, track_agg = _split_and_count(good, g, input_uri, files)
+    good, good_pl, keys, track_agg = _split_and_count(good, good_pl, g, input_uri, files)
     # one name per track URI: the first playlist (in file order) naming a URI sets its name;
     # later playlists naming it otherwise are quarantined (track_name_conflict). Rare: the split
     # and the counts are then redone without them.
@@ -111,10 +116,11 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     conflicted = None
     if conflicts:
         conflicted = _name_conflicts(good, track_agg, conflicts).persist()
-        good = good.drop("split").join(conflicted.select("pid", "file_index", "ordinal"),
-                                       ["pid", "file_index", "ordinal"], "left_anti")
+        good, good_pl = (df.drop("split").join(conflicted.select("pid", "file_index", "ordinal"),
+                                               ["pid", "file_index", "ordinal"], "left_anti")
+                         for df in (good, good_pl))
         track_agg.unpersist()
-        good, keys, track_agg = _split_and_count(good, g, input_uri, files)
+        good, good_pl, keys, track_agg = _split_and_count(good, good_pl, g, input_uri, files)
     quarantine = bad.unionByName(dups)
     if conflicted is not None:
         quarantine = quarantine.unionByName(conflicted.select(*quarantine.columns))
@@ -126,7 +132,7 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
         sample = quarantine.limit(5).collect()
         raise InputError(f"{n_quarantined} bad inputs with graph.strict=true, e.g. "
                          + "; ".join(f"{r.file} pid {r.pid}: {r.reason}" for r in sample))
-    playlists = good.select("pid", "name", "name_norm", "has_description", "modified_at",
+    playlists = good_pl.select("pid", "name", "name_norm", "has_description", "modified_at",
                             "num_followers", "num_edits", "num_tracks", "split").persist()
 
     # ---- 3. vocabulary from train playlists (first occurrence of a track per playlist)
@@ -183,7 +189,7 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     write_table(cases, out.path("eval"), "EVAL", max(1, math.ceil(keys.num_rows / 1_000_000)))
     write_table(quarantine, out.path("quarantine"), "QUARANTINE", 1)
 
-    stats = _stats(raw, playlists, track_agg, tracks, per_pl, edges, cases, q_rows, files, n_tracks,
+    stats = _stats(raw_pl, playlists, track_agg, tracks, per_pl, edges, cases, q_rows, files, n_tracks,
                    n_graph_playlists, n_edges, g)
     stats["input"] = input_uri
     stats["seconds"] = round(time.time() - t0, 1)
@@ -191,7 +197,7 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     out.commit({"stage": "graph", "input": input_uri, "tracks": n_tracks,
                 "graph_playlists": n_graph_playlists, "edges": n_edges,
                 "config": {"graph": cfg.graph.to_dict()}})
-    for df in (read, quarantine, playlists, track_agg, tracks, vocab, train_edges, per_pl, pl, edges, cases,
+    for df in (read, read_pl, quarantine, playlists, track_agg, tracks, vocab, train_edges, per_pl, pl, edges, cases,
                *([conflicted] if conflicted is not None else [])):
         df.unpersist()
     vocab_bc.destroy()
@@ -199,17 +205,17 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     return stats
 
 
-def _split_and_count(good: DataFrame, g, input_uri: str, files: int):
-    """(good with a split column, the (modified_at, pid) keys, the per-track aggregate)."""
-    keys = good.select("modified_at", "pid").toArrow()
+def _split_and_count(good: DataFrame, good_pl: DataFrame, g, input_uri: str, files: int):
+    """(good and good_pl with a split column, the (modified_at, pid) keys, the per-track aggregate)."""
+    keys = good_pl.select("modified_at", "pid").toArrow()
     if keys.num_rows == 0:
         raise InputError(f"{input_uri}: no valid playlist in {files} file(s); see the quarantine "
                          f"(run `musicmap check {input_uri}`)")
     cut_train, cut_val, _, _ = split_cutoffs(
         keys["modified_at"].to_numpy(), keys["pid"].to_numpy(), g.train_fraction, g.val_fraction)
     split = F.when(_le(cut_train), "train").when(_le(cut_val), "val").otherwise("test")
-    good = good.withColumn("split", split)
-    return good, keys, _track_aggregate(good)
+    good, good_pl = good.withColumn("split", split), good_pl.withColumn("split", split)
+    return good, good_pl, keys, _track_aggregate(good)
 
 
 def _occurrences(good: DataFrame, *cols: str) -> DataFrame:
