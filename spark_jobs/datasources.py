@@ -11,7 +11,8 @@ against the MPD rules (musicmap.mpd) on the executor; it yields one Arrow batch 
 row per playlist (schemas.RAW_PLAYLISTS), `reason` set for a rule-breaking playlist, or one row
 with pid null for a file that cannot be read.
 
-ParquetSink: each task writes one Parquet part file; the driver's commit() keeps exactly the
+ParquetSink: each task writes one Parquet part file (several of at most `max_rows_per_file` rows
+with that option); the driver's commit() keeps exactly the
 files of the successful task attempts (a retried or speculative attempt's leftovers are deleted).
 Visibility is governed by the stage's commit marker (musicmap.storage.StageWriter).
 """
@@ -275,7 +276,7 @@ def exact_slice(name: str, index: int, data: bytes):
 
 @dataclass
 class PartWritten(WriterCommitMessage):
-    file: str
+    files: list[str]
     rows: int
 
 
@@ -309,14 +310,18 @@ class ParquetWriter(DataSourceArrowWriter):
         table = pa.Table.from_batches(batches) if batches else target.empty_table()
         table = table.select(target.names).cast(target)
         ctx = TaskContext.get()
-        name = f"part-{ctx.partitionId():05d}-{uuid.uuid4().hex[:8]}.parquet"
-        storage.write_parquet(table, storage.join(self.options["path"], name))
-        return PartWritten(name, table.num_rows)
+        attempt = uuid.uuid4().hex[:8]
+        step = int(self.options.get("max_rows_per_file", 0)) or max(1, table.num_rows)
+        names = []
+        for i, start in enumerate(range(0, max(1, table.num_rows), step)):
+            names.append(f"part-{ctx.partitionId():05d}-{i:03d}-{attempt}.parquet")
+            storage.write_parquet(table.slice(start, step), storage.join(self.options["path"], names[-1]))
+        return PartWritten(names, table.num_rows)
 
     def commit(self, messages):
         from musicmap import storage
         _configure_from(self.options)
-        keep = {m.file for m in messages if m is not None}
+        keep = {f for m in messages if m is not None for f in m.files}
         for f in storage.listdir(self.options["path"]):
             if f.startswith("part-") and f not in keep:
                 storage.remove(storage.join(self.options["path"], f))

@@ -59,11 +59,15 @@ def _le(cut: tuple[int, int] | None):
     return (F.col("modified_at") < m) | ((F.col("modified_at") == m) & (F.col("pid") <= p))
 
 
-def write_table(df: DataFrame, uri: str, schema_name: str, parts: int | None = None) -> None:
+def write_table(df: DataFrame, uri: str, schema_name: str, parts: int | None = None,
+                max_rows_per_file: int = 0) -> None:
+    """Write df as schemas.<schema_name>: in `parts` files (None: a file per task, split into
+    files of at most max_rows_per_file rows, no shuffle)."""
     if parts is not None:
         df = df.repartition(parts) if parts > 1 else df.coalesce(1)
     (df.write.format("musicmap_parquet").options(**storage_options())
-     .option("path", uri).option("schema", schema_name).mode("overwrite").save())
+     .option("path", uri).option("schema", schema_name)
+     .option("max_rows_per_file", str(max_rows_per_file)).mode("overwrite").save())
 
 
 def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
@@ -136,8 +140,8 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
                             "num_followers", "num_edits", "num_tracks", "split").persist()
 
     # ---- 3. vocabulary from train playlists (first occurrence of a track per playlist)
-    train_occ = (good.where("split = 'train'").select("pid", "num_followers", "num_edits", F.inline("tracks"))
-                 .where("first").select("pid", "num_followers", "num_edits", "pos", "track_uri"))
+    train_occ = (good.where("split = 'train'").select("pid", F.inline("tracks"))
+                 .where("first").select("pid", "pos", "track_uri"))
     # every track's metadata (its first occurrence's), for the vocabulary and the statistics
     tracks = _first_metadata(good, track_agg.select("first_order", "train_playlists")).persist(
         StorageLevel.DISK_ONLY)
@@ -152,7 +156,7 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
 
     # ---- 4. train playlists with too few vocabulary tracks leave the graph
     idx_map = vocab.select("track_uri", "track_idx")
-    train_edges = train_occ.join(F.broadcast(idx_map), "track_uri").persist()
+    train_edges = train_occ.join(F.broadcast(idx_map), "track_uri").drop("track_uri").persist()
     per_pl = train_edges.groupBy("pid").agg(F.count("*").alias("kept")).persist()
     graph_pids = per_pl.where(F.col("kept") >= g.min_tracks).select("pid")
 
@@ -168,7 +172,8 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     weight = (1.0 / (1.0 + g.position_decay * F.col("pos") / 100.0)
               * (1.0 + g.followers_gain * F.log(F.col("num_followers").cast("double")))
               * (1.0 + g.edits_gain * F.log(F.col("num_edits").cast("double"))))
-    edges = (train_edges.join(F.broadcast(pl.where("split = 'train'").select("pid", "playlist_idx")), "pid")
+    edges = (train_edges.join(F.broadcast(pl.where("split = 'train'").select(
+        "pid", "playlist_idx", "num_followers", "num_edits")), "pid")
              .select("playlist_idx", "track_idx", F.col("pos").cast("short").alias("pos"),
                      weight.cast("float").alias("weight")).persist())
     n_edges = edges.count()
@@ -176,13 +181,13 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     # ---- 7. evaluation cases
     vocab_bc = spark.sparkContext.broadcast(dict(
         (r.track_uri, r.track_idx) for r in idx_map.toLocalIterator()))
-    eval_in = good.where("split != 'train'").select("pid", "split", "name", "tracks")
+    eval_in = good.where("split != 'train'").select(
+        "pid", "split", "name", F.col("tracks.track_uri").alias("uris"), F.col("tracks.artist_uri").alias("artists"))
     eval_fn = _eval_cases_fn(vocab_bc, g.eval_seed, g.seed_protocol)
     cases = eval_in.mapInArrow(eval_fn, schemas.spark_schema(schemas.EVAL)).persist()
 
     # ---- write (tables under the staging version; visible only after commit)
-    parts = max(1, math.ceil(n_edges / g.rows_per_part))
-    write_table(edges, out.path("edges"), "EDGES", parts)
+    write_table(edges, out.path("edges"), "EDGES", max_rows_per_file=g.rows_per_part)
     write_table(vocab, out.path("tracks"), "TRACKS", max(1, math.ceil(n_tracks / 2_000_000)))
     write_table(pl.select(*schemas.PLAYLISTS.names), out.path("playlists"), "PLAYLISTS",
                 max(1, math.ceil(keys.num_rows / 2_000_000)))
@@ -293,8 +298,7 @@ def _eval_cases_fn(vocab_bc, eval_seed: int, seed_protocol: bool):
                     rows[f].append(v)
 
             for r in batch.to_pylist():
-                uris = [t["track_uri"] for t in r["tracks"]]
-                artists = [t["artist_uri"] for t in r["tracks"]]
+                uris, artists = r["uris"], r["artists"]
                 n = len(uris)
                 eligible = [c for c in categories if n >= c.min_tracks]
                 if eligible:
