@@ -110,8 +110,8 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     good, good_pl = (df.where(F.col("reason").isNull()).join(firsts, "pid", "left").where(~is_dup)
                      .drop("first") for df in (raw, raw_pl))
 
-    # ---- 2. split by time, then one pass over every occurrence: per track URI its first
-    # metadata, whether it was given two names, and its train playlist count (step 3)
+    # ---- 2. split by time, then one pass over every occurrence: per track URI where it first
+    # occurs, whether it was given two names, and its train playlist count (step 3)
     good, good_pl, keys, track_agg = _split_and_count(good, good_pl, g, input_uri, files)
     # one name per track URI: the first playlist (in file order) naming a URI sets its name;
     # later playlists naming it otherwise are quarantined (track_name_conflict). Rare: the split
@@ -148,7 +148,8 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     vocab = tracks.where(F.col("train_playlists") >= g.min_playlists)
     vocab = (vocab.withColumn("track_idx", (F.row_number().over(
         Window.orderBy(F.desc("train_playlists"), F.asc("track_uri"))) - 1).cast("int"))
-        .select("track_idx", *schemas.TRACKS.names[1:-1], F.col("train_playlists").cast("int")).persist())
+        .select(*[F.col(c).cast("int") if c == "train_playlists" else c for c in schemas.TRACKS.names])
+        .persist())
     n_tracks = vocab.count()
     if n_tracks == 0:
         raise InputError(f"{input_uri}: no track is in >= {g.min_playlists} train playlists; "
@@ -182,7 +183,8 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     vocab_bc = spark.sparkContext.broadcast(dict(
         (r.track_uri, r.track_idx) for r in idx_map.toLocalIterator()))
     eval_in = good.where("split != 'train'").select(
-        "pid", "split", "name", F.col("tracks.track_uri").alias("uris"), F.col("tracks.artist_uri").alias("artists"))
+        "pid", "split", "name", F.col("tracks.track_uri").alias("uris"),
+        F.col("tracks.artist_uri").alias("artists"))
     eval_fn = _eval_cases_fn(vocab_bc, g.eval_seed, g.seed_protocol)
     cases = eval_in.mapInArrow(eval_fn, schemas.spark_schema(schemas.EVAL)).persist()
 
@@ -194,16 +196,16 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     write_table(cases, out.path("eval"), "EVAL", max(1, math.ceil(keys.num_rows / 1_000_000)))
     write_table(quarantine, out.path("quarantine"), "QUARANTINE", 1)
 
-    stats = _stats(raw_pl, playlists, track_agg, tracks, per_pl, edges, cases, q_rows, files, n_tracks,
-                   n_graph_playlists, n_edges, g)
+    stats = _stats(raw_pl, playlists, track_agg, tracks, per_pl, edges, cases, q_rows, files,
+                   n_tracks, n_graph_playlists, n_edges, g)
     stats["input"] = input_uri
     stats["seconds"] = round(time.time() - t0, 1)
     storage.write_json(out.path("stats.json"), stats)
     out.commit({"stage": "graph", "input": input_uri, "tracks": n_tracks,
                 "graph_playlists": n_graph_playlists, "edges": n_edges,
                 "config": {"graph": cfg.graph.to_dict()}})
-    for df in (read, read_pl, quarantine, playlists, track_agg, tracks, vocab, train_edges, per_pl, pl, edges, cases,
-               *([conflicted] if conflicted is not None else [])):
+    for df in (read, read_pl, quarantine, playlists, track_agg, tracks, vocab, train_edges, per_pl, pl,
+               edges, cases, *([conflicted] if conflicted is not None else [])):
         df.unpersist()
     vocab_bc.destroy()
     log.info("graph committed at %s (%s) in %.1fs", output_uri, out.version, stats["seconds"])
