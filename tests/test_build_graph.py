@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from conftest import ROOT, build_graph, make_bucket
@@ -113,9 +115,13 @@ def test_ids_are_dense_and_stable_across_reruns(spark, graph_small, tmp_path):
     assert e["playlist_idx"].to_numpy().max() < sum(s == "train" for s in first["playlists"]["split"].to_pylist())
     out = str(tmp_path / "graph")
     build_graph(spark, str(root), output_uri=out)
-    build_graph(spark, str(root), output_uri=out)    # a rerun replaces the output cleanly
+    # a rerun replaces the output cleanly; its edge files hold at most rows_per_part rows each
+    build_graph(spark, str(root), output_uri=out, overrides=["graph.rows_per_part=20000"])
     assert len([n for n in storage.listdir(out) if n.startswith("v-")]) == 1
     assert_same_tables(first, read_tables(out), names=("tracks", "playlists", "edges", "eval", "quarantine"))
+    edge_files = sorted(Path(storage.open_committed(out).path("edges")).glob("*.parquet"))
+    rows = [pq.ParquetFile(f).metadata.num_rows for f in edge_files]
+    assert sum(rows) == e.num_rows and max(rows) <= 20000 and len(rows) >= e.num_rows / 20000
 
 
 def test_bad_input_is_quarantined_and_the_rest_kept(spark, mpd_small, tmp_path):
