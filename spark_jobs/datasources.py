@@ -11,9 +11,9 @@ against the MPD rules (musicmap.mpd) on the executor; it yields one Arrow batch 
 row per playlist (schemas.RAW_PLAYLISTS), `reason` set for a rule-breaking playlist, or one row
 with pid null for a file that cannot be read.
 
-ParquetSink: each task writes one Parquet part file (several of at most `max_rows_per_file` rows
-with that option); the driver's commit() keeps exactly the
-files of the successful task attempts (a retried or speculative attempt's leftovers are deleted).
+ParquetSink: each task writes one Parquet part file (with the max_rows_per_file option, several
+of at most that many rows); the driver's commit() keeps exactly the files of the successful task
+attempts (a retried or speculative attempt's leftovers are deleted).
 Visibility is governed by the stage's commit marker (musicmap.storage.StageWriter).
 """
 from __future__ import annotations
