@@ -311,9 +311,9 @@ class ParquetWriter(DataSourceArrowWriter):
         table = table.select(target.names).cast(target)
         ctx = TaskContext.get()
         attempt = uuid.uuid4().hex[:8]
-        step = int(self.options.get("max_rows_per_file", 0)) or max(1, table.num_rows)
+        step = int(self.options.get("max_rows_per_file", 0)) or table.num_rows or 1
         names = []
-        for i, start in enumerate(range(0, max(1, table.num_rows), step)):
+        for i, start in enumerate(range(0, table.num_rows, step) or [0]):  # an empty task: one empty file
             names.append(f"part-{ctx.partitionId():05d}-{i:03d}-{attempt}.parquet")
             storage.write_parquet(table.slice(start, step), storage.join(self.options["path"], names[-1]))
         return PartWritten(names, table.num_rows)

@@ -140,8 +140,8 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
                             "num_followers", "num_edits", "num_tracks", "split").persist()
 
     # ---- 3. vocabulary from train playlists (first occurrence of a track per playlist)
-    train_occ = (good.where("split = 'train'").select("pid", F.inline("tracks"))
-                 .where("first").select("pid", "pos", "track_uri"))
+    train_occ = (_occurrences(good.where("split = 'train'"), "pid").where("first")
+                 .select("pid", "pos", "track_uri"))
     # every track's metadata (its first occurrence's), for the vocabulary and the statistics
     tracks = _first_metadata(good, track_agg.select("first_order", "train_playlists")).persist(
         StorageLevel.DISK_ONLY)
@@ -260,7 +260,7 @@ def _name_conflicts(good: DataFrame, track_agg: DataFrame, uris: list[str]) -> D
     first = F.broadcast(_first_metadata(good, track_agg.where(F.col("track_uri").isin(uris))
                                         .select("first_order"))
                         .select("track_uri", F.col("track_name").alias("first_name")))
-    occ = good.select("file", "file_index", "ordinal", "pid", "num_tracks", F.inline("tracks"))
+    occ = _occurrences(good, "file", "pid", "num_tracks")
     return (occ.join(first, "track_uri").where(F.col("track_name") != F.col("first_name"))
             .groupBy("file", "file_index", "ordinal", "pid", "num_tracks")
             .agg(F.first(F.concat(F.lit("track_name_conflict: "), F.col("track_uri"), F.lit(" is '"),
