@@ -161,7 +161,7 @@ def run_ours(root: str, out_dir: Path, nproc: int, epochs: int, max_steps: int, 
     history = storage.read_json(m.path("history.json"))
     manifest = storage.read_json(m.path("manifest.json"))
     E, W = manifest["edges"], manifest["world_size"]
-    batch = manifest["config"]["train"]["batch_size"]
+    batch = manifest.get("batch_size", manifest["config"]["train"]["batch_size"])  # per rank, after the schedule
     steps_full = max(1, math.ceil((E - E % W) / (W * batch)))
     steps_run = min(max_steps, steps_full) if max_steps else steps_full
     per_epoch = [h["seconds"] * steps_full / steps_run for h in history]

@@ -34,7 +34,7 @@ from train.data import Graph, load_eval, load_graph, load_tracks, uri_index
 from train.export import write_model
 from train.launch import _KEEP_ALIVE, init_distributed, run_worker
 from train.model import LightGCN, bpr_loss, foldin_vectors
-from train.scoring import seed_queries, topk
+from train.scoring import FOLDIN_MODES, FoldIn, seed_queries, topk
 
 log = get_logger("train")
 
@@ -48,6 +48,15 @@ class BPRStep(torch.nn.Module):
 
     def forward(self, adj, playlists, pos, neg, dtype=None):
         return self.model.bpr_scores(adj, playlists, pos, neg, dtype)
+
+
+def per_rank_batch(num_edges: int, world: int, batch_size: int, min_steps: int) -> int:
+    """BPR positives per step per rank: train.batch_size, made smaller where it would give an
+    epoch fewer than `min_steps` steps. A 50K-edge graph then gets as many Adam steps per epoch
+    as a 50M-edge one gets from the full batch (one step per epoch learns nothing)."""
+    if min_steps > 0:
+        batch_size = min(batch_size, max(1, math.ceil(num_edges / (world * min_steps))))
+    return batch_size
 
 
 def epoch_batches(num_edges: int, world: int, rank: int, batch: int, seed: int, epoch: int):
@@ -82,16 +91,18 @@ def sample_negatives(graph: Graph, playlists: np.ndarray, n: int, reject: bool,
 
 
 @torch.no_grad()
-def validate(model: LightGCN, adj, track_degree: torch.Tensor, cases, k: int, world: int) -> dict:
-    """Mean R-precision, NDCG and clicks over the validation cases (each rank scores its share;
-    sums are all-reduced so every rank gets the same numbers)."""
+def validate(model: LightGCN, adj, track_degree: torch.Tensor, cases, k: int, world: int,
+             foldin_spec: FoldIn = FoldIn()) -> dict:
+    """Mean R-precision, NDCG and clicks over the validation cases, each scored from its seeds
+    as `foldin_spec` says (each rank scores its share; sums are all-reduced so every rank gets
+    the same numbers)."""
     xs = model.layer_outputs(adj)
     final = torch.stack(xs).mean(0)
     foldin = foldin_vectors(xs, track_degree, model.num_playlists)
     tracks = final[model.num_playlists:]
     sums = torch.zeros(4, dtype=torch.float64)
     if len(cases):
-        q = seed_queries(cases.seeds, foldin, tracks)
+        q = seed_queries(cases.seeds, foldin, tracks, foldin_spec)
         _, ranked = topk(q, tracks, k, exclude=cases.seeds)
         for r, h in zip(ranked, cases.holdouts):
             m = metrics.case_metrics(r, h, k=k)
@@ -102,6 +113,29 @@ def validate(model: LightGCN, adj, track_degree: torch.Tensor, cases, k: int, wo
     n = max(sums[3].item(), 1.0)
     return {"r_precision": sums[0].item() / n, "ndcg": sums[1].item() / n,
             "clicks": sums[2].item() / n, "cases": int(sums[3].item())}
+
+
+def choose_foldin(model: LightGCN, adj, track_degree, val_shard, cfg, world: int) -> dict:
+    """Validation NDCG of every fold-in mode (train.scoring.FOLDIN_MODES) on the kept weights,
+    and the one recommend uses when recommend.foldin is auto: the best on validation, else
+    (no validation cases) the optimized fold-in, the best on the real sets we measured."""
+    rc = cfg.recommend
+    report = {"formula": {"lightgcn": "sum_{t in S} f_t / sqrt(|S|), f_t = 1/(L+1) sum_{k<L} x_t^(k) / sqrt(d_t)",
+                          "mean": "mean of the seeds' final embeddings",
+                          "optimized": f"the mean, then {rc.foldin_steps} Adam steps of BPR against fixed tracks"},
+              "val": {}}
+    if val_shard is not None:
+        for mode in FOLDIN_MODES:
+            report["val"][mode] = validate(model, adj, track_degree, val_shard, cfg.evaluate.k, world,
+                                           FoldIn.from_config(rc, mode))
+    if rc.foldin != "auto":
+        report["chosen"], report["by"] = rc.foldin, "recommend.foldin"
+    elif report["val"]:
+        report["chosen"] = max(FOLDIN_MODES, key=lambda m: report["val"][m]["ndcg"])
+        report["by"] = "validation NDCG"
+    else:
+        report["chosen"], report["by"] = "optimized", "default (no validation cases)"
+    return report
 
 
 def param_digest(model: LightGCN) -> str:
@@ -153,8 +187,19 @@ def main(argv: list[str] | None = None) -> int:
         pick = np.random.default_rng([tc.seed, 7]).choice(len(with_seeds), tc.val_max_cases, replace=False)
         with_seeds = [with_seeds[i] for i in np.sort(pick)]
     val_shard = val.subset(with_seeds[rank::world])
-    log.info("graph %s: %d playlists, %d tracks, %d edges; %d validation cases; world %d on %s",
-             committed.version, P, T, E, len(with_seeds), world, device)
+    validating = bool(tc.val_every) and len(with_seeds) > 0
+    batch = per_rank_batch(E, world, tc.batch_size, tc.min_steps_per_epoch)
+    steps = max(1, math.ceil((E - E % world) / (world * batch)))
+    # Per-epoch validation scores new playlists as recommend will (auto: the optimized fold-in,
+    # which validated best on the real sets; bench/BENCHMARKS.md); the end compares every mode.
+    rc = cfg.recommend
+    val_spec = FoldIn.from_config(rc, "optimized" if rc.foldin == "auto" else None)
+    log.info("graph %s: %d playlists, %d tracks, %d edges; %d validation cases; world %d on %s; "
+             "%d steps per epoch of %d positives per rank", committed.version, P, T, E,
+             len(with_seeds), world, device, steps, batch)
+    if tc.val_every and not validating:
+        log.warning("no validation cases with seeds (graph.val_fraction=0?): nothing to pick an "
+                    "epoch by, so training runs all %d epochs and keeps the last", tc.epochs)
 
     # ---------------------------------------------------------------- model, optimizer
     model = LightGCN(P, T, cfg.model.dim, cfg.model.layers, cfg.model.init_std).to(device)
@@ -182,7 +227,6 @@ def main(argv: list[str] | None = None) -> int:
         dist.barrier()
 
     # ---------------------------------------------------------------- training loop
-    steps = max(1, math.ceil((E - E % world) / (world * tc.batch_size)))
     for epoch in range(start + 1, tc.epochs + 1):
         if stopped:
             break
@@ -192,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         loss_sum, seen = 0.0, 0
         bar = progress(total=steps, desc=f"epoch {epoch}/{tc.epochs}", unit="step",
                        disable=not (master and tc.progress))
-        for ids in epoch_batches(E, world, rank, tc.batch_size, tc.seed, epoch):
+        for ids in epoch_batches(E, world, rank, batch, tc.seed, epoch):
             u = graph.playlist[ids]
             neg = sample_negatives(graph, u, tc.negatives, tc.reject_positives, gen)
             u_t = torch.from_numpy(u).to(device)
@@ -215,9 +259,9 @@ def main(argv: list[str] | None = None) -> int:
         entry = {"epoch": epoch, "loss": totals[0].item() / max(totals[1].item(), 1),
                  "seconds": round(time.time() - t0, 2),
                  "edges_per_s": round(totals[1].item() / max(time.time() - t0, 1e-9))}
-        if tc.val_every and (epoch % tc.val_every == 0 or epoch == tc.epochs):
+        if validating and (epoch % tc.val_every == 0 or epoch == tc.epochs):
             model.eval()
-            entry["val"] = validate(model, adj, track_degree, val_shard, cfg.evaluate.k, world)
+            entry["val"] = validate(model, adj, track_degree, val_shard, cfg.evaluate.k, world, val_spec)
             if entry["val"]["ndcg"] > best["ndcg"]:
                 best, bad = {"epoch": epoch, **entry["val"]}, 0
                 best_weights = model.embedding.weight.detach().cpu().clone()
@@ -239,19 +283,23 @@ def main(argv: list[str] | None = None) -> int:
         if ddp:
             dist.barrier()
 
-    # ---------------------------------------------------------------- output (rank 0)
+    # ---------------------------------------------------------------- best epoch, fold-in choice
     digests = [None] * world
     if ddp:
         dist.all_gather_object(digests, param_digest(model))
     else:
         digests = [param_digest(model)]
+    if best_weights is not None:  # the best validated epoch, not the last one (same on every rank)
+        with torch.no_grad():
+            model.embedding.weight.copy_(best_weights.to(device))
+    else:
+        best = {"epoch": history[-1]["epoch"] if history else 0, "ndcg": None}
+    model.eval()
+    foldin_report = choose_foldin(model, adj, track_degree, val_shard if validating else None,
+                                  cfg, world)
+
+    # ---------------------------------------------------------------- output (rank 0)
     if master:
-        if best_weights is not None:  # the best validated epoch, not the last one
-            with torch.no_grad():
-                model.embedding.weight.copy_(best_weights.to(device))
-        else:
-            best = {"epoch": history[-1]["epoch"] if history else 0, "ndcg": None}
-        model.eval()
         with torch.no_grad():
             xs = model.layer_outputs(adj)
             final = torch.stack(xs).mean(0).cpu().numpy()
@@ -260,13 +308,14 @@ def main(argv: list[str] | None = None) -> int:
             "dim": cfg.model.dim, "layers": cfg.model.layers, "use_edge_weight": cfg.model.use_edge_weight,
             "playlists": P, "tracks": T, "edges": E, "epochs_run": len(history) and history[-1]["epoch"],
             "best": best, "world_size": world, "device": str(device), "rank_param_digests": digests,
-            "foldin": "f_t = 1/(L+1) sum_{k<L} x_t^(k) / sqrt(d_t); new playlist = sum_{t in S} f_t / sqrt(|S|)",
+            "batch_size": batch, "steps_per_epoch": steps, "foldin": foldin_report,
             "input": {"graph": graph_uri, "graph_version": committed.version},
             "config": redacted(cfg.to_dict()), "fingerprint": fp,
         }
         marker = write_model(storage.StageWriter(model_uri), final[:P], final[P:], foldin, manifest, history)
-        log.info("model committed at %s (%s): best epoch %s, val NDCG %s", model_uri, marker["version"],
-                 best["epoch"], best["ndcg"] if best["ndcg"] is None else f"{best['ndcg']:.4f}")
+        log.info("model committed at %s (%s): best epoch %s, val NDCG %s; fold-in for new playlists: %s",
+                 model_uri, marker["version"], best["epoch"],
+                 best["ndcg"] if best["ndcg"] is None else f"{best['ndcg']:.4f}", foldin_report["chosen"])
     if ddp:
         dist.barrier()
         # Keep the DDP wrapper (its Reducer holds the process group) alive past main(): freeing it

@@ -122,3 +122,37 @@ def foldin_vectors(layer_outputs: list[Tensor], track_degree: Tensor, num_playli
     xt = torch.stack([x[num_playlists:] for x in layer_outputs[:L]]).sum(0)
     inv = torch.where(track_degree > 0, track_degree.clamp_min(1e-12).rsqrt(), torch.zeros_like(track_degree))
     return xt * inv[:, None] / (L + 1)
+
+
+def optimize_queries(q0: Tensor, tracks: Tensor, rows: Tensor, cols: Tensor, steps: int = 10,
+                     lr: float = 0.05, l2: float = 0.01, negatives: int = 64, seed: int = 0) -> Tensor:
+    """Refine the vectors of new playlists with the tracks fixed, as ALS libraries fold in a new
+    user: `steps` Adam steps on each playlist's BPR loss (its seeds against random tracks) plus
+    l2 |q|².
+
+    q0 (n, d): starting vectors; tracks (T, d): final track embeddings; rows, cols (nnz,): the
+    (playlist, seed track) pairs. Returns (n, d).
+
+    Each step draws one set of `negatives` tracks shared by all playlists, from `seed` and the
+    step number only, and each playlist's loss is its own term of a sum: a playlist's result does
+    not depend on which other playlists share its batch (sharded = unsharded)."""
+    n = q0.shape[0]
+    if steps <= 0 or n == 0 or rows.numel() == 0:
+        return q0
+    count = torch.bincount(rows, minlength=n).clamp_min(1).to(q0.dtype)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    q = q0.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([q], lr=lr)
+    seed_vecs = tracks[cols]
+    with torch.enable_grad():
+        for _ in range(steps):
+            neg = torch.randint(0, tracks.shape[0], (negatives,), generator=gen).to(tracks.device)
+            pos = (q[rows] * seed_vecs).sum(-1)                                  # (nnz,)
+            neg_s = q @ tracks[neg].t()                                          # (n, negatives)
+            pair = F.softplus(neg_s[rows] - pos[:, None]).mean(1)               # (nnz,)
+            per_playlist = torch.zeros(n, dtype=q.dtype, device=q.device).index_add_(0, rows, pair)
+            loss = (per_playlist / count).sum() + l2 * q.pow(2).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return q.detach()

@@ -1,11 +1,13 @@
 """Top-K scoring shared by validation, the recommend job and the evaluation.
 
-    q = seed_queries(seeds, foldin, tracks_final, mode="lightgcn")    # (n, d)
+    q = seed_queries(seeds, foldin, tracks_final, FoldIn("optimized"))    # (n, d)
     scores, idx = topk(q, tracks_final, k=500, exclude=seeds, chunk=1024)
 
 Memory is bounded by chunk x T scores at a time (one buffer, reused).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,23 +22,51 @@ def _flat(lists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return rows, vals
 
 
+FOLDIN_MODES = ("lightgcn", "mean", "optimized")
+
+
+@dataclass(frozen=True)
+class FoldIn:
+    """How a playlist outside the graph gets a vector from its seed tracks (recommend.foldin*)."""
+    mode: str = "lightgcn"
+    steps: int = 10
+    lr: float = 0.05
+    l2: float = 0.01
+    negatives: int = 64
+    seed: int = 0
+
+    @classmethod
+    def from_config(cls, rc, mode: str | None = None) -> "FoldIn":
+        """From the recommend section; `mode` replaces recommend.foldin (e.g. the trainer's
+        validated choice when recommend.foldin is auto)."""
+        return cls(mode or rc.foldin, rc.foldin_steps, rc.foldin_lr, rc.foldin_l2, rc.foldin_negatives)
+
+
 @torch.no_grad()
 def seed_queries(seeds: list[np.ndarray], foldin: Tensor, tracks_final: Tensor,
-                 mode: str = "lightgcn") -> Tensor:
+                 mode: str | FoldIn = "lightgcn") -> Tensor:
     """(n, d) query vectors of playlists outside the graph from their in-vocabulary seed tracks.
 
-    lightgcn: Σ_{t∈S} f_t / sqrt(|S|) (f = foldin_vectors: LightGCN's propagation for a new node);
-    mean:     mean of the seeds' final embeddings (the seed system's recipe).
+    lightgcn:  Σ_{t∈S} f_t / sqrt(|S|) (f = foldin_vectors: LightGCN's propagation for a new node);
+    mean:      mean of the seeds' final embeddings (the seed system's recipe);
+    optimized: the mean, refined by a few BPR steps against the fixed tracks
+               (train.model.optimize_queries).
     A case with no seed gets the zero vector (callers score those with the title model)."""
+    spec = mode if isinstance(mode, FoldIn) else FoldIn(mode)
+    if spec.mode not in FOLDIN_MODES:
+        raise ValueError(f"unknown fold-in mode {spec.mode!r} ({', '.join(FOLDIN_MODES)})")
     n, d = len(seeds), tracks_final.shape[1]
     rows, vals = _flat(seeds)
     rows_t, vals_t = torch.from_numpy(rows).to(foldin.device), torch.from_numpy(vals).to(foldin.device)
-    table = foldin if mode == "lightgcn" else tracks_final
-    if mode not in ("lightgcn", "mean"):
-        raise ValueError(f"unknown fold-in mode {mode!r} (lightgcn or mean)")
+    table = foldin if spec.mode == "lightgcn" else tracks_final
     q = torch.zeros(n, d, dtype=table.dtype, device=table.device).index_add_(0, rows_t, table[vals_t])
     counts = torch.bincount(rows_t, minlength=n).clamp_min(1).to(table.dtype)
-    return q / (counts.sqrt() if mode == "lightgcn" else counts)[:, None]
+    q = q / (counts.sqrt() if spec.mode == "lightgcn" else counts)[:, None]
+    if spec.mode == "optimized":
+        from train.model import optimize_queries
+        q = optimize_queries(q, tracks_final, rows_t, vals_t, spec.steps, spec.lr, spec.l2,
+                             spec.negatives, spec.seed)
+    return q
 
 
 GROUP = 8         # columns per level-1 group, level-1 groups per level-2 group (topk selection)
