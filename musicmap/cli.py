@@ -4,9 +4,11 @@
     musicmap check demo-data/mpd
     musicmap build-graph --root demo-data          (local Spark; spark-submit spark_jobs/build_graph.py on a cluster)
     musicmap train --root demo-data --nproc 2      (torchrun train/main.py)
+    musicmap fit-ranker --root demo-data           (the re-ranker, fitted on validation playlists)
     musicmap recommend --root demo-data [--k 500] [--playlists test] [--challenge FILE]
     musicmap evaluate --root demo-data
     musicmap similar --root demo-data --track "NAME" [--artist "NAME"]
+    musicmap tune --root demo-data [--trials 12]   (search on validation; writes best.yaml)
 
 Errors a user can act on (bad config, missing input, storage problems) print one line and exit 2.
 """
@@ -39,9 +41,11 @@ COMMANDS = {  # name -> (module, one-line help); a module is imported only when 
     "check": ("musicmap.check", "validate MPD slices and print the official statistics"),
     "build-graph": ("spark_jobs.build_graph", "MPD slices -> filtered, time-split Parquet graph (Spark)"),
     "train": ("train.launch", "train LightGCN with BPR under torchrun (N processes)"),
+    "fit-ranker": ("train.ranker", "fit the re-ranker on validation playlists (the second stage)"),
     "recommend": ("train.recommend", "top-K tracks per playlist, challenge submission"),
     "evaluate": ("train.evaluate", "challenge metrics of the model beside baselines"),
     "similar": ("train.similar", "tracks closest to one or more seed tracks"),
+    "tune": ("train.tune", "search the knobs that matter on validation; write the best config"),
 }
 
 

@@ -2,8 +2,8 @@
 
     python -m musicmap.demo [--root demo-data] [--config conf/demo.yaml] [--set key=value ...]
 
-synth -> check -> build-graph -> train (2 processes under torchrun) -> recommend (+ challenge
-submission) -> evaluate (model beside baselines) -> similar (the seed system's table for the most
+synth -> check -> build-graph -> train (2 processes under torchrun) -> fit-ranker -> recommend
+(+ challenge submission) -> evaluate (model beside baselines) -> similar (the seed system's table for the most
 popular track of one community). Every step is the `musicmap` command line in a subprocess.
 """
 from __future__ import annotations
@@ -60,16 +60,17 @@ def main(argv: list[str] | None = None) -> int:
         common += ["--set", o]
     t0 = time.time()
     mpd = storage.join(args.root, "mpd")
-    step("1/7 generate a synthetic MPD", ["synth", *common, "--challenge"])
-    step("2/7 check it against the MPD's rules", ["-q", "check", *common, mpd, "--top", "5"])
-    step("3/7 build the graph (local Spark)", ["build-graph", *common])
-    step("4/7 train LightGCN (torchrun, 2 CPU processes)", ["train", *common, "--nproc", "2"])
-    step("5/7 recommend top-500 (+ challenge submission)",
+    step("1/8 generate a synthetic MPD", ["synth", *common, "--challenge"])
+    step("2/8 check it against the MPD's rules", ["-q", "check", *common, mpd, "--top", "5"])
+    step("3/8 build the graph (local Spark)", ["build-graph", *common])
+    step("4/8 train LightGCN (torchrun, 2 CPU processes)", ["train", *common, "--nproc", "2"])
+    step("5/8 fit the re-ranker on validation playlists", ["-q", "fit-ranker", *common])
+    step("6/8 recommend top-500 (+ challenge submission)",
          ["recommend", *common, "--challenge", storage.join(mpd, "challenge_set.json")])
-    step("6/7 evaluate beside the baselines", ["-q", "evaluate", *common])
+    step("7/8 evaluate beside the baselines", ["-q", "evaluate", *common])
     print("\n(the seed is the most popular track of the generated 'reggae' community; the model was "
           "never told the communities, so its neighbours show what it learned from co-occurrence)")
-    step("7/7 tracks like a well-known track", ["-q", "similar", *common, *famous_track(args.root)])
+    step("8/8 tracks like a well-known track", ["-q", "similar", *common, *famous_track(args.root)])
     print(f"\ndemo: the whole pipeline ran in {time.time() - t0:.0f}s; outputs under {args.root}/ "
           f"(mpd, graph, model, recs, metrics)")
     return 0

@@ -50,6 +50,13 @@ def musicmap(*args: str, env: dict | None = None, timeout: int = 600, check: boo
     return run_cmd(["python", "-m", "musicmap.cli", *args], env=env, timeout=timeout, check=check)
 
 
+def recs_table(recs_uri: str):
+    """(the committed recs table, its Committed) at recs_uri."""
+    from musicmap import schemas, storage
+    r = storage.open_committed(recs_uri, "recommend")
+    return storage.read_parquet(r.path(), schema=schemas.RECS), r
+
+
 @pytest.fixture(scope="session")
 def spark():
     from musicmap.config import load_config

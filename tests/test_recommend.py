@@ -9,17 +9,12 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from conftest import ROOT, musicmap, run_cmd
+from conftest import ROOT, musicmap, recs_table, run_cmd
 from musicmap import schemas, storage, submission, synth
 from musicmap.config import load_config
 from train import recommend
 from train.data import load_eval, uri_index
 from train.recommenders import Popularity, TitleModel
-
-
-def recs_table(recs_uri: str):
-    r = storage.open_committed(recs_uri, "recommend")
-    return storage.read_parquet(r.path(), schema=schemas.RECS), r
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +147,7 @@ def test_evaluate_reports_model_and_baselines_per_category(trained_small):
         assert word in p.stdout, word
     m = storage.open_committed(str(trained_small / "metrics"))
     report = json.loads(storage.read_bytes(m.path("metrics.json")))
-    assert set(report["methods"]) == {"lightgcn", "popularity", "cooccurrence"}
+    assert set(report["methods"]) == {"lightgcn", "popularity", "recent_popularity", "cooccurrence"}
     for method in report["methods"].values():
         ch = method["challenge"]
         assert {"all", "title_only", "first5"} <= set(ch)

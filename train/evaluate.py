@@ -23,7 +23,7 @@ from musicmap.errors import InputError
 from musicmap.log import get_logger
 from train.data import EvalCases, load_eval, uri_index
 from train.recommend import Context, load_context
-from train.recommenders import CoOccurrence, Popularity
+from train.recommenders import CoOccurrence, Popularity, RecentPopularity
 
 log = get_logger("evaluate")
 SEED_SYSTEM = {"precision@20": 0.0990, "hit_rate@20": 0.6576,
@@ -31,6 +31,12 @@ SEED_SYSTEM = {"precision@20": 0.0990, "hit_rate@20": 0.6576,
                        "half of each as seeds); not the same cases"}
 METRICS = ["r_precision", "r_precision_artist", "ndcg", "clicks", "precision@20", "hit_rate@20", "recall@20"]
 CHALLENGE = [c.name for c in mpd.CHALLENGE_CATEGORIES]
+
+
+def served_method(ctx: Context) -> str:
+    """What the committed recs were made with (their summary.json)."""
+    recs = storage.open_committed(storage.stage_uri(ctx.cfg, "recs"), "recommend")
+    return storage.read_json(recs.path("summary.json")).get("method", "lightgcn")
 
 
 def model_ranks(ctx: Context, cases: EvalCases, k: int) -> np.ndarray:
@@ -71,7 +77,7 @@ def score(ranked: np.ndarray, cases: EvalCases, artist_of: np.ndarray, artist_id
 def run(cfg, split: str) -> dict:
     t0 = time.time()
     ec = cfg.evaluate
-    ctx = load_context(cfg)
+    ctx = load_context(cfg, ranker=False)
     cases = load_eval(ctx.committed, split, uri_index(ctx.tracks))
     if not len(cases):
         raise InputError(f"{ctx.committed.uri}: no {split} evaluation cases")
@@ -79,12 +85,16 @@ def run(cfg, split: str) -> dict:
     artist_id = {a: i for i, a in enumerate(dict.fromkeys(artists))}
     artist_of = np.array([artist_id[a] for a in artists], np.int64)
 
-    methods: dict[str, np.ndarray] = {"lightgcn": model_ranks(ctx, cases, ec.k)}
+    served = served_method(ctx)
+    methods: dict[str, np.ndarray] = {served: model_ranks(ctx, cases, ec.k)}
+    if served != "lightgcn":  # what the first stage alone gives, beside what the ranker adds
+        methods["lightgcn"] = ctx.lightgcn().rank(cases.seeds, cases.name, ec.k)
     baselines = {"popularity": lambda: Popularity().fit(ctx.graph),
+                 "recent_popularity": lambda: RecentPopularity(ctx.train_modified_at(), ec.recent_share).fit(ctx.graph),
                  "cooccurrence": lambda: CoOccurrence(ec.chunk).fit(ctx.graph)}
     for name in ec.baselines:
         if name not in baselines:
-            raise InputError(f"evaluate.baselines: unknown baseline {name!r} (popularity, cooccurrence)")
+            raise InputError(f"evaluate.baselines: unknown baseline {name!r} ({', '.join(baselines)})")
         methods[name] = baselines[name]().rank(cases.seeds, cases.name, ec.k)
 
     is_seed = np.array([c == mpd.SEED_PROTOCOL for c in cases.category])
@@ -92,7 +102,8 @@ def run(cfg, split: str) -> dict:
               "cases": {"challenge_categories": int((~is_seed).sum()), "seed_protocol": int(is_seed.sum())},
               "definitions": metrics.DEFINITIONS, "methods": {},
               "seed_system_published": SEED_SYSTEM,
-              "model": {"version": ctx.model.version, "best": ctx.model.manifest["best"]},
+              "model": {"version": ctx.model.version, "best": ctx.model.manifest["best"],
+                        "served": served, "foldin": ctx.foldin_spec().mode},
               "graph_version": ctx.committed.version}
     for name, ranked in methods.items():
         rows = score(ranked, cases, artist_of, artist_id, ec.k, ec.k_small)
@@ -145,25 +156,30 @@ def format_report(report: dict) -> str:
     lines = [f"Evaluation on the {report['split']} split: {report['cases']['challenge_categories']:,} "
              f"challenge-category cases, {report['cases']['seed_protocol']:,} seed-protocol cases "
              f"(NDCG: 1/log2(i+1) discount, organisers' code; clicks: lower is better)",
-             f"{'method':<14}" + "".join(f"{h:>11}" for h in head)]
+             f"{'method':<19}" + "".join(f"{h:>11}" for h in head)]
+    if report["split"] == "val" and report["model"].get("served") == "ranker":
+        lines.insert(1, "(the ranker was fitted on these validation playlists, so its numbers here are "
+                        "in-sample; `musicmap fit-ranker` prints cross-validated ones)")
     for m, r in methods.items():
         a = r["challenge"]["all"]
-        lines.append(f"{m:<14}" + "".join(f"{a.get(c, float('nan')):>11.4f}" for c in cols))
+        lines.append(f"{m:<19}" + "".join(f"{a.get(c, float('nan')):>11.4f}" for c in cols))
     lines.append("")
     lines.append("NDCG by challenge category:")
-    lines.append(f"{'category':<18}{'cases':>7}" + "".join(f"{m:>14}" for m in methods))
+    lines.append(f"{'category':<18}{'cases':>7}" + "".join(f"{m[:17]:>18}" for m in methods))
     first = next(iter(methods.values()))["challenge"]
     for c in CHALLENGE:
         if c in first:
             lines.append(f"{c:<18}{first[c]['cases']:>7}" + "".join(
-                f"{methods[m]['challenge'][c].get('ndcg', float('nan')):>14.4f}" for m in methods))
+                f"{methods[m]['challenge'][c].get('ndcg', float('nan')):>18.4f}" for m in methods))
     lines.append("")
     lines.append("Seed system's protocol (first half of each playlist as seeds):")
     for m, r in methods.items():
         s = r["seed_protocol"]
-        lines.append(f"  {m:<14} P@{ks} {100 * s.get(f'precision@{ks}', float('nan')):6.2f}%   "
-                     f"HR@{ks} {100 * s.get(f'hit_rate@{ks}', float('nan')):6.2f}%   ({s['cases']:,} playlists)")
-    lines.append(f"  {'seed system':<14} P@20 {100 * SEED_SYSTEM['precision@20']:6.2f}%   "
+        lines.append(f"  {m:<19} P@{ks} {100 * s.get(f'precision@{ks}', float('nan')):6.2f}%   "
+                     f"HR@{ks} {100 * s.get(f'hit_rate@{ks}', float('nan')):6.2f}%   "
+                     f"NDCG {s.get('ndcg', float('nan')):.4f}   R-prec {s.get('r_precision', float('nan')):.4f}"
+                     f"   ({s['cases']:,} playlists)")
+    lines.append(f"  {'seed system':<19} P@20 {100 * SEED_SYSTEM['precision@20']:6.2f}%   "
                  f"HR@20 {100 * SEED_SYSTEM['hit_rate@20']:6.2f}%   (published; its own split and data)")
     return "\n".join(lines)
 

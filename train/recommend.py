@@ -35,10 +35,13 @@ from train.data import Graph, load_eval, load_graph, load_tracks, uri_index
 from train.export import TrainedModel, load_model
 from train.launch import run_worker
 from train.recommenders import LightGCNRecommender, TitleModel
-from train.scoring import topk
+from train.scoring import FoldIn, topk
 
 log = get_logger("recommend")
 ROWS_PER_PART = 2_000_000
+
+
+METHODS = ("auto", "ranker", "lightgcn")
 
 
 @dataclass
@@ -51,21 +54,47 @@ class Context:
     playlists: pa.Table       # graph/playlists
     model: TrainedModel | None
     title_model: TitleModel
+    booster: object = None    # the committed ranker's LightGBM booster, when it is served
+    ranker_manifest: dict | None = None
 
     @property
     def uris(self) -> pa.Array:
         return self.tracks["track_uri"].combine_chunks()
 
+    @property
+    def method(self) -> str:
+        """What recommend serves: ranker or lightgcn."""
+        return "ranker" if self.booster is not None else "lightgcn"
+
     def device(self) -> str:
         d = self.cfg.recommend.device
         return ("cuda" if torch.cuda.is_available() else "cpu") if d == "auto" else d
 
-    def recommender(self) -> LightGCNRecommender:
-        return LightGCNRecommender(self.model, self.title_model, self.cfg.recommend.foldin,
+    def foldin_spec(self) -> FoldIn:
+        """recommend.foldin, or with auto the mode the trainer's validation chose."""
+        rc = self.cfg.recommend
+        chosen = (self.model.manifest.get("foldin") or {}).get("chosen") if self.model else None
+        return FoldIn.from_config(rc, (chosen or "optimized") if rc.foldin == "auto" else None)
+
+    def train_modified_at(self) -> np.ndarray:
+        """modified_at of the graph playlists, by playlist_idx."""
+        pl = self.playlists.filter(pc.equal(self.playlists["split"], "train")).sort_by("playlist_idx")
+        return pl["modified_at"].to_numpy()
+
+    def lightgcn(self) -> LightGCNRecommender:
+        return LightGCNRecommender(self.model, self.title_model, self.foldin_spec(),
                                    self.device(), self.cfg.recommend.chunk)
 
+    def recommender(self):
+        """The served recommender (recommend.method): the ranker or LightGCN alone."""
+        if self.booster is None:
+            return self.lightgcn()
+        from train.ranker import Ranker, sources_for
+        return Ranker(sources_for(self), self.booster, self.cfg.ranker.chunk,
+                      self.ranker_manifest.get("no_seed_cases", {}).get("chosen", "ranker"))
 
-def load_context(cfg, need_model: bool = True) -> Context:
+
+def load_context(cfg, need_model: bool = True, ranker: bool = True) -> Context:
     graph, committed = load_graph(storage.stage_uri(cfg, "graph"))
     model = load_model(storage.stage_uri(cfg, "model")) if need_model else None
     if model is not None and model.manifest["input"]["graph_version"] != committed.version:
@@ -76,7 +105,37 @@ def load_context(cfg, need_model: bool = True) -> Context:
     playlists = storage.read_parquet(committed.path("playlists"), schema=schemas.PLAYLISTS)
     train_pl = playlists.filter(pc.equal(playlists["split"], "train")).sort_by("playlist_idx")
     titles = TitleModel(train_pl["name"].to_pylist()).fit(graph)
-    return Context(cfg, graph, committed, tracks, playlists, model, titles)
+    ctx = Context(cfg, graph, committed, tracks, playlists, model, titles)
+    if ranker and model is not None:
+        ctx.booster, ctx.ranker_manifest = served_ranker(cfg, model.version)
+    return ctx
+
+
+def served_ranker(cfg, model_version: str):
+    """(booster, manifest) when recommend.method says the ranker serves, else (None, None)."""
+    method = cfg.recommend.method
+    if method not in METHODS:
+        raise InputError(f"recommend.method {method!r}: use {', '.join(METHODS)}")
+    if method == "lightgcn":
+        return None, None
+    from train.ranker import load_booster
+    booster, manifest = load_booster(cfg, model_version)
+    if booster is None:
+        if method == "ranker":
+            raise InputError(f"recommend.method=ranker: {manifest}")
+        log.info("no committed ranker (run `musicmap fit-ranker` for the two-stage default): "
+                 "serving LightGCN alone")
+        return None, None
+    if method == "auto" and manifest.get("stale"):
+        log.warning("the ranker is stale (%s): serving LightGCN alone; rerun `musicmap fit-ranker`, "
+                    "or set recommend.method=ranker to use it anyway", manifest["stale"])
+        return None, None
+    if method == "auto" and manifest["chosen"] != "ranker":
+        log.info("the ranker's cross-validation did not beat LightGCN alone: serving LightGCN")
+        return None, None
+    if manifest.get("stale"):
+        log.warning("recommend.method=ranker with a ranker %s", manifest["stale"])
+    return booster, manifest
 
 
 def _rows(pids, categories, ranked, scores, uris: pa.Array) -> pa.Table:
@@ -118,16 +177,22 @@ class PartWriter:
 
 
 def recommend_train(ctx: Context, idx: np.ndarray, k: int, writer: PartWriter, show: bool) -> int:
-    """Graph playlists `idx`: propagated playlist embedding x track embeddings, own tracks out."""
+    """Graph playlists `idx`: their propagated embedding x track embeddings (the ranker's LightGCN
+    source when it serves), own tracks out."""
     dev = torch.device(ctx.device())
     tracks = torch.from_numpy(ctx.model.tracks).to(dev)
-    pid = ctx.playlists.filter(pc.equal(ctx.playlists["split"], "train")).sort_by("playlist_idx")["pid"].to_numpy()
+    train_pl = ctx.playlists.filter(pc.equal(ctx.playlists["split"], "train")).sort_by("playlist_idx")
+    pid, names = train_pl["pid"].to_numpy(), train_pl["name"].to_pylist()
+    ranker = ctx.recommender() if ctx.booster is not None else None
     block = max(ctx.cfg.recommend.chunk, 4096)
     for lo in progress(range(0, len(idx), block), desc="recommend train", unit="block", disable=not show):
         b = idx[lo:lo + block]
         q = torch.from_numpy(ctx.model.playlists[b]).to(dev)
         own = [ctx.graph.playlist_tracks(int(p)) for p in b]
-        scores, ranked = topk(q, tracks, k, exclude=own, chunk=ctx.cfg.recommend.chunk)
+        if ranker is None:
+            scores, ranked = topk(q, tracks, k, exclude=own, chunk=ctx.cfg.recommend.chunk)
+        else:
+            ranked, scores = ranker.rank(own, [names[p] for p in b], k, return_scores=True, queries=q)
         writer.add(_rows(pid[b], ["train"] * len(b), ranked, scores, ctx.uris))
     return len(idx)
 
@@ -192,6 +257,8 @@ def run(cfg, which: str, challenge: str | None = None, rank: int = 0, world: int
         summary["challenge"] = recommend_challenge(ctx, challenge, out, writer)
     writer.flush()
     summary.update({"k": k, "playlists": which, "cases_by_rank": {rank: counts}, "rows_by_rank": {rank: writer.rows},
+                    "method": ctx.method, "foldin": ctx.foldin_spec().mode,
+                    "ranker_version": (ctx.ranker_manifest or {}).get("version"),
                     "model_version": ctx.model.version, "graph_version": ctx.committed.version,
                     "seconds": round(time.time() - t0, 2)})
     return {"out": out, "summary": summary}
@@ -224,7 +291,7 @@ def print_summary(s: dict, out_uri: str) -> None:
     for c in s["cases_by_rank"].values():
         for k, v in c.items():
             total[k] = total.get(k, 0) + v
-    print(f"recommend: {s['rows']:,} rows (top {s['k']}) for "
+    print(f"recommend ({s['method']}, fold-in {s['foldin']}): {s['rows']:,} rows (top {s['k']}) for "
           + ", ".join(f"{v:,} {k}" for k, v in total.items()) + f" -> {out_uri}")
     if "challenge" in s:
         c = s["challenge"]

@@ -1,6 +1,6 @@
 """Recommenders with one interface, so the model and the baselines run in the same harness:
 
-    rec = Popularity().fit(graph)                       # or CoOccurrence(), TitleModel(names)
+    rec = Popularity().fit(graph)       # or RecentPopularity(modified_at), CoOccurrence(), TitleModel(names)
     ranked = rec.rank(seeds, names, k=500)               # (n, k) track_idx, -1 padded, no seed
 
 seeds: per playlist, its in-vocabulary seed track_idx; names: its title or None.
@@ -14,7 +14,7 @@ import torch
 from musicmap.mpd import normalize_title
 from train.data import Graph
 from train.export import TrainedModel
-from train.scoring import _flat, seed_queries, topk
+from train.scoring import FoldIn, _flat, seed_queries, topk
 
 
 def _exclude_and_topk(scores: torch.Tensor, seeds: list[np.ndarray], k: int) -> np.ndarray:
@@ -49,6 +49,22 @@ class Popularity:
         return out
 
 
+class RecentPopularity(Popularity):
+    """The most frequent tracks of the newest train playlists (the last `share` of them by
+    modified_at), ties by overall popularity: the split is by time, so this is what a playlist
+    made after the train period most likely holds."""
+    name = "recent_popularity"
+
+    def __init__(self, modified_at: np.ndarray, share: float = 0.25):
+        self.modified_at, self.share = modified_at, share
+
+    def fit(self, graph: Graph) -> "RecentPopularity":
+        from train.features import TrackSignals
+        s = TrackSignals(graph, self.modified_at, (self.share,))
+        self.counts, self.order = s.recent[0], s.recent_order
+        return self
+
+
 class CoOccurrence:
     """Item-based kNN on train co-occurrence: score(t) = Σ_{s∈S} C[s,t] / sqrt(n_s n_t), where
     C[s,t] counts train playlists holding both tracks and n_t the playlists holding t (cosine
@@ -71,18 +87,19 @@ class CoOccurrence:
         return self
 
     @torch.no_grad()
-    def rank(self, seeds: list[np.ndarray], names=None, k: int = 500) -> np.ndarray:
-        out = []
+    def scores(self, seeds: list[np.ndarray]) -> torch.Tensor:
+        """(n, T) cosine scores Σ_{s∈S} C[s,t] / sqrt(n_s n_t) of one chunk of playlists."""
         T = self.Xt.shape[0]
-        for lo in range(0, len(seeds), self.chunk):
-            part = seeds[lo:lo + self.chunk]
-            rows, cols = _flat(part)
-            q = torch.zeros(T, len(part))
-            q[torch.from_numpy(cols), torch.from_numpy(rows)] = self.inv_sqrt[torch.from_numpy(cols)]
-            per_playlist = torch.sparse.mm(self.X, q)                 # (P, n)
-            scores = torch.sparse.mm(self.Xt, per_playlist).t()       # (n, T)
-            scores = scores * self.inv_sqrt + self.tiebreak
-            out.append(_exclude_and_topk(scores.contiguous(), part, k))
+        rows, cols = _flat(seeds)
+        q = torch.zeros(T, len(seeds))
+        q[torch.from_numpy(cols), torch.from_numpy(rows)] = self.inv_sqrt[torch.from_numpy(cols)]
+        per_playlist = torch.sparse.mm(self.X, q)                 # (P, n)
+        return (torch.sparse.mm(self.Xt, per_playlist).t() * self.inv_sqrt).contiguous()
+
+    def rank(self, seeds: list[np.ndarray], names=None, k: int = 500) -> np.ndarray:
+        out = [_exclude_and_topk(self.scores(seeds[lo:lo + self.chunk]) + self.tiebreak,
+                                 seeds[lo:lo + self.chunk], k)
+               for lo in range(0, len(seeds), self.chunk)]
         return np.concatenate(out) if out else np.zeros((0, k), np.int64)
 
 
@@ -139,15 +156,26 @@ class LightGCNRecommender:
     name = "lightgcn"
 
     def __init__(self, model: TrainedModel, title_model: TitleModel | None = None,
-                 foldin: str = "lightgcn", device: str = "cpu", chunk: int = 1024):
+                 foldin: str | FoldIn = "lightgcn", device: str = "cpu", chunk: int = 1024):
         self.device = torch.device(device)
         self.tracks = torch.from_numpy(model.tracks).to(self.device)
         self.foldin = torch.from_numpy(model.foldin).to(self.device)
         self.title_model, self.mode, self.chunk = title_model, foldin, chunk
 
+    def queries(self, seeds: list[np.ndarray]) -> torch.Tensor:
+        """(n, d) vectors of new playlists from their seeds (the fold-in mode)."""
+        return seed_queries(seeds, self.foldin, self.tracks, self.mode)
+
+    @torch.no_grad()
+    def scores(self, seeds: list[np.ndarray], queries: torch.Tensor | None = None) -> torch.Tensor:
+        """(n, T) dot products of the queries (default: folded in from the seeds) with every
+        track, on the CPU (one chunk of playlists)."""
+        q = self.queries(seeds) if queries is None else queries.to(self.device)
+        return (q @ self.tracks.t()).cpu()
+
     def rank(self, seeds: list[np.ndarray], names: list[str | None], k: int = 500,
              return_scores: bool = False):
-        q = seed_queries(seeds, self.foldin, self.tracks, self.mode)
+        q = self.queries(seeds)
         scores, ranked = topk(q, self.tracks, k, exclude=seeds, chunk=self.chunk)
         cold = [i for i, s in enumerate(seeds) if len(s) == 0]
         if cold and self.title_model is not None:

@@ -1,0 +1,173 @@
+"""The two-stage default: the optimized fold-in, the step schedule, the re-ranker fitted on
+validation playlists only, and what recommend and evaluate do with it (real torchrun, real
+LightGBM)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, musicmap, recs_table, run_cmd, torchrun_train
+from musicmap import storage
+from musicmap.config import load_config
+from train import ranker, recommend
+from train.data import load_eval, uri_index
+from train.main import per_rank_batch
+from train.model import optimize_queries
+from train.scoring import FoldIn, seed_queries
+
+FAST_RANKER = ["ranker.max_playlists=60", "ranker.rounds=30", "ranker.folds=2", "train.progress=false"]
+
+
+def test_optimized_foldin_first_step_is_hand_computed():
+    tracks = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    rows, cols = torch.tensor([0]), torch.tensor([0])             # one playlist, seed track 0
+    q0 = torch.tensor([[0.5, 0.2]])
+    lr, l2, n_neg = 0.1, 0.01, 4
+    neg = torch.randint(0, 3, (n_neg,), generator=torch.Generator().manual_seed(5))
+    # loss = mean_j softplus(q.t_j - q.t_0) + l2 |q|^2, so
+    # grad = mean_j sigmoid(q.(t_j - t_0)) (t_j - t_0) + 2 l2 q
+    diff = tracks[neg] - tracks[0]
+    grad = (torch.sigmoid(diff @ q0[0])[:, None] * diff).mean(0) + 2 * l2 * q0[0]
+    # Adam's first step moves each coordinate by lr against the sign of its gradient
+    expected = q0[0] - lr * torch.sign(grad)
+    got = optimize_queries(q0, tracks, rows, cols, steps=1, lr=lr, l2=l2, negatives=n_neg, seed=5)
+    torch.testing.assert_close(got[0], expected, atol=1e-6, rtol=0)
+    assert torch.equal(optimize_queries(q0, tracks, rows, cols, steps=0), q0)
+
+
+def test_optimized_foldin_of_a_playlist_does_not_depend_on_its_batch():
+    g = torch.Generator().manual_seed(0)
+    tracks = torch.randn(50, 8, generator=g)
+    seeds = [np.array([1, 2, 3]), np.array([4]), np.array([], np.int64), np.array([7, 9])]
+    spec = FoldIn("optimized", steps=5)
+    together = seed_queries(seeds, tracks, tracks, spec)
+    alone = torch.cat([seed_queries([s], tracks, tracks, spec) for s in seeds])
+    torch.testing.assert_close(together, alone, atol=1e-6, rtol=1e-5)
+    assert torch.all(together[2] == 0)           # no seed: the zero vector (the title model serves it)
+
+
+def test_the_schedule_gives_many_steps_on_a_small_graph():
+    # a 48K-edge graph on 2 ranks: 100 steps of 239 positives, not one step of 65,536
+    b = per_rank_batch(47_778, 2, 65_536, 100)
+    assert b == 239 and -(-47_778 // (2 * b)) == 100
+    assert per_rank_batch(50_000_000, 4, 65_536, 100) == 65_536     # the MPD keeps the full batch
+    assert per_rank_batch(47_778, 2, 65_536, 0) == 65_536
+
+
+def test_trained_small_got_many_steps_and_validated_the_foldin(trained_small):
+    m = json.loads(storage.read_bytes(storage.open_committed(str(trained_small / "model")).path("manifest.json")))
+    assert m["steps_per_epoch"] >= 100
+    assert set(m["foldin"]["val"]) == {"lightgcn", "mean", "optimized"}
+    best = max(m["foldin"]["val"], key=lambda k: m["foldin"]["val"][k]["ndcg"])
+    assert m["foldin"]["chosen"] == best and m["foldin"]["by"] == "validation NDCG"
+
+
+def test_an_untrained_model_is_clearly_worse_than_a_trained_one(trained_small, tmp_path):
+    """On generated data an untrained model must not score like a trained one (else generated
+    data cannot tell whether training works)."""
+    torchrun_train(trained_small, "train.epochs=0", model_dir=tmp_path / "untrained", nproc=1)
+    val = {}
+    for name, uri in (("untrained", tmp_path / "untrained"), ("trained", trained_small / "model")):
+        m = json.loads(storage.read_bytes(storage.open_committed(str(uri)).path("manifest.json")))
+        val[name] = max(v["ndcg"] for v in m["foldin"]["val"].values())
+    assert val["trained"] > val["untrained"] + 0.15, val
+
+
+def test_without_validation_cases_training_keeps_the_last_epoch(spark, mpd_small, tmp_path):
+    from conftest import build_graph
+    shutil.copytree(mpd_small / "mpd", tmp_path / "mpd")
+    build_graph(spark, str(tmp_path), ["graph.train_fraction=1.0", "graph.val_fraction=0.0"])
+    p = torchrun_train(tmp_path, "train.epochs=2", nproc=1)
+    assert "keeps the last" in p.stderr
+    m = json.loads(storage.read_bytes(storage.open_committed(str(tmp_path / "model")).path("manifest.json")))
+    assert m["best"] == {"epoch": 2, "ndcg": None}
+    assert m["foldin"]["chosen"] == "optimized" and m["foldin"]["val"] == {}
+
+
+@pytest.fixture(scope="module")
+def ranked(trained_small, tmp_path_factory):
+    """A copy of trained_small with a fitted ranker."""
+    root = tmp_path_factory.mktemp("ranked")
+    for d in ("mpd", "graph", "model"):
+        shutil.copytree(trained_small / d, root / d)
+    sets = [a for o in FAST_RANKER for a in ("--set", o)]
+    p = musicmap("fit-ranker", "--root", str(root), *sets)
+    return root, p.stdout
+
+
+def test_the_ranker_is_fitted_on_validation_playlists_only(ranked):
+    root, _ = ranked
+    cfg = load_config(root=str(root), overrides=FAST_RANKER)
+    ctx = recommend.load_context(cfg, ranker=False)
+    cases, n_val = ranker.fitting_cases(ctx, cfg.ranker)
+    split = dict(zip(ctx.playlists["pid"].to_pylist(), ctx.playlists["split"].to_pylist()))
+    assert {split[int(p)] for p in cases.pid} == {"val"}
+    assert len(np.unique(cases.pid)) == 60 and len(cases) > n_val
+    # drawn cases cut the playlist's own tracks: seeds and holdouts partition them
+    val = load_eval(ctx.committed, "val", uri_index(ctx.tracks))
+    own = {}
+    for i, p in enumerate(val.pid.tolist()):
+        own.setdefault(p, set()).update(val.seed_uris[i], val.holdout_uris[i])
+    for i in range(n_val, len(cases)):
+        seeds, held = set(cases.seed_uris[i]), set(cases.holdout_uris[i])
+        assert not seeds & held and seeds | held == own[int(cases.pid[i])]
+    m = json.loads(storage.read_bytes(storage.open_committed(str(root / "ranker")).path("manifest.json")))
+    assert m["cases"]["playlists"] == 60
+    assert set(m["cross_validation"]["methods"]) == {"ranker", "lightgcn", "cooccurrence", "popularity",
+                                                      "recent_popularity"}
+
+
+def test_recommend_serves_the_ranker_and_evaluate_shows_each_stage(ranked, tmp_path):
+    root, fit_out = ranked
+    assert "served by default" in fit_out
+    sets = ["--set", "recommend.method=ranker", "--set", f"paths.recs={tmp_path / 'recs'}",
+            "--set", f"paths.metrics={tmp_path / 'metrics'}"]
+    p = musicmap("recommend", "--root", str(root), "--playlists", "test", *sets,
+                 "--challenge", str(root / "mpd" / "challenge_set.json"))
+    assert "recommend (ranker" in p.stdout and "passes the challenge checks" in p.stdout
+    t, r = recs_table(str(tmp_path / "recs"))
+    cfg = load_config(root=str(root))
+    ctx = recommend.load_context(cfg, ranker=False)
+    cases = load_eval(ctx.committed, "test", uri_index(ctx.tracks))
+    per = {}
+    for pid, cat, uri in zip(t["pid"].to_pylist(), t["category"].to_pylist(), t["track_uri"].to_pylist()):
+        per.setdefault((pid, cat), []).append(uri)
+    for i in range(len(cases)):
+        got = per[(int(cases.pid[i]), cases.category[i])]
+        assert len(set(got)) == 500 and not set(got) & set(cases.seed_uris[i])
+    musicmap("evaluate", "--root", str(root), *sets)
+    m = storage.open_committed(str(tmp_path / "metrics"))
+    report = json.loads(storage.read_bytes(m.path("metrics.json")))
+    assert set(report["methods"]) == {"ranker", "lightgcn", "popularity", "recent_popularity", "cooccurrence"}
+    assert report["model"]["served"] == "ranker"
+
+
+def test_sharded_ranker_recommend_equals_unsharded(ranked, tmp_path):
+    root, _ = ranked
+    args = ["--root", str(root), "--playlists", "test", "--set", "recommend.method=ranker"]
+    musicmap("recommend", *args, "--set", f"paths.recs={tmp_path / 'one'}")
+    run_cmd(["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+             str(ROOT / "train" / "recommend.py"), *args, "--set", f"paths.recs={tmp_path / 'two'}"])
+    key = [("pid", "ascending"), ("category", "ascending"), ("rank", "ascending")]
+    a, b = (recs_table(str(tmp_path / n))[0].sort_by(key) for n in ("one", "two"))
+    assert a.num_rows == b.num_rows > 0
+    assert a["track_uri"].to_pylist() == b["track_uri"].to_pylist()
+
+
+def test_title_only_cases_go_where_cross_validation_says(ranked):
+    root, _ = ranked
+    m = json.loads(storage.read_bytes(storage.open_committed(str(root / "ranker")).path("manifest.json")))
+    cold = m["no_seed_cases"]
+    assert cold["cases"] > 0 and cold["chosen"] in ("ranker", "title")
+    assert cold["chosen"] == max(cold["ndcg"], key=lambda k: (cold["ndcg"][k], k == "title"))
+    cfg = load_config(root=str(root), overrides=["recommend.method=ranker"])
+    ctx = recommend.load_context(cfg)
+    rec = ctx.recommender()
+    got = rec.rank([np.array([], np.int64)], ["Workout"], 50)[0]
+    if cold["chosen"] == "title":
+        assert list(got) == list(ctx.title_model.rank([np.array([], np.int64)], ["Workout"], 50)[0])
+    assert len(set(got.tolist())) == 50

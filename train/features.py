@@ -1,0 +1,185 @@
+"""Candidates and their features for the re-ranker (train.ranker): what each source proposes for
+a playlist, and what the ranker knows about each (case, candidate) pair.
+
+    src = Sources.build(graph, tracks_table, train_modified_at, scorer, title_model)
+    block = src.candidates(seeds, names, queries)      # one chunk of cases
+    block.cand  (n, M) int64 track_idx, -1 padded;  block.x  (n, M, F) float32 (NaN = undefined)
+
+Sources, each proposing its top candidates (never a seed):
+  lightgcn      the trained model (query = fold-in of the seeds, or a graph playlist's own
+                embedding): its top k, so the pool always holds k tracks when there are seeds;
+  cooccurrence  item co-occurrence with the seeds (cosine), top `per_source`;
+  popularity    the most frequent train tracks, top `per_source`;
+  recent        the most frequent tracks of the newest train playlists (by modified_at), top
+                `per_source`: the split is by time, so what is rising at the end of train is a
+                strong signal for validation, test and challenge playlists;
+  title         tracks of train playlists with the same normalised title, top `per_source`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from musicmap.mpd import normalize_title
+from train.data import Graph
+from train.recommenders import CoOccurrence, TitleModel
+from train.scoring import _flat
+
+FEATURES = [
+    "lightgcn_score", "lightgcn_gap",        # score, and its distance to the case's best score
+    "lightgcn_rank",                          # log(1 + rank) in the source's list (absent: its length)
+    "cooc_score", "cooc_share", "cooc_rank",  # cosine co-occurrence, as a share of the case's best
+    "popularity", "recent_10", "recent_25",   # log(1 + playlists holding it): all / newest 10% / 25%
+    "first_seen", "mean_time",                # time quantile of its first / average train playlist
+    "title_share",                            # share of same-title train playlists that hold it
+    "num_seeds", "has_title",                 # about the case
+    "artist_share", "album_share",            # share of the seeds by its artist / on its album
+]
+RECENT_SHARES = (0.10, 0.25)  # recent_10, recent_25
+
+
+@dataclass
+class Block:
+    cand: np.ndarray      # (n, M) int64 candidate track_idx, -1 = padding
+    x: np.ndarray         # (n, M, F) float32 features, NaN where a source says nothing
+    fallback: np.ndarray  # (n, k) int64: the title model's order (popularity without a title),
+                          # to fill a list of fewer than k candidates
+
+
+class TrackSignals:
+    """Per-track numbers from the train graph: popularity overall and among the newest train
+    playlists, and when in train time a track first and on average appears."""
+
+    def __init__(self, graph: Graph, modified_at: np.ndarray, recent_shares=RECENT_SHARES):
+        T = graph.num_tracks
+        order = np.lexsort((np.arange(len(modified_at)), modified_at))
+        quantile = np.empty(len(modified_at))
+        quantile[order] = (np.arange(len(order)) + 0.5) / max(len(order), 1)
+        q = quantile[graph.playlist]                               # time quantile of each edge
+        self.pop = np.bincount(graph.track, minlength=T).astype(np.float64)
+        self.recent = [np.bincount(graph.track[q >= 1 - s], minlength=T).astype(np.float64)
+                       for s in recent_shares]
+        self.first_seen = np.ones(T)
+        np.minimum.at(self.first_seen, graph.track, q)
+        self.mean_time = np.bincount(graph.track, weights=q, minlength=T) / np.maximum(self.pop, 1)
+        # ties broken by track_idx, as Popularity does
+        self.pop_order = np.lexsort((np.arange(T), -self.pop))
+        self.recent_order = np.lexsort((np.arange(T), -self.pop, -self.recent[-1]))
+
+
+class Sources:
+    """Everything the candidate features are computed from (all fitted on train playlists)."""
+
+    def __init__(self, graph: Graph, artist_of: np.ndarray, album_of: np.ndarray,
+                 modified_at: np.ndarray, scorer, title_model: TitleModel, k: int = 500,
+                 per_source: int = 200):
+        self.graph, self.k, self.per_source = graph, k, per_source
+        self.artist_of, self.album_of = artist_of, album_of
+        self.signals = TrackSignals(graph, modified_at)
+        self.cooc = CoOccurrence().fit(graph)
+        self.scorer, self.titles = scorer, title_model
+        s = self.signals
+        self.static = np.stack([np.log1p(s.pop), np.log1p(s.recent[0]), np.log1p(s.recent[1]),
+                                s.first_seen, s.mean_time], 1).astype(np.float32)   # (T, 5)
+
+    def candidates(self, seeds: list[np.ndarray], names: list, queries: torch.Tensor | None = None) -> Block:
+        """Candidates and features of one chunk of cases. queries: the LightGCN vectors of the
+        cases (None = fold them in from the seeds)."""
+        n, T = len(seeds), self.graph.num_tracks
+        has = np.array([len(s) > 0 for s in seeds])
+        seen = torch.zeros(n, T, dtype=torch.bool)
+        rows, cols = _flat(seeds)
+        seen[torch.from_numpy(rows), torch.from_numpy(cols)] = True
+        lg = self.scorer.scores(seeds, queries).float()                  # (n, T)
+        co = self.cooc.scores(seeds)                                     # (n, T)
+        lists, dense = [], {}
+        for name, s, size in (("lightgcn", lg, self.k), ("cooc", co, self.per_source)):
+            s = s.masked_fill(seen, -torch.inf)
+            top = torch.topk(s, min(size, T), dim=1).indices
+            top[~torch.from_numpy(has)] = -1                             # no seeds: nothing to say
+            lists.append(top.numpy())
+            dense[name] = (s, top)
+        m = self.per_source
+        lists.append(np.broadcast_to(self.signals.pop_order[:m], (n, min(m, T))))
+        lists.append(np.broadcast_to(self.signals.recent_order[:m], (n, min(m, T))))
+        title_top, title_share = self._title(names, m)
+        lists.append(title_top)
+        cand = _union(np.concatenate(lists, 1), seen.numpy())
+        x = self._features(cand, seeds, names, has, dense, title_share)
+        return Block(cand, x, self.titles.rank(seeds, names, self.k))
+
+    def _title(self, names: list, m: int) -> tuple[np.ndarray, list]:
+        """(n, m) top tracks of each case's title (-1 padded), and per case None or the title's
+        (tracks ascending, shares)."""
+        top = np.full((len(names), m), -1, np.int64)
+        shares = []
+        tm = self.titles
+        for i, name in enumerate(names):
+            t = tm.title_id.get(normalize_title(name)) if name else None
+            if t is None:
+                shares.append(None)
+                continue
+            lo, hi = tm.starts[t], tm.starts[t + 1]
+            tr, sh = tm.key_track[lo:hi], tm.key_share[lo:hi]   # tracks ascending within a title
+            best = np.lexsort((tr, -sh))[:m]
+            top[i, :len(best)] = tr[best]
+            shares.append((tr, sh))
+        return top, shares
+
+    def _features(self, cand, seeds, names, has, dense, title_share) -> np.ndarray:
+        n, M = cand.shape
+        valid = cand >= 0
+        c = np.where(valid, cand, 0)
+        ct = torch.from_numpy(c)
+        x = np.full((n, M, len(FEATURES)), np.nan, np.float32)
+        for j, name in ((0, "lightgcn"), (3, "cooc")):
+            s, top = dense[name]
+            val = torch.gather(s, 1, ct).numpy()
+            best = s.max(1).values.numpy()[:, None]
+            rank = torch.full(s.shape, float(top.shape[1]))
+            rank.scatter_(1, top.clamp_min(0), torch.arange(top.shape[1], dtype=torch.float32).expand_as(top))
+            x[..., j] = val
+            x[..., j + 1] = (val - best) if name == "lightgcn" else val / np.maximum(best, 1e-12)
+            x[..., j + 2] = np.log1p(torch.gather(rank, 1, ct).numpy())
+        x[~has, :, 0:6] = np.nan
+        x[..., 6:11] = self.static[c]
+        x[..., 11] = 0.0
+        for i, ts in enumerate(title_share):
+            if ts is not None:
+                tr, sh = ts
+                pos = np.searchsorted(tr, c[i]).clip(max=len(tr) - 1)
+                x[i, :, 11] = np.where(tr[pos] == c[i], sh[pos], 0.0)
+        x[..., 12] = np.log1p([len(s) for s in seeds])[:, None]
+        x[..., 13] = np.array([nm is not None for nm in names], np.float32)[:, None]
+        x[..., 14] = _share(seeds, self.artist_of, c)
+        x[..., 15] = _share(seeds, self.album_of, c)
+        x[~valid] = np.nan
+        return x
+
+
+def _union(lists: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Each row's distinct non-negative ids that are not seeds, ascending, -1 padded."""
+    s = np.sort(lists, axis=1)
+    dup = np.zeros_like(s, dtype=bool)
+    dup[:, 1:] = s[:, 1:] == s[:, :-1]
+    rows = np.arange(len(s))[:, None]
+    bad = dup | (s < 0) | seen[rows, np.maximum(s, 0)]
+    s = np.where(bad, -1, s)
+    order = np.argsort(s < 0, axis=1, kind="stable")          # valid first, still ascending
+    s = np.take_along_axis(s, order, 1)
+    width = max(int((s >= 0).sum(1).max(initial=0)), 1)
+    return s[:, :width]
+
+
+def _share(seeds: list[np.ndarray], group_of: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """(n, M) share of each case's seeds in the candidate's group (artist or album)."""
+    G = int(group_of.max(initial=0)) + 1
+    rows, cols = _flat(seeds)
+    keys, counts = np.unique(rows * G + group_of[cols], return_counts=True)
+    want = np.arange(len(seeds))[:, None] * G + group_of[cand]
+    pos = np.searchsorted(keys, want).clip(max=max(len(keys) - 1, 0))
+    hit = (keys[pos] == want) if len(keys) else np.zeros(want.shape, bool)
+    n_seeds = np.maximum([len(s) for s in seeds], 1)[:, None]
+    return np.where(hit, counts[pos] if len(keys) else 0, 0) / n_seeds
