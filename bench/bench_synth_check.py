@@ -8,7 +8,7 @@ under 2 minutes on one core.
 
 What is measured
   synth   musicmap.synth.generate(out, N, seed=0) (what `musicmap synth --playlists N` runs, with the
-          config's defaults: 24 communities, focus 0.8, exponent 1.05, catalog 2.3 tracks per
+          config's defaults: 24 communities, focus 0.6, exponent 0.9, catalog 2.3 tracks per
           playlist) writing to a fresh temporary folder on local disk.
   check   musicmap.check.check(out) (what `musicmap check` runs) over those slices; it must find
           no violation and N valid playlists.

@@ -7,7 +7,8 @@ popularity is long-tailed: a mainstream share of artists carries most plays (Zip
 then by track within the artist) and the rest are niche artists whose tracks are drawn about once
 each, so that, as in the real MPD, most tracks occur in one or two playlists. A playlist draws
 mostly from one community, some from a second and a little from the whole catalog, often several
-tracks of one artist in a row; its title reflects its community, with the real data's mess (case,
+tracks of one album or artist in a row, and more of the tracks released shortly before it was
+made (albums come out over the years, new releases fade); its title reflects its community, with the real data's mess (case,
 emoji, generic titles shared by everyone). Lengths, dates, followers and edits follow the shapes
 of the real statistics. The same seed and sizes give byte-identical files; slices are generated
 and written one at a time (memory is bounded by the catalog, not by the number of playlists).
@@ -30,6 +31,8 @@ from musicmap.log import get_logger, progress
 log = get_logger("synth")
 
 SLICE_SIZE = 1000
+PERIODS = 8                    # sampling tables by playlist date (track releases, see Catalog)
+TREND_FLOOR = 0.15             # a released track's weight long after release, against 1 at release
 END_TS = 1509494400            # 2017-11-01 00:00 UTC: the MPD's last modified_at
 START_TS = 1262304000          # 2010-01-01 00:00 UTC
 CHALLENGE_PID_BASE = 1_000_000  # challenge playlists are not MPD playlists: pids from 1,000,000
@@ -118,9 +121,11 @@ class Catalog:
     n_tracks: int
     n_communities: int
     seed: int
-    exponent: float = 0.5
+    exponent: float = 0.9
     niche_share: float = 0.8
     niche_mass: float = 0.03
+    new_share: float = 0.5
+    trend_days: float = 180.0
 
     def __post_init__(self):
         rng = np.random.default_rng([self.seed, 1])
@@ -176,12 +181,46 @@ class Catalog:
                 w[~in_niche] *= (1 - self.niche_mass) / w[~in_niche].sum()
                 w[in_niche] = self.niche_mass / in_niche.sum()
         self.popularity = pop
-        self.community_cdf = []
-        for ci in range(c):
-            lo, hi = self.community_start[ci], self.community_start[ci + 1]
-            cdf = np.cumsum(pop[lo:hi])
-            self.community_cdf.append(cdf / cdf[-1])
+        self.album_start = np.concatenate([[0], np.flatnonzero(np.diff(album_of)) + 1])
+        self.album_len = np.diff(np.concatenate([self.album_start, [T]]))
+        self._release(rng)
         self.duration = np.exp(rng.normal(np.log(210_000), 0.25, T)).astype(np.int64)
+
+    def _release(self, rng: np.random.Generator) -> None:
+        """When each album comes out, and one sampling table per period of playlist dates.
+
+        A `new_share` of albums is released during the MPD's years, as recently as playlists are
+        made (age ~ Exp(330 days), like modified_at); the rest are older catalog. A released
+        track is drawn with weight popularity x (FLOOR + (1 - FLOOR) exp(-age / trend_days)):
+        hits rise at release and fade to a floor, so the newest playlists hold the newest
+        tracks, and popularity among recent playlists beats popularity over all time (as on
+        real data, where the split is by time)."""
+        days = (END_TS - START_TS) // 86400
+        n_alb = len(self.album_start)
+        new = rng.random(n_alb) < self.new_share
+        age = np.minimum(rng.exponential(330, n_alb), days - 1)
+        album_release = np.where(new, days - 1 - age, -np.inf)     # day index; -inf = catalog
+        self.release_day = np.repeat(album_release, self.album_len)
+        q = (np.arange(PERIODS) + 0.5) / PERIODS                  # period = quantile of playlist ages
+        self.period_age = np.minimum(-330 * np.log1p(-q), days - 1)[::-1]   # oldest period first
+        self.community_cdf = [[] for _ in range(self.n_communities)]
+        for p, page in enumerate(self.period_age):
+            w = self.popularity * self.trend_weight(days - 1 - page)
+            for ci in range(self.n_communities):
+                lo, hi = self.community_start[ci], self.community_start[ci + 1]
+                cdf = np.cumsum(w[lo:hi])
+                self.community_cdf[ci].append(cdf / cdf[-1])
+
+    def trend_weight(self, day: float) -> np.ndarray:
+        """(T,) the release factor of every track on a day (0 before its album is out)."""
+        age = day - self.release_day
+        fade = np.where(np.isinf(age), 0.0, np.exp(-np.maximum(age, 0) / self.trend_days))
+        return np.where(age < 0, 0.0, TREND_FLOOR + (1 - TREND_FLOOR) * fade)
+
+    def period_of(self, age_days: np.ndarray) -> np.ndarray:
+        """The sampling period of playlists `age_days` old (0 = oldest)."""
+        edges = -330 * np.log1p(-np.arange(1, PERIODS) / PERIODS)   # ages at the period edges
+        return PERIODS - 1 - np.searchsorted(edges, age_days, side="right")
 
     def community_of(self, track_id: int) -> int:
         return int(self.track_community[track_id])
@@ -193,13 +232,16 @@ class Catalog:
         lo, hi = self.community_start[community], self.community_start[community + 1]
         return [int(lo + i) for i in np.argsort(-self.popularity[lo:hi], kind="stable")[:n]]
 
-    def sample(self, communities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One track per entry of `communities`, by popularity within that community."""
+    def sample(self, communities: np.ndarray, periods: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One track per entry of `communities`, by popularity within that community in that
+        entry's period (see _release)."""
         out = np.empty(len(communities), np.int64)
-        for ci in np.unique(communities):
-            idx = np.nonzero(communities == ci)[0]
+        key = communities * PERIODS + periods
+        for k in np.unique(key):
+            ci, p = divmod(int(k), PERIODS)
+            idx = np.nonzero(key == k)[0]
             out[idx] = self.community_start[ci] + np.searchsorted(
-                self.community_cdf[ci], rng.random(len(idx)), side="right")
+                self.community_cdf[ci][p], rng.random(len(idx)), side="right")
         return np.minimum(out, self.community_start[communities + 1] - 1)
 
     # ---- names and URIs, computed on demand (nothing per track is kept in memory)
@@ -225,7 +267,7 @@ class Generator:
     """Playlists slice by slice. `playlists(first_pid, n, rng)` returns MPD playlist fields as
     numpy arrays and track lists; `render_slice` writes them in the MPD's pretty-printed JSON."""
 
-    def __init__(self, catalog: Catalog, focus: float = 0.8):
+    def __init__(self, catalog: Catalog, focus: float = 0.6):
         self.cat = catalog
         self.focus = focus
         self._fragment = lru_cache(maxsize=200_000)(self._fragment_uncached)
@@ -241,8 +283,8 @@ class Generator:
             x[bad] = Generator.lengths(int(bad.sum()), rng)
         return x
 
-    def track_lists(self, lengths: np.ndarray, primary: np.ndarray, rng: np.random.Generator
-                    ) -> list[np.ndarray]:
+    def track_lists(self, lengths: np.ndarray, primary: np.ndarray, periods: np.ndarray,
+                    rng: np.random.Generator) -> list[np.ndarray]:
         cat = self.cat
         n = len(lengths)
         secondary = rng.choice(cat.n_communities, n, p=cat.community_weight)
@@ -252,33 +294,35 @@ class Generator:
         comm = np.where(u < self.focus, primary[owner], secondary[owner])
         glob = u >= self.focus + (1 - self.focus) * 0.75
         comm[glob] = rng.choice(cat.n_communities, int(glob.sum()), p=cat.community_weight)
-        tracks = cat.sample(comm, rng)
-        # artist runs: a third of the slots take another track of the previous slot's artist
+        tracks = cat.sample(comm, periods[owner], rng)
+        # runs: a slot takes another track of the previous slot's album (15%) or artist (20%)
         start = np.concatenate([[0], np.cumsum(draw)[:-1]])
-        follow = rng.random(len(tracks)) < 0.33
-        follow[start] = False
-        idx = np.nonzero(follow)[0]
-        a = cat.artist_of[tracks[idx - 1]]
-        tracks[idx] = cat.artist_start[a] + (rng.random(len(idx)) * cat.artist_len[a]).astype(np.int64)
+        u = rng.random(len(tracks))
+        u[start] = 1.0
+        for share, lo, group_start, group_len in ((0.15, 0.0, cat.album_start, cat.album_len),
+                                                  (0.20, 0.15, cat.artist_start, cat.artist_len)):
+            idx = np.nonzero((u >= lo) & (u < lo + share))[0]
+            g = (cat.album_of if group_start is cat.album_start else cat.artist_of)[tracks[idx - 1]]
+            tracks[idx] = group_start[g] + (rng.random(len(idx)) * group_len[g]).astype(np.int64)
         out = []
         for i in range(n):
             seg = tracks[start[i]:start[i] + draw[i]]
             _, first = np.unique(seg, return_index=True)
             keep = seg[np.sort(first)][:lengths[i]]
             if len(keep) < lengths[i]:  # a small catalog ran out of distinct popular tracks
-                keep = self._top_up(keep, int(lengths[i]), int(primary[i]), rng)
+                keep = self._top_up(keep, int(lengths[i]), int(periods[i]), rng)
             if rng.random() < 0.01 and len(keep) > 5:   # the real data repeats a track now and then
                 keep = np.insert(keep, int(rng.integers(1, len(keep))), keep[int(rng.integers(0, len(keep)))])[:mpd.MAX_TRACKS]
             out.append(self._fix_diversity(keep, rng))
         return out
 
-    def _top_up(self, tracks: np.ndarray, n: int, community: int, rng) -> np.ndarray:
+    def _top_up(self, tracks: np.ndarray, n: int, period: int, rng) -> np.ndarray:
         """Extend to n distinct tracks, drawn by popularity from the other communities."""
         cat = self.cat
         have, out = set(tracks.tolist()), tracks.tolist()
         while len(out) < n:
             comm = rng.choice(cat.n_communities, 2 * (n - len(out)) + 8, p=cat.community_weight)
-            for t in cat.sample(comm, rng).tolist():
+            for t in cat.sample(comm, np.full(len(comm), period), rng).tolist():
                 if t not in have and len(out) < n:
                     have.add(t)
                     out.append(t)
@@ -320,10 +364,10 @@ class Generator:
         cat = self.cat
         lengths = self.lengths(n, rng)
         primary = rng.choice(cat.n_communities, n, p=cat.community_weight)
-        tracks = self.track_lists(lengths, primary, rng)
         days = (end_ts - START_TS) // 86400
         age = np.minimum(rng.exponential(330, n), days - 1).astype(np.int64)  # skewed to 2017
         modified = end_ts - 86400 - age * 86400
+        tracks = self.track_lists(lengths, primary, cat.period_of(age), rng)
         followers = np.where(rng.random(n) < 0.75, 1,
                              1 + np.minimum(rng.pareto(1.1, n) * 2, 70_000).astype(np.int64) + 1)
         out = []
@@ -378,13 +422,15 @@ class Generator:
 
 
 def generate(out: str, playlists: int, seed: int = 0, tracks: int | None = None,
-             communities: int = 24, focus: float = 0.8, exponent: float = 0.5,
+             communities: int = 24, focus: float = 0.6, exponent: float = 0.9,
              niche_share: float = 0.8, niche_mass: float = 0.03,
-             challenge_per_category: int = 0, show_progress: bool = True) -> dict:
-    """Write ceil(playlists / 1000) slices (and optionally a challenge set) under `out`."""
+             challenge_per_category: int = 0, show_progress: bool = True,
+             new_share: float = 0.5, trend_days: float = 180.0) -> dict:
+    """Write ceil(playlists / 1000) slices (and optionally a challenge set) under `out`
+    (defaults: those of conf/default.yaml's synth section)."""
     t0 = time.time()
     cat = Catalog(tracks or default_tracks(playlists), communities, seed, exponent, niche_share,
-                  niche_mass)
+                  niche_mass, new_share, trend_days)
     gen = Generator(cat, focus)
     generated_on = "2017-12-03T08:41:42.057563"
     nbytes = 0
@@ -402,7 +448,8 @@ def generate(out: str, playlists: int, seed: int = 0, tracks: int | None = None,
                              "top_tracks": [make_uri("track", t, seed) for t in cat.top_tracks(c)]}
                             for c in range(cat.n_communities)],
             "sizes": {"tracks": tracks, "communities": communities, "focus": focus, "exponent": exponent,
-                      "niche_share": niche_share, "niche_mass": niche_mass}}
+                      "niche_share": niche_share, "niche_mass": niche_mass, "new_share": new_share,
+                      "trend_days": trend_days}}
     if challenge_per_category:
         info["challenge"] = write_challenge(out, gen, challenge_per_category, seed)
     storage.write_json(storage.join(out, "synth_info.json"), info)
@@ -482,7 +529,8 @@ def run_cli(args) -> int:
     out = args.out or storage.stage_uri(cfg, "mpd")
     info = generate(out, s.playlists, s.seed, s.tracks, s.communities, s.community_focus,
                     s.popularity_exponent, s.niche_share, s.niche_mass,
-                    s.challenge_per_category if args.challenge else 0)
+                    s.challenge_per_category if args.challenge else 0,
+                    new_share=s.new_share, trend_days=s.trend_days)
     print(f"synth: {info['playlists']:,} playlists in {info['slices']} slices "
           f"({info['bytes'] / 1e6:,.0f} MB) written to {out}"
           + (f", challenge set of {info['challenge']['playlists']:,} playlists" if "challenge" in info else ""))

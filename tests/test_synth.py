@@ -85,8 +85,8 @@ def test_playlists_draw_from_a_community_their_title_reflects(sample):
     for p in playlists[:2000]:
         comms = Counter(cat.community_of(synth.id_of_uri(t["track_uri"], 3)) for t in p["tracks"])
         focus.append(comms.most_common(1)[0][1] / p["num_tracks"])
-    assert np.mean(focus) > 0.6
-    reggae = [p for p in playlists if "reggae" in p["name"].lower()]
+    assert np.mean(focus) > 0.5   # synth.community_focus 0.6, less what the dedup of repeats drops
+    reggae = [p for p in playlists if "reggae" in p["name"].lower() and "reggaeton" not in p["name"].lower()]
     assert reggae
     share = np.mean([Counter(cat.community_name(cat.community_of(synth.id_of_uri(t["track_uri"], 3)))
                              for t in p["tracks"]).most_common(1)[0][0] == "reggae" for p in reggae])
