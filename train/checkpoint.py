@@ -23,12 +23,17 @@ NEUTRAL_TRAIN_KEYS = {"progress", "resume", "keep_checkpoints", "device", "epoch
                       "val_every", "dist_timeout_s"}
 
 
+# Bumped when the trained weights mean something else for the same config: checkpoints of
+# version 1 were trained with a propagation that was all zeros (train/data.py: degrees).
+FORMAT = 2
+
+
 def fingerprint(cfg, graph_version: str, world_size: int) -> str:
     """Identity of a training run: resuming is only allowed into the same one. epochs, patience
     and val_every are left out so a finished run can be extended."""
     train = {k: v for k, v in cfg.train.to_dict().items() if k not in NEUTRAL_TRAIN_KEYS}
     blob = json.dumps({"graph": graph_version, "model": cfg.model.to_dict(), "train": train,
-                       "world": world_size}, sort_keys=True)
+                       "world": world_size, "format": FORMAT}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

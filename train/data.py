@@ -42,7 +42,10 @@ class Graph:
         w = self.weight.astype(np.float64) if use_weight else None
         dp = np.bincount(self.playlist, weights=w, minlength=self.num_playlists)
         dt = np.bincount(self.track, weights=w, minlength=self.num_tracks)
-        return np.concatenate([dp, dt])
+        # float even unweighted: bincount gives integers there, and adjacency() wrote deg ** -0.5
+        # into an integer array, so every node of degree 2 or more got 0 and LightGCN propagated
+        # nothing (tests/test_model.py checks the matrix by hand)
+        return np.concatenate([dp, dt]).astype(np.float64)
 
     def adjacency(self, use_weight: bool = False) -> torch.Tensor:
         """Â = D^-1/2 A D^-1/2 as an (N, N) float32 torch.sparse CSR tensor. Symmetric: the
