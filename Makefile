@@ -13,7 +13,7 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export SPARK_LOCAL_IP ?= 127.0.0.1
 
-.PHONY: venv demo test test-fast bench dist clean
+.PHONY: venv demo test test-fast fuzz bench dist clean
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,9 @@ test: venv
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow"
+
+fuzz: venv   # the input fuzz test with 5,000 examples instead of make test's 150 (about 20 minutes)
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_fuzz_inputs.py -k fuzzed
 
 bench: venv
 	$(PY) bench/run_all.py

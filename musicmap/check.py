@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from musicmap import mpd, storage
-from musicmap.errors import InputError
+from musicmap.inputs import list_inputs, read_slice_file
 from musicmap.log import get_logger, progress
 
 log = get_logger("check")
@@ -30,6 +30,8 @@ class Report:
     bytes: int = 0
     with_description: int = 0
     violations: list[tuple[str, object, str, str]] = field(default_factory=list)  # file, pid, rule, detail
+    folder: str = ""                    # where the slices were found (uri, or its data/)
+    ignored: list[str] = field(default_factory=list)  # entries beside them that are not slices
     tracks: Counter = field(default_factory=Counter)
     artists: Counter = field(default_factory=Counter)
     albums: set = field(default_factory=set)
@@ -46,13 +48,8 @@ class Report:
 
 
 def slice_files(uri: str) -> list[str]:
-    """Every mpd.slice.*.json under uri (a folder or one file), in pid order."""
-    if uri.endswith(".json"):
-        return [uri]
-    files = storage.glob(uri, "mpd.slice.*.json")
-    if not files:
-        raise InputError(f"{uri}: no mpd.slice.*.json files (generate some with `musicmap synth`)")
-    return sorted(files, key=lambda f: mpd.slice_sort_key(f.rsplit("/", 1)[-1]))
+    """The URIs of the slice files at uri (musicmap.inputs.list_inputs), in pid order."""
+    return [f.uri for f in list_inputs(uri).slices]
 
 
 def check(uri: str, show_progress: bool = True) -> Report:
@@ -62,13 +59,14 @@ def check(uri: str, show_progress: bool = True) -> Report:
     track_name: dict[str, str] = {}
     track_label: dict[str, str] = {}
     artist_label: dict[str, str] = {}
-    files = slice_files(uri)
-    for f in progress(files, desc="check", unit="file", disable=not show_progress):
-        name = f.rsplit("/", 1)[-1]
+    inputs = list_inputs(uri)
+    r.folder, r.ignored = inputs.folder, inputs.ignored
+    for f in progress(inputs.slices, desc="check", unit="file", disable=not show_progress):
+        name = f.name
         r.files += 1
-        data = storage.read_bytes(f)
-        r.bytes += len(data)
         try:
+            data = read_slice_file(f)
+            r.bytes += len(data)
             playlists = mpd.parse_slice(data)
         except mpd.SliceError as e:
             r.bad_files += 1
@@ -115,6 +113,8 @@ def format_report(r: Report, top: int = 20) -> str:
     avg = r.occurrences / r.valid_playlists if r.valid_playlists else 0.0
     lines = [
         f"number of slice files {r.files}",
+        f"number of other entries ignored {len(r.ignored)}"
+        + (f" ({', '.join(r.ignored[:5])}{', ...' if len(r.ignored) > 5 else ''})" if r.ignored else ""),
         f"number of unreadable files {r.bad_files}",
         f"number of playlists read {r.playlists}",
         f"number of playlists {r.valid_playlists}",
@@ -157,6 +157,8 @@ def run_cli(args) -> int:
     cfg = config_from_args(args)
     uri = args.uri or storage.stage_uri(cfg, "mpd")
     r = check(uri)
+    if r.folder.rstrip("/") != uri.rstrip("/") and not uri.endswith((".json", ".json.gz")):
+        print(f"reading the slices in {r.folder}")
     for file, pid, rule, detail in r.violations:
         print(f"{file}: pid {'-' if pid is None else pid}: {rule}: {detail}")
     print(format_report(r, args.top))

@@ -34,12 +34,15 @@ URI_RE = {
     "artist_uri": re.compile(r"spotify:artist:[0-9A-Za-z]{22}"),
     "album_uri": re.compile(r"spotify:album:[0-9A-Za-z]{22}"),
 }
-SLICE_RE = re.compile(r"mpd\.slice\.(\d+)-(\d+)\.json$")
+SLICE_RE = re.compile(r"mpd\.slice\.(\d+)-(\d+)\.json(\.gz)?$")
+INT64 = (-2 ** 63, 2 ** 63 - 1)    # what Parquet and Spark hold; a JSON integer can be any size
 
 # Rule names, as reported by the checker and written to graph/quarantine.
-FILE_RULES = ("empty_file", "not_utf8", "truncated", "invalid_json", "bad_structure")
+FILE_RULES = ("empty_file", "not_utf8", "truncated", "invalid_json", "bad_structure",
+              "bad_compression", "vanished", "changed_during_read")
 PLAYLIST_RULES = (
-    "missing_field", "unknown_field", "wrong_type", "empty_name", "too_few_tracks",
+    "missing_field", "unknown_field", "wrong_type", "int_out_of_range", "invalid_unicode",
+    "empty_name", "too_few_tracks",
     "too_many_tracks", "pos_mismatch", "num_tracks_mismatch", "num_albums_mismatch",
     "num_artists_mismatch", "duration_mismatch", "too_few_artists", "too_few_albums",
     "bad_followers", "bad_edits", "bad_uri", "bad_collaborative",
@@ -88,6 +91,12 @@ def validate_playlist(p) -> list[Violation]:
         out.append(Violation("wrong_type", ", ".join(bad_types)))
     if out:
         return out  # structure is broken: value rules would only repeat it
+    huge = [k for k, t in PLAYLIST_FIELDS.items() if t is int and not INT64[0] <= p[k] <= INT64[1]]
+    if huge:
+        return [Violation("int_out_of_range", f"{huge[0]}={p[huge[0]]} is outside 64-bit integers")]
+    bad_text = _bad_unicode([p["name"], p.get("description", "")])
+    if bad_text:
+        return [Violation("invalid_unicode", bad_text)]
 
     if not p["name"].strip():
         out.append(Violation("empty_name", "name is empty"))
@@ -124,6 +133,14 @@ def validate_playlist(p) -> list[Violation]:
         if bad:
             out.append(Violation("wrong_type", f"tracks[{i}]: {', '.join(bad)}"))
             return out
+        if not INT64[0] <= t["duration_ms"] <= INT64[1]:
+            out.append(Violation("int_out_of_range", f"tracks[{i}].duration_ms={t['duration_ms']} "
+                                                     f"is outside 64-bit integers"))
+            return out
+        bad_text = _bad_unicode([t["track_name"], t["artist_name"], t["album_name"]])
+        if bad_text:
+            out.append(Violation("invalid_unicode", f"tracks[{i}]: {bad_text}"))
+            return out
         if t["pos"] != i:
             out.append(Violation("pos_mismatch", f"tracks[{i}].pos={t['pos']}"))
         if not (track_re(t["track_uri"]) and artist_re(t["artist_uri"]) and album_re(t["album_uri"])):
@@ -150,6 +167,16 @@ def validate_playlist(p) -> list[Violation]:
     return out
 
 
+def _bad_unicode(texts: list[str]) -> str:
+    """'' when every string is valid Unicode, else what is wrong. JSON's \\u escapes can spell a
+    lone surrogate (half of a pair), which Python keeps but no UTF-8 file or Arrow array can hold."""
+    try:
+        "".join(texts).encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"a lone surrogate \\u{ord(e.object[e.start]):04x} in a string"
+    return ""
+
+
 class SliceError(Exception):
     """A slice file that cannot be read as a whole: .rule is one of FILE_RULES."""
 
@@ -158,16 +185,31 @@ class SliceError(Exception):
         self.rule, self.detail = rule, detail
 
 
+def decompress(name: str, data: bytes) -> bytes:
+    """A slice file's JSON bytes: gunzipped when its name ends in .gz (SliceError if that fails)."""
+    if not name.endswith(".gz"):
+        return data
+    import gzip
+    import zlib
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+        raise SliceError("bad_compression", f"not a complete gzip file ({e})") from None
+
+
 def parse_slice(data: bytes) -> list:
-    """The playlists list of one slice file's bytes, or SliceError(rule, detail)."""
+    """The playlists list of one slice file's (decompressed) bytes, or SliceError(rule, detail).
+    A UTF-8 byte-order mark is skipped (JSON allows a reader to), as pyarrow's parser does."""
     if not data.strip():
         raise SliceError("empty_file", f"{len(data)} bytes, no JSON")
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise SliceError("not_utf8", f"byte {e.start} is not UTF-8 ({e.reason})") from None
     try:
         doc = json.loads(text)
+    except RecursionError:
+        raise SliceError("invalid_json", "arrays or objects nested too deeply to read") from None
     except json.JSONDecodeError as e:
         # the text ends before the document does: at the error, or inside a string that never closes
         if e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated string"):

@@ -43,6 +43,10 @@ class StorageError(MusicMapError):
     """A storage call that cannot succeed: the message names the URI and what to do."""
 
 
+class NotFoundError(StorageError):
+    """A file or folder that is not there."""
+
+
 class NotCommittedError(StorageError):
     """A stage output with no commit marker: the stage never finished (or never ran)."""
 
@@ -86,6 +90,11 @@ def options_dict() -> dict:
 # ----------------------------------------------------------------------------- URIs
 
 def join(uri: str, *parts: str) -> str:
+    """uri/part/...; in a chained URI (zip://inner::s3://bucket/mpd.zip) the parts go to the
+    inner path."""
+    if "::" in uri:
+        inner, outer = uri.split("::", 1)
+        return join(inner, *parts) + "::" + outer
     out = uri.rstrip("/")
     for p in parts:
         if p:
@@ -164,7 +173,7 @@ def _translate(e: BaseException, uri: str) -> BaseException:
         return StorageError(f"{uri}: bucket does not exist; create it (infra/terraform) or fix "
                             f"storage.root")
     if isinstance(e, FileNotFoundError):
-        return StorageError(f"{uri}: not found")
+        return NotFoundError(f"{uri}: not found")
     return e
 
 
@@ -243,11 +252,53 @@ def listdir(uri: str) -> list[str]:
         try:
             return fs.ls(path, detail=False, refresh=True) if not is_local(uri) else fs.ls(path, detail=False)
         except FileNotFoundError:
-            if not is_local(uri) and not fs.exists(path.split("/", 1)[0]):
-                raise StorageError(f"{uri}: bucket does not exist; create it (infra/terraform) or "
-                                   f"fix storage.root") from None
-            return []
+            return _missing_folder(uri, fs, path)
     return sorted(posixpath.basename(p.rstrip("/")) for p in call(uri, ls, "list"))
+
+
+def _missing_folder(uri: str, fs, path: str) -> list:
+    """[] for a folder that is not there, a StorageError when its bucket is not there either."""
+    if not is_local(uri) and "::" not in uri and not fs.exists(path.split("/", 1)[0]):
+        raise StorageError(f"{uri}: bucket does not exist; create it (infra/terraform) or "
+                           f"fix storage.root") from None
+    return []
+
+
+def _token(entry: dict) -> str | None:
+    """What changes when a file is rewritten: its ETag on an object store, else its mtime."""
+    for k in ("ETag", "etag", "md5Hash", "generation", "mtime", "LastModified", "updated"):
+        if entry.get(k) is not None:
+            return str(entry[k])
+    return None
+
+
+def list_entries(uri: str) -> list[dict]:
+    """{name, type ('file'/'directory'), size, token} of each entry directly under uri; [] when
+    it does not exist."""
+    fs, path = get_fs(uri)
+
+    def ls():
+        try:
+            kw = {} if is_local(uri) else {"refresh": True}
+            return fs.ls(path, detail=True, **kw)
+        except FileNotFoundError:
+            return _missing_folder(uri, fs, path)
+    out = [{"name": posixpath.basename(e["name"].rstrip("/")), "type": e.get("type", "file"),
+            "size": e.get("size"), "token": _token(e)} for e in call(uri, ls, "list")]
+    return sorted(out, key=lambda e: e["name"])
+
+
+def file_info(uri: str) -> dict | None:
+    """{size, token} of a file, None when it is gone."""
+    fs, path = get_fs(uri)
+
+    def info():
+        try:
+            return fs.info(path)
+        except FileNotFoundError:
+            return None
+    e = call(uri, info, "stat")
+    return None if e is None else {"size": e.get("size"), "token": _token(e), "type": e.get("type", "file")}
 
 
 def glob(uri: str, pattern: str) -> list[str]:

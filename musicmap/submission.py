@@ -24,10 +24,44 @@ def write_submission(uri: str, team: str, contact: str, rows: list[tuple[int, li
 
 
 def read_challenge(uri: str) -> list[dict]:
-    """challenge_set.json's playlists: pid, name (None when hidden), seed track URIs."""
-    doc = json.loads(storage.read_bytes(uri))
+    """challenge_set.json's playlists: pid, name (None when hidden), seed track URIs. A file that
+    is not a readable challenge set is an InputError naming the file and the first problem."""
+    from musicmap.errors import InputError
+    try:
+        doc = json.loads(storage.read_bytes(uri).decode("utf-8-sig"))
+    except (UnicodeDecodeError, RecursionError, json.JSONDecodeError) as e:
+        raise InputError(f"{uri}: not a readable JSON challenge set ({type(e).__name__}: {e})") from None
+    problem = _challenge_problem(doc)
+    if problem:
+        raise InputError(f"{uri}: {problem}")
     return [{"pid": p["pid"], "name": p.get("name"), "num_holdouts": p.get("num_holdouts"),
              "seeds": [t["track_uri"] for t in p.get("tracks", [])]} for p in doc["playlists"]]
+
+
+def _challenge_problem(doc) -> str | None:
+    """The first thing that makes `doc` not a challenge set, or None."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("playlists"), list):
+        return "the top level must be an object with a 'playlists' list"
+    seen = set()
+    for i, p in enumerate(doc["playlists"]):
+        where = f"playlists[{i}]"
+        if not isinstance(p, dict):
+            return f"{where} is {type(p).__name__}, not an object"
+        pid = p.get("pid")
+        if not isinstance(pid, int) or isinstance(pid, bool) or not mpd.INT64[0] <= pid <= mpd.INT64[1]:
+            return f"{where} has no integer 'pid' (got {pid!r})"
+        if pid in seen:
+            return f"pid {pid} is given twice ({where})"
+        seen.add(pid)
+        if p.get("name") is not None and not isinstance(p["name"], str):
+            return f"{where} (pid {pid}): 'name' must be a string"
+        tracks = p.get("tracks", [])
+        if not isinstance(tracks, list):
+            return f"{where} (pid {pid}): 'tracks' must be a list of seed tracks"
+        for j, t in enumerate(tracks):
+            if not isinstance(t, dict) or not isinstance(t.get("track_uri"), str):
+                return f"{where} (pid {pid}): tracks[{j}] has no 'track_uri' string"
+    return None
 
 
 def validate_submission(uri: str, challenge: list[dict]) -> list[str]:

@@ -50,6 +50,9 @@ def _configure_from(options: dict) -> None:
 class SliceFile(InputPartition):
     uri: str
     index: int
+    name: str = ""              # the file name (a chained zip:// URI ends in the archive's name)
+    size: int | None = None     # as listed (musicmap.inputs: a file rewritten meanwhile is caught)
+    token: str | None = None
 
 
 class MPDSource(DataSource):
@@ -70,25 +73,42 @@ class MPDReader(DataSourceReader):
         self.options = options
 
     def partitions(self):
-        from musicmap.check import slice_files
+        from musicmap.inputs import list_inputs
         _configure_from(self.options)
-        files = slice_files(self.options["path"])
-        return [SliceFile(f, i) for i, f in enumerate(files)]
+        files = list_inputs(self.options["path"]).slices
+        return [SliceFile(f.uri, i, f.name, f.size, f.token) for i, f in enumerate(files)]
 
     def read(self, partition: SliceFile):
         _configure_from(self.options)
-        from musicmap import storage
-        yield read_slice(partition.uri, partition.index, storage.read_bytes(partition.uri))
+        from musicmap import mpd
+        from musicmap.inputs import SliceFile as Listed, read_slice_file
+        name = partition.name
+        try:
+            data = read_slice_file(Listed(partition.uri, name, partition.size, partition.token))
+        except mpd.SliceError as e:
+            yield file_error(name, partition.index, e)
+            return
+        yield read_slice(name, partition.index, data)
 
 
-def read_slice(uri: str, index: int, data: bytes):
-    """One slice file's bytes -> a RAW_PLAYLISTS record batch (see module doc).
+def file_error(name: str, index: int, e) -> "pa.RecordBatch":
+    """The RAW_PLAYLISTS row of a file that cannot be read: pid null, reason '<rule>: <detail>'."""
+    import pyarrow as pa
+
+    from musicmap.schemas import RAW_PLAYLISTS
+    row = {f.name: [None] for f in RAW_PLAYLISTS}
+    row.update(file=[name], file_index=[index], ordinal=[0], num_tracks=[0],
+               reason=[f"{e.rule}: {e.detail}"], tracks=[[]])
+    return pa.RecordBatch.from_pydict(row, schema=RAW_PLAYLISTS)
+
+
+def read_slice(name: str, index: int, data: bytes):
+    """One slice file's (decompressed) bytes -> a RAW_PLAYLISTS record batch (see module doc).
 
     A file that passes every rule takes the fast path (pyarrow's C++ JSON parser, rules checked on
     whole columns, ~10x faster); anything the fast path does not accept, for whatever reason, is
     re-read by the exact per-playlist path, which names each playlist's violations."""
     import pyarrow as pa
-    name = uri.rsplit("/", 1)[-1]
     try:
         batch = fast_slice(name, index, data)
     except (pa.ArrowException, ValueError, OverflowError):
@@ -241,8 +261,8 @@ def exact_slice(name: str, index: int, data: bytes):
     else:
         for p in playlists:
             pid = p.get("pid") if isinstance(p, dict) else None
-            if not isinstance(pid, int) or isinstance(pid, bool):
-                pid = None
+            if not isinstance(pid, int) or isinstance(pid, bool) or not mpd.INT64[0] <= pid <= mpd.INT64[1]:
+                pid = None  # the quarantine shows it as null (its reason says what it was)
             tracks = p.get("tracks") if isinstance(p, dict) else None
             n = len(tracks) if isinstance(tracks, list) else 0
             bad = mpd.validate_playlist(p)

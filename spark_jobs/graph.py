@@ -72,14 +72,18 @@ def write_table(df: DataFrame, uri: str, schema_name: str, parts: int | None = N
 
 def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     """Run the job; returns stats (also written to graph/stats.json). Committed atomically."""
-    from musicmap.check import slice_files
+    from musicmap.inputs import list_inputs
     t0 = time.time()
     g = cfg.graph
     spark.dataSource.register(MPDSource)
     spark.dataSource.register(ParquetSink)
     out = storage.StageWriter(output_uri)
-    files = len(slice_files(input_uri))
-    log.info("reading %d MPD slices from %s; writing %s", files, input_uri, out.prefix)
+    inputs = list_inputs(input_uri)
+    if not input_uri.rstrip("/").endswith((".json", ".json.gz")):
+        input_uri = inputs.folder  # the folder itself, or the data/ folder of an unzipped MPD
+    files = len(inputs.slices)
+    log.info("reading %d MPD slices from %s (%d other entries ignored); writing %s", files, input_uri,
+             len(inputs.ignored), out.prefix)
 
     # the parsed slices cached on disk, not in memory: the full MPD's in the heap of a local driver
     # ran out of it (OutOfMemoryError at 1,000 slices with 4g; bench/BENCHMARKS.md); their
@@ -129,7 +133,7 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     if conflicted is not None:
         quarantine = quarantine.unionByName(conflicted.select(*quarantine.columns))
     quarantine = quarantine.persist()
-    q_rows = quarantine.groupBy("rule", F.col("pid").isNull().alias("file_level")).agg(
+    q_rows = quarantine.groupBy("rule", F.col("rule").isin(*mpd.FILE_RULES).alias("file_level")).agg(
         F.count("*").alias("n"), F.sum("num_tracks").alias("occ")).collect()
     n_quarantined = sum(r.n for r in q_rows)
     if g.strict and n_quarantined:
@@ -196,7 +200,7 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     write_table(cases, out.path("eval"), "EVAL", max(1, math.ceil(keys.num_rows / 1_000_000)))
     write_table(quarantine, out.path("quarantine"), "QUARANTINE", 1)
 
-    stats = _stats(raw_pl, playlists, track_agg, tracks, per_pl, edges, cases, q_rows, files,
+    stats = _stats(raw_pl, playlists, track_agg, tracks, per_pl, edges, cases, q_rows, inputs,
                    n_tracks, n_graph_playlists, n_edges, g)
     stats["input"] = input_uri
     stats["seconds"] = round(time.time() - t0, 1)
@@ -328,10 +332,13 @@ def _degree(df: DataFrame, key: str, n_nodes: int) -> dict:
             "min": 0 if nz < n_nodes else (d.mn or 0), "max": d.mx or 0}
 
 
-def _stats(raw, playlists, track_agg, tracks, per_pl, edges, cases, q_rows, files, n_tracks,
+def _stats(raw, playlists, track_agg, tracks, per_pl, edges, cases, q_rows, inputs, n_tracks,
            n_graph_playlists, n_edges, g) -> dict:
     """graph/stats.json: graph statistics, the reconciliation, and the input's official numbers."""
-    read = raw.agg(F.count("pid").alias("playlists"), F.sum("num_tracks").alias("occ")).first()
+    # a row is a playlist unless it is a file that could not be read (its pid may be null)
+    playlist_rows = raw.where(F.col("reason").isNull()
+                              | ~F.split("reason", ":").getItem(0).isin(*mpd.FILE_RULES))
+    read = playlist_rows.agg(F.count("*").alias("playlists"), F.sum("num_tracks").alias("occ")).first()
     by_split = {r.split: (r.n, r.occ) for r in playlists.groupBy("split").agg(
         F.count("*").alias("n"), F.sum("num_tracks").alias("occ")).collect()}
     tr = track_agg.agg(
@@ -373,7 +380,8 @@ def _stats(raw, playlists, track_agg, tracks, per_pl, edges, cases, q_rows, file
     unique_occ = int(tr.unique_occ or 0)
     stats = {
         "reconciliation": {
-            "files": {"read": files, "unreadable": file_level},
+            "files": {"read": len(inputs.slices), "unreadable": file_level, "folder": inputs.folder,
+                      "ignored": len(inputs.ignored), "ignored_names": inputs.ignored[:50]},
             "playlists": {
                 "read": read.playlists,
                 "quarantined": q_pl, "quarantined_by_rule": {k: v["playlists"] for k, v in quarantine.items()},

@@ -54,4 +54,4 @@ def test_cli_exits_nonzero_and_names_the_file(mpd_small, tmp_path):
 def test_missing_folder_is_a_one_line_error(tmp_path):
     p = musicmap("check", str(tmp_path / "nothing"), check=False)
     assert p.returncode == 2
-    assert "no mpd.slice.*.json files" in p.stderr and "Traceback" not in p.stderr
+    assert "no mpd.slice.*.json" in p.stderr and "does not exist" in p.stderr and "Traceback" not in p.stderr

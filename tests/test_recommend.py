@@ -187,3 +187,23 @@ def test_similar_explains_unknown_and_ambiguous_names(trained_small):
     common = names.most_common(1)[0][0]
     p = musicmap("similar", "--root", str(trained_small), "--track", common, check=False)
     assert p.returncode == 2 and "add --artist" in p.stderr
+
+
+def test_a_malformed_challenge_set_is_one_line_and_nothing_is_committed(trained_small, tmp_path):
+    good = json.loads((trained_small / "mpd" / "challenge_set.json").read_text())
+    broken = {
+        "truncated": (trained_small / "mpd" / "challenge_set.json").read_text()[:5000],
+        "no pid": json.dumps({**good, "playlists": [{"name": "x", "tracks": []}]}),
+        "seeds of the wrong type": json.dumps({**good, "playlists": [{"pid": 1, "tracks": "abc"}]}),
+        "a pid given twice": json.dumps({**good, "playlists": good["playlists"][:2] + good["playlists"][:1]}),
+    }
+    for label, text in broken.items():
+        path = tmp_path / f"{label.replace(' ', '_')}.json"
+        path.write_text(text)
+        recs = tmp_path / f"recs-{label.replace(' ', '_')}"
+        p = musicmap("recommend", "--root", str(trained_small), "--playlists", "none",
+                     "--set", f"paths.recs={recs}", "--challenge", str(path), check=False)
+        assert p.returncode == 2, (label, p.stderr)
+        err = p.stderr.strip().splitlines()
+        assert len(err) == 1 and str(path) in err[0] and "Traceback" not in p.stderr, (label, err)
+        assert not (recs / "_SUCCESS").exists(), label

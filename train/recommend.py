@@ -210,8 +210,7 @@ def recommend_cases(ctx: Context, split: str, k: int, rank: int, world: int, wri
     return len(mine)
 
 
-def recommend_challenge(ctx: Context, challenge_uri: str, out: storage.StageWriter, writer: PartWriter) -> dict:
-    challenge = submission.read_challenge(challenge_uri)
+def recommend_challenge(ctx: Context, challenge: list[dict], out: storage.StageWriter, writer: PartWriter) -> dict:
     index = uri_index(ctx.tracks)
     seeds, dropped = [], 0
     for p in challenge:
@@ -240,6 +239,8 @@ def run(cfg, which: str, challenge: str | None = None, rank: int = 0, world: int
     t0 = time.time()
     if which not in ("train", "val", "test", "all", "none"):
         raise InputError(f"--playlists {which!r}: use train, val, test, all or none")
+    # a malformed challenge set stops the job before any work (and nothing is committed)
+    challenge_set = submission.read_challenge(challenge) if challenge and rank == 0 else None
     ctx = load_context(cfg)
     k = cfg.recommend.k
     out = storage.StageWriter(storage.stage_uri(cfg, "recs"), version)
@@ -253,8 +254,8 @@ def run(cfg, which: str, challenge: str | None = None, rank: int = 0, world: int
         if which in (split, "all"):
             counts[split] = recommend_cases(ctx, split, k, rank, world, writer, show)
     summary = {}
-    if challenge and rank == 0:
-        summary["challenge"] = recommend_challenge(ctx, challenge, out, writer)
+    if challenge_set is not None:
+        summary["challenge"] = recommend_challenge(ctx, challenge_set, out, writer)
     writer.flush()
     summary.update({"k": k, "playlists": which, "cases_by_rank": {rank: counts}, "rows_by_rank": {rank: writer.rows},
                     "method": ctx.method, "foldin": ctx.foldin_spec().mode,
