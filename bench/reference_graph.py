@@ -127,10 +127,26 @@ def build(mpd_dir: str, cfg) -> dict:
     cases = eval_cases([p for p in kept if split[p["pid"]] != "train"], split, track_idx, g)
     q = pa.table({k: [r[i] for r in quarantine] for i, k in enumerate(schemas.QUARANTINE.names)},
                  schema=schemas.QUARANTINE)
-    train_total = sum(p["num_tracks"] for p in kept if split[p["pid"]] == "train")
+    train = [p for p in kept if split[p["pid"]] == "train"]
+    train_total = sum(p["num_tracks"] for p in train)
+    unique = sum(len({t["track_uri"] for t in p["tracks"]}) for p in train)
+    in_vocab = sum(len(edges_of[p["pid"]]) for p in train)
+    gone = [p for p in train if len(edges_of[p["pid"]]) < g.min_tracks]
+    q_playlists = [r for r in quarantine if r[2] not in mpd.FILE_RULES]
     return {"tracks": tracks, "playlists": playlists, "edges": edges, "eval": cases, "quarantine": q,
             "counts": {"playlists_read": read_pl, "occurrences_read": read_occ,
-                       "valid": n, "train_occurrences": train_total, "edges": edges.num_rows}}
+                       "valid": n, "train_occurrences": train_total, "edges": edges.num_rows,
+                       # the reconciliation's terms, counted here the plain way
+                       "unreadable_files": len(quarantine) - len(q_playlists),
+                       "quarantined_playlists": len(q_playlists),
+                       "quarantined_occurrences": sum(r[4] for r in q_playlists),
+                       "by_split": dict(Counter(split.values())),
+                       "occurrences_by_split": {s: sum(p["num_tracks"] for p in kept if split[p["pid"]] == s)
+                                                for s in ("train", "val", "test")},
+                       "repeats_within_playlist": train_total - unique,
+                       "removed_track_filter": unique - in_vocab,
+                       "removed_playlists_min_tracks": len(gone),
+                       "removed_with_playlist_min_tracks": sum(len(edges_of[p["pid"]]) for p in gone)}}
 
 
 def eval_cases(playlists, split, track_idx, g) -> pa.Table:

@@ -86,6 +86,25 @@ def make_bad_dataset(src: Path, dst: Path, file_faults: bool = True,
     mark(names[1], b[5], "num_artists_mismatch")
     b[6]["num_tracks"] -= 1
     mark(names[1], b[6], "num_tracks_mismatch")
+    # the rest of the value rules, one playlist each (slice 1, from playlist 60 on)
+    rest = iter(x for x in b[60:] if x["num_tracks"] >= 10 and x["num_artists"] >= 4 and x["num_albums"] >= 3
+                and (names[1], x["pid"]) not in out.playlists)
+
+    def fault(rule: str, edit) -> None:
+        x = next(rest)
+        edit(x)
+        mark(names[1], x, rule)
+    fault("unknown_field", lambda x: x.__setitem__("num_listeners", 3))
+    fault("empty_name", lambda x: x.__setitem__("name", "  "))
+    fault("bad_collaborative", lambda x: x.__setitem__("collaborative", "yes"))
+    fault("bad_followers", lambda x: x.__setitem__("num_followers", 0))
+    fault("bad_edits", lambda x: x.__setitem__("num_edits", 0))
+    fault("num_albums_mismatch", lambda x: x.__setitem__("num_albums", x["num_albums"] + 1))
+    fault("duration_mismatch", lambda x: x.__setitem__("duration_ms", x["duration_ms"] + 1))
+    fault("too_few_artists", lambda x: ([t.update(artist_uri=x["tracks"][0]["artist_uri"]) for t in x["tracks"]],
+                                        _recount(x)))
+    fault("too_few_albums", lambda x: ([t.update(album_uri=x["tracks"][0]["album_uri"]) for t in x["tracks"]],
+                                       _recount(x)))
     # slice 2: dataset-level faults
     dup = json.loads(json.dumps(a[0]))
     c.append(dup)
@@ -112,7 +131,10 @@ def make_bad_dataset(src: Path, dst: Path, file_faults: bool = True,
         trunc = dst / mpd.slice_name(901000, 901999)
         trunc.write_text(text[: len(text) * 2 // 3])
         out.files[trunc.name] = "truncated"
-        out.file_playlists.update({bad.name: len(a), trunc.name: len(a)})
+        shape = dst / mpd.slice_name(904000, 904999)
+        shape.write_text(json.dumps({"info": {"slice": "904000-904999"}, "playlists": {"pid": 1}}))
+        out.files[shape.name] = "bad_structure"
+        out.file_playlists.update({bad.name: len(a), trunc.name: len(a), shape.name: 0})
     if encoding_faults:
         raw = (dst / names[1]).read_bytes()
         i = raw.index(b'"name": "') + len(b'"name": "')

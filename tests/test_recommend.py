@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from collections import Counter
 
 import numpy as np
@@ -14,21 +15,30 @@ from musicmap import schemas, storage, submission, synth
 from musicmap.config import load_config
 from train import recommend
 from train.data import load_eval, uri_index
-from train.recommenders import Popularity, TitleModel
+from train.recommenders import Popularity
 
 
 @pytest.fixture(scope="module")
-def all_recs(trained_small):
+def trained(trained_small, tmp_path_factory):
+    """This module's own copy of trained_small (its tests write recs/ and metrics/)."""
+    root = tmp_path_factory.mktemp("recommend")
+    for d in ("mpd", "graph", "model"):
+        shutil.copytree(trained_small / d, root / d)
+    return root
+
+
+@pytest.fixture(scope="module")
+def all_recs(trained):
     """recs for every playlist (train, val, test) and the challenge set."""
-    out = trained_small / "recs_all"
-    musicmap("recommend", "--root", str(trained_small), "--playlists", "all", "--set", f"paths.recs={out}",
-             "--challenge", str(trained_small / "mpd" / "challenge_set.json"))
+    out = trained / "recs_all"
+    musicmap("recommend", "--root", str(trained), "--playlists", "all", "--set", f"paths.recs={out}",
+             "--challenge", str(trained / "mpd" / "challenge_set.json"))
     return recs_table(str(out))
 
 
-def test_k_distinct_tracks_never_a_seed_or_own_track(trained_small, all_recs):
+def test_k_distinct_tracks_never_a_seed_or_own_track(trained, all_recs):
     t, _ = all_recs
-    cfg = load_config(root=str(trained_small))
+    cfg = load_config(root=str(trained))
     ctx = recommend.load_context(cfg)
     per = {}
     for pid, cat, rank, uri in zip(t["pid"].to_pylist(), t["category"].to_pylist(), t["rank"].to_pylist(),
@@ -53,10 +63,10 @@ def test_k_distinct_tracks_never_a_seed_or_own_track(trained_small, all_recs):
     assert counts["train"] == ctx.graph.num_playlists and counts["challenge"] == 200
 
 
-def test_submission_passes_the_challenge_rules(trained_small, all_recs):
+def test_submission_passes_the_challenge_rules(trained, all_recs):
     _, r = all_recs
     sub = r.path("submission.csv.gz")
-    challenge = submission.read_challenge(str(trained_small / "mpd" / "challenge_set.json"))
+    challenge = submission.read_challenge(str(trained / "mpd" / "challenge_set.json"))
     assert submission.validate_submission(sub, challenge) == []
     lines = [ln for ln in gzip.decompress(storage.read_bytes(sub)).decode().splitlines()
              if ln and not ln.startswith("#")]
@@ -64,9 +74,9 @@ def test_submission_passes_the_challenge_rules(trained_small, all_recs):
     assert len(lines) == 1 + 200 and all(len(ln.split(",")) == 501 for ln in lines[1:])
 
 
-def test_validator_catches_each_broken_rule(trained_small, all_recs, tmp_path):
+def test_validator_catches_each_broken_rule(trained, all_recs, tmp_path):
     _, r = all_recs
-    challenge = submission.read_challenge(str(trained_small / "mpd" / "challenge_set.json"))
+    challenge = submission.read_challenge(str(trained / "mpd" / "challenge_set.json"))
     good = [ln for ln in gzip.decompress(storage.read_bytes(r.path("submission.csv.gz"))).decode().splitlines()
             if ln and not ln.startswith("#")]
     seeded = next(p for p in challenge if p["seeds"])
@@ -105,8 +115,8 @@ def test_validator_catches_each_broken_rule(trained_small, all_recs, tmp_path):
         assert any(needle in p for p in problems), (needle, problems)
 
 
-def test_sharded_recommend_equals_unsharded(trained_small, tmp_path):
-    args = ["--root", str(trained_small), "--playlists", "test"]
+def test_sharded_recommend_equals_unsharded(trained, tmp_path):
+    args = ["--root", str(trained), "--playlists", "test"]
     musicmap("recommend", *args, "--set", f"paths.recs={tmp_path / 'one'}")
     run_cmd(["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
              str(ROOT / "train" / "recommend.py"), *args, "--set", f"paths.recs={tmp_path / 'two'}"])
@@ -122,8 +132,8 @@ def test_sharded_recommend_equals_unsharded(trained_small, tmp_path):
     assert set(summary["rows_by_rank"]) == {"0", "1"}
 
 
-def test_title_model_beats_popularity_on_title_only(trained_small):
-    cfg = load_config(root=str(trained_small))
+def test_title_model_beats_popularity_on_title_only(trained):
+    cfg = load_config(root=str(trained))
     ctx = recommend.load_context(cfg, need_model=False)
     cases = load_eval(ctx.committed, "val", uri_index(ctx.tracks), categories={"title_only"})
     cases = cases.subset([i for i in range(len(cases)) if cases.name[i]])
@@ -136,16 +146,15 @@ def test_title_model_beats_popularity_on_title_only(trained_small):
     # an unseen title falls back to popularity
     assert list(ctx.title_model.rank([np.array([], np.int64)], ["zzqx unheard"], 20)[0]) == \
         list(Popularity().fit(ctx.graph).rank([np.array([], np.int64)], None, 20)[0])
-    assert isinstance(ctx.title_model, TitleModel)
 
 
-def test_evaluate_reports_model_and_baselines_per_category(trained_small):
-    musicmap("recommend", "--root", str(trained_small), "--playlists", "test")
-    p = musicmap("evaluate", "--root", str(trained_small))
+def test_evaluate_reports_model_and_baselines_per_category(trained):
+    musicmap("recommend", "--root", str(trained), "--playlists", "test")
+    p = musicmap("evaluate", "--root", str(trained))
     for word in ("lightgcn", "popularity", "cooccurrence", "title_only", "Seed system's protocol",
                  "9.90%", "65.76%", "1/log2(i+1)"):
         assert word in p.stdout, word
-    m = storage.open_committed(str(trained_small / "metrics"))
+    m = storage.open_committed(str(trained / "metrics"))
     report = json.loads(storage.read_bytes(m.path("metrics.json")))
     assert set(report["methods"]) == {"lightgcn", "popularity", "recent_popularity", "cooccurrence"}
     for method in report["methods"].values():
@@ -160,39 +169,55 @@ def test_evaluate_reports_model_and_baselines_per_category(trained_small):
     assert storage.read_bytes(m.path("ndcg.png"))[:4] == b"\x89PNG"
 
 
-def test_similar_returns_mostly_the_seed_community(trained_small):
-    info = json.loads((trained_small / "mpd" / "synth_info.json").read_text())
+def test_similar_returns_mostly_the_seed_community(trained):
+    info = json.loads((trained / "mpd" / "synth_info.json").read_text())
     cat = synth.Catalog(synth.default_tracks(3000), 24, 7)
+    cfg = load_config(root=str(trained))
+    uris = recommend.load_context(cfg, need_model=False).uris.to_pylist()
+    vocab = set(uris)
     shares = []
     for comm in info["communities"][:6]:
-        seed_uri = comm["top_tracks"][0]
-        p = musicmap("similar", "--root", str(trained_small), "--track-uri", seed_uri, "--k", "10", check=False)
-        if p.returncode:
-            continue  # the top track may have been filtered out of a small community
-        cfg = load_config(root=str(trained_small))
-        ctx = recommend.load_context(cfg)
-        uris = ctx.uris.to_pylist()
+        # the community's most popular track that made the vocabulary (a command that fails fails)
+        seed_uri = next((u for u in comm["top_tracks"] if u in vocab), None)
+        if seed_uri is None:
+            continue
+        p = musicmap("similar", "--root", str(trained), "--track-uri", seed_uri, "--k", "10")
         ids = [int(line.split("|")[1]) for line in p.stdout.splitlines() if line.strip().startswith("Rank")]
-        assert len(ids) == 10
+        assert len(ids) == 10 and uris.index(seed_uri) not in ids
         same = np.mean([cat.community_of(synth.id_of_uri(uris[i], 7)) == comm["id"] for i in ids])
         shares.append(same)
     assert len(shares) >= 4 and np.mean(shares) > 0.7, shares
 
 
-def test_similar_explains_unknown_and_ambiguous_names(trained_small):
-    p = musicmap("similar", "--root", str(trained_small), "--track", "Zzyzx Qwerty", check=False)
+def test_similar_explains_unknown_and_ambiguous_names(trained):
+    cfg = load_config(root=str(trained))
+    tracks = recommend.load_context(cfg, need_model=False).tracks
+    names, artists = tracks["track_name"].to_pylist(), tracks["artist_name"].to_pylist()
+    p = musicmap("similar", "--root", str(trained), "--track", "Zzyzx Qwerty", check=False)
     assert p.returncode == 2 and "no track 'Zzyzx Qwerty'" in p.stderr and "Traceback" not in p.stderr
-    cfg = load_config(root=str(trained_small))
-    names = Counter(recommend.load_context(cfg, need_model=False).tracks["track_name"].to_pylist())
-    common = names.most_common(1)[0][0]
-    p = musicmap("similar", "--root", str(trained_small), "--track", common, check=False)
+    # a misspelt name lists the closest names of the vocabulary
+    known = names[0]
+    p = musicmap("similar", "--root", str(trained), "--track", known[:-1] + "x", check=False)
+    assert p.returncode == 2 and "closest:" in p.stderr
+    closest = p.stderr.split("closest:", 1)[1]
+    assert any(f"{n} - " in closest for n in names if n.lower().startswith(known[:-1].lower()))
+    # a name several tracks share asks for --artist, and --artist picks the one track
+    common = Counter(names).most_common(1)[0][0]
+    p = musicmap("similar", "--root", str(trained), "--track", common, check=False)
     assert p.returncode == 2 and "add --artist" in p.stderr
+    pairs = Counter(zip(names, artists))
+    artist = next(a for (n, a), k in pairs.items() if n == common and k == 1)
+    p = musicmap("similar", "--root", str(trained), "--track", common, "--artist", artist)
+    assert f"Seed Track: {common} - {artist}" in p.stdout
+    # an unknown URI says why it may be missing
+    p = musicmap("similar", "--root", str(trained), "--track-uri", "spotify:track:" + "0" * 22, check=False)
+    assert p.returncode == 2 and "not in the model's vocabulary" in p.stderr and "min_playlists" in p.stderr
 
 
-def test_a_malformed_challenge_set_is_one_line_and_nothing_is_committed(trained_small, tmp_path):
-    good = json.loads((trained_small / "mpd" / "challenge_set.json").read_text())
+def test_a_malformed_challenge_set_is_one_line_and_nothing_is_committed(trained, tmp_path):
+    good = json.loads((trained / "mpd" / "challenge_set.json").read_text())
     broken = {
-        "truncated": (trained_small / "mpd" / "challenge_set.json").read_text()[:5000],
+        "truncated": (trained / "mpd" / "challenge_set.json").read_text()[:5000],
         "no pid": json.dumps({**good, "playlists": [{"name": "x", "tracks": []}]}),
         "seeds of the wrong type": json.dumps({**good, "playlists": [{"pid": 1, "tracks": "abc"}]}),
         "a pid given twice": json.dumps({**good, "playlists": good["playlists"][:2] + good["playlists"][:1]}),
@@ -201,7 +226,7 @@ def test_a_malformed_challenge_set_is_one_line_and_nothing_is_committed(trained_
         path = tmp_path / f"{label.replace(' ', '_')}.json"
         path.write_text(text)
         recs = tmp_path / f"recs-{label.replace(' ', '_')}"
-        p = musicmap("recommend", "--root", str(trained_small), "--playlists", "none",
+        p = musicmap("recommend", "--root", str(trained), "--playlists", "none",
                      "--set", f"paths.recs={recs}", "--challenge", str(path), check=False)
         assert p.returncode == 2, (label, p.stderr)
         err = p.stderr.strip().splitlines()

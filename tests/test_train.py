@@ -43,7 +43,10 @@ def test_loss_falls_and_history_is_written(trained):
     assert (model_dir / version / "training.png").read_bytes()[:4] == b"\x89PNG"
     man = m.manifest
     assert man["dim"] == 64 and man["layers"] == 2 and man["epochs_run"] == 4
-    assert man["best"]["epoch"] in range(1, 5) and man["best"]["ndcg"] > 0
+    # the kept epoch is the one whose validation NDCG is the highest in the history
+    ndcgs = [h["val"]["ndcg"] for h in history]
+    assert man["best"]["epoch"] == history[int(np.argmax(ndcgs))]["epoch"]
+    assert man["best"]["ndcg"] == max(ndcgs) and man["best"]["cases"] == history[0]["val"]["cases"] > 0
     assert man["config"]["train"]["batch_size"] == 8192
 
 
@@ -129,3 +132,38 @@ def test_each_rank_gets_a_disjoint_share_reshuffled_every_epoch():
     assert len(set(shares[0]) | set(shares[1])) == 1002
     again = np.concatenate(list(epoch_batches(1003, 2, 0, 100, seed=0, epoch=2)))
     assert not np.array_equal(shares[0], again)
+
+
+def test_early_stopping_waits_patience_validations_and_keeps_the_best_epoch(graph_small, tmp_path):
+    """lr 0: the weights never change, so no validation after the first improves on it; with
+    patience 2 training stops after epoch 3 and keeps epoch 1."""
+    root, _ = graph_small
+    torchrun_train(root, "train.lr=0.0", "train.patience=2", "train.epochs=6", "train.val_max_cases=200",
+                   model_dir=tmp_path / "model", nproc=1)
+    m = load_model(str(tmp_path / "model"))
+    assert m.manifest["epochs_run"] == 3 and m.manifest["best"]["epoch"] == 1
+    history = json.loads(storage.read_bytes(storage.open_committed(str(tmp_path / "model")).path("history.json")))
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert len({h["val"]["ndcg"] for h in history}) == 1
+
+
+def test_resume_is_refused_when_the_settings_or_the_graph_change(graph_small, tmp_path):
+    root, _ = graph_small
+    model_dir = tmp_path / "model"
+    torchrun(root, model_dir, "train.epochs=1", nproc=1)
+    # a setting that shapes the weights: start over
+    p = torchrun(root, model_dir, "train.epochs=2", "train.lr=0.03", nproc=1)
+    assert "belongs to another run" in p.stderr and "resumed from" not in p.stderr
+    assert load_model(str(model_dir)).manifest["epochs_run"] == 2
+    # the same settings on a newly committed graph: start over too
+    g = storage.open_committed(str(root / "graph"))
+    other = tmp_path / "root"
+    w = storage.StageWriter(str(other / "graph"))
+    import shutil
+    shutil.copytree(g.path(), w.path())
+    w.commit({k: v for k, v in g.info.items() if k not in ("version", "committed_at")})
+    p = torchrun(other, model_dir, "train.epochs=3", "train.lr=0.03", nproc=1)
+    assert "belongs to another run" in p.stderr and "resumed from" not in p.stderr
+    # and an unchanged run resumes
+    p = torchrun(other, model_dir, "train.epochs=4", "train.lr=0.03", nproc=1)
+    assert "resumed from checkpoint epoch 3" in p.stderr
