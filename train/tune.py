@@ -170,7 +170,7 @@ def run(args, cfg) -> dict:
     if not cfg.tune.keep_trials:
         storage.remove(storage.join(storage.stage_uri(cfg, "tune"), "trials"))
     marker = out.commit({"stage": "tune", "best_ndcg": res["best"]["ndcg"]})
-    return {"out": out.uri, "version": marker["version"], "best": best, **res}
+    return {**res, "out": out.uri, "version": marker["version"], "best_trial": res["best"], "best": best}
 
 
 def add_arguments(p) -> None:
