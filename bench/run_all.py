@@ -28,6 +28,9 @@ PLAN = {
     "build_graph": ("bench_build_graph.py", ["--quick"], []),
     "train": ("bench_train.py", ["--scale", "tiny", "--epochs", "1"],
               ["--scale", "seed", "--max-steps", "10", "--epochs", "2"]),
+    "ranker": ("bench_ranker.py", ["--scale", "tiny", "--cases", "200"], ["--scale", "small"]),
+    "quality": ("bench_quality.py", ["--sets", "synth", "--seeds", "0", "--quick"],
+                ["--sets", "ml-small,ml-100k,synth", "--seeds", "0,1,2", "--transductive"]),
 }
 
 

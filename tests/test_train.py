@@ -10,6 +10,7 @@ import torch
 
 from conftest import ROOT, run_cmd, torchrun_train
 from musicmap import metrics, storage
+from musicmap.config import load_config
 from train.data import load_eval, load_graph, load_tracks, uri_index
 from train.export import load_model
 from train.main import epoch_batches, sample_negatives
@@ -42,7 +43,8 @@ def test_loss_falls_and_history_is_written(trained):
     assert all("val" in h for h in history)
     assert (model_dir / version / "training.png").read_bytes()[:4] == b"\x89PNG"
     man = m.manifest
-    assert man["dim"] == 64 and man["layers"] == 2 and man["epochs_run"] == 4
+    defaults = load_config().model
+    assert (man["dim"], man["layers"], man["epochs_run"]) == (defaults.dim, defaults.layers, 4)
     # the kept epoch is the one whose validation NDCG is the highest in the history
     ndcgs = [h["val"]["ndcg"] for h in history]
     assert man["best"]["epoch"] == history[int(np.argmax(ndcgs))]["epoch"]
@@ -64,7 +66,7 @@ def test_exported_embeddings_are_the_propagated_ones_of_the_best_epoch(trained):
     graph, _ = load_graph(str(root / "graph"))
     ckpts = sorted((model_dir / "checkpoints").glob("epoch-*.pt"))
     state = torch.load(io.BytesIO(ckpts[-1].read_bytes()), weights_only=True)  # no pickle
-    model = LightGCN(graph.num_playlists, graph.num_tracks, 64, 2)
+    model = LightGCN(graph.num_playlists, graph.num_tracks, m.manifest["dim"], m.manifest["layers"])
     model.embedding.weight.data.copy_(state["best_weights"])
     adj = graph.adjacency(False)
     with torch.no_grad():

@@ -316,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("model committed at %s (%s): best epoch %s, val NDCG %s; fold-in for new playlists: %s",
                  model_uri, marker["version"], best["epoch"],
                  best["ndcg"] if best["ndcg"] is None else f"{best['ndcg']:.4f}", foldin_report["chosen"])
+        if validating:  # what a final fit on every playlist should reuse (README: the final fit)
+            log.info("for a final fit on all playlists: --set train.epochs=%d --set recommend.foldin=%s",
+                     best["epoch"], foldin_report["chosen"])
     if ddp:
         dist.barrier()
         # Keep the DDP wrapper (its Reducer holds the process group) alive past main(): freeing it

@@ -29,7 +29,7 @@ FOLDIN_MODES = ("lightgcn", "mean", "optimized")
 class FoldIn:
     """How a playlist outside the graph gets a vector from its seed tracks (recommend.foldin*)."""
     mode: str = "lightgcn"
-    steps: int = 10
+    steps: int = 5
     lr: float = 0.05
     l2: float = 0.01
     negatives: int = 64
