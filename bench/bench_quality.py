@@ -1,0 +1,192 @@
+"""Recommendation quality (issue 11): the whole pipeline at the defaults on real and generated
+data, every method of the harness on the same test cases, per category group and on the seed
+protocol, over several seeds, with the time each stage took.
+
+    python bench/bench_quality.py                                  # ml-small and synth, 3 seeds
+    python bench/bench_quality.py --sets ml-small,ml-100k,synth --seeds 0,1,2 --transductive
+    python bench/bench_quality.py --sets ml-small --seeds 0 --quick
+
+Data sets (written once under bench/out/quality/<set>/mpd):
+  ml-small  MovieLens latest-small as MPD slices: ../shared/realdata/movielens_small.sh (the
+            project's reference real set; MUSICMAP_REALDATA names the folder of that script).
+  ml-100k   MovieLens 100K as MPD slices: bench/realdata/ml100k.sh.
+  synth     `musicmap synth` at the demo's size (20,000 playlists), conf/demo.yaml.
+
+Per set, as a user runs it (each a `musicmap` command in a subprocess, default config unless
+the set says otherwise): build-graph once, then for each seed (train.seed and ranker.seed):
+train --nproc 2, fit-ranker, recommend --playlists test, evaluate. The served method (what
+recommend serves by default), LightGCN alone and the baselines are scored by evaluate on the
+same test cases; the fold-in modes are scored here on the same cases with the project's
+recommenders. --transductive also trains, per protocol, a model whose graph holds the test and
+validation cases' seeds as extra playlist nodes (never their holdouts; the challenge-category
+cases and the seed-protocol cases in separate graphs, since one playlist's two cases would leak
+each other's holdouts) and scores those cases by their node embeddings.
+
+Writes bench/out/quality/quality.json and prints the tables BENCHMARKS.md holds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+OUT = REPO / "bench" / "out" / "quality"
+GROUPS = {"title-only": ["title_only"],
+          "1-10 seeds": ["title_first1", "title_first5", "first5", "title_first10", "first10"],
+          "25-100 seeds": ["title_first25", "title_random25", "title_first100", "title_random100"]}
+SETS = {"ml-small": {"config": None}, "ml-100k": {"config": None},
+        "synth": {"config": str(REPO / "conf" / "demo.yaml")}}
+
+
+def sh(cmd: list[str], env: dict | None = None) -> float:
+    """Run a command, fail loudly with its output; return its wall seconds."""
+    t = time.time()
+    p = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, **(env or {})), capture_output=True, text=True)
+    if p.returncode:
+        sys.exit(f"bench_quality: {' '.join(cmd)} exited {p.returncode}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return time.time() - t
+
+
+def musicmap(*args: str) -> float:
+    return sh([sys.executable, "-m", "musicmap.cli", "-q", *args])
+
+
+def make_data(name: str, root: Path, quick: bool) -> None:
+    mpd = root / "mpd"
+    if any(mpd.glob("mpd.slice.*.json")):
+        return
+    shared = Path(os.environ.get("MUSICMAP_REALDATA", REPO.parent / "shared" / "realdata"))
+    if name == "ml-small":
+        sh(["bash", str(shared / "movielens_small.sh"), str(mpd)])
+    elif name == "ml-100k":
+        sh(["bash", str(REPO / "bench" / "realdata" / "ml100k.sh"), str(mpd)],
+           env={"MUSICMAP_REALDATA": str(shared), "PYTHON": sys.executable})
+    else:
+        musicmap("synth", "--config", SETS["synth"]["config"], "--out", str(mpd),
+                 "--playlists", "5000" if quick else "20000", "--challenge")
+
+
+def summarise(report: dict) -> dict:
+    """Per method: NDCG / R-precision overall (challenge categories), per group, seed protocol."""
+    out = {}
+    for m, r in report["methods"].items():
+        ch = r["challenge"]
+        row = {"all": {k: ch["all"][k] for k in ("ndcg", "r_precision")},
+               "seed_protocol": {k: r["seed_protocol"][k] for k in ("ndcg", "r_precision")}}
+        for g, cats in GROUPS.items():
+            n = sum(ch[c]["cases"] for c in cats if c in ch)
+            if n:
+                row[g] = {k: sum(ch[c][k] * ch[c]["cases"] for c in cats if c in ch) / n
+                          for k in ("ndcg", "r_precision")}
+        out[m] = row
+    return out
+
+
+def run_set(name: str, seeds: list[int], quick: bool, transductive: bool) -> dict:
+    root = OUT / name
+    make_data(name, root, quick)
+    conf = SETS[name]["config"]
+    common = ["--root", str(root)] + (["--config", conf] if conf else [])
+    res = {"set": name, "seeds": {}, "times": {}}
+    res["times"]["build-graph"] = musicmap("build-graph", *common)
+    g = json.loads((root / "graph" / "_SUCCESS").read_text())
+    res["graph"] = {k: g[k] for k in ("graph_playlists", "tracks", "edges")}
+    for seed in seeds:
+        s = [*common, "--set", f"train.seed={seed}", "--set", f"ranker.seed={seed}", "--set", "train.progress=false"]
+        t = {"train": musicmap("train", *s, "--nproc", "2"),
+             "fit-ranker": musicmap("fit-ranker", *s),
+             "recommend": musicmap("recommend", *s, "--playlists", "test"),
+             "evaluate": musicmap("evaluate", *s)}
+        from musicmap import storage
+        report = storage.read_json(storage.open_committed(str(root / "metrics")).path("metrics.json"))
+        ranker = storage.read_json(storage.open_committed(str(root / "ranker")).path("manifest.json"))
+        committed_model = storage.open_committed(str(root / "model"))
+        model = storage.read_json(committed_model.path("manifest.json"))
+        history = storage.read_json(committed_model.path("history.json"))
+        (root / f"training-seed{seed}.png").write_bytes(storage.read_bytes(committed_model.path("training.png")))
+        from bench_quality_lib import score_foldins, transductive_scores
+        res["seeds"][seed] = {"test": summarise(report), "served": report["model"]["served"],
+                              "times": t, "foldin_val": {m: v["ndcg"] for m, v in model["foldin"]["val"].items()},
+                              "foldin_chosen": model["foldin"]["chosen"], "best_epoch": model["best"]["epoch"],
+                              "steps_per_epoch": model["steps_per_epoch"],
+                              "curve": [(h["epoch"], round(h["loss"], 4), h.get("val", {}).get("ndcg"))
+                                        for h in history],
+                              "ranker_cv": ranker["cross_validation"]["methods"],
+                              "ranker_chosen": ranker["chosen"], "no_seed": ranker["no_seed_cases"],
+                              "foldin_test": score_foldins(root, conf)}
+        if transductive:
+            res["seeds"][seed]["transductive_test"] = {"both protocols": transductive_scores(root, conf, seed)}
+        print(f"  {name} seed {seed}: served {report['model']['served']}, "
+              + ", ".join(f"{m} {v['all']['ndcg']:.4f}" for m, v in res["seeds"][seed]["test"].items()),
+              flush=True)
+    return res
+
+
+def table(res: dict) -> str:
+    """Markdown: mean ± std over seeds of NDCG and R-precision per method and group."""
+    import numpy as np
+    seeds = list(res["seeds"].values())
+    methods = list(seeds[0]["test"])
+    cols = ["all", "seed_protocol", *GROUPS]
+    head = "| method | " + " | ".join(f"{c} NDCG | {c} R-prec" for c in cols) + " |"
+    lines = [head, "|" + " --- |" * (1 + 2 * len(cols))]
+
+    def cell(vals):
+        vals = [v for v in vals if v is not None]
+        if not vals:
+            return "-"
+        return f"{np.mean(vals):.4f}" + (f" ± {np.std(vals):.4f}" if len(vals) > 1 else "")
+    for m in methods:
+        row = [m]
+        for c in cols:
+            for k in ("ndcg", "r_precision"):
+                row.append(cell([s["test"][m].get(c, {}).get(k) for s in seeds]))
+        lines.append("| " + " | ".join(row) + " |")
+    extra = {}
+    for s in seeds:
+        for label, v in s["foldin_test"].items():
+            extra.setdefault(f"lightgcn, fold-in {label}", []).append(v)
+        for label, v in s.get("transductive_test", {}).items():
+            extra.setdefault(f"lightgcn, transductive ({label})", []).append(v)
+    for label, vs in extra.items():
+        row = [label]
+        for c in cols:
+            for k in ("ndcg", "r_precision"):
+                row.append(cell([v.get(c, {}).get(k) for v in vs]))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sets", default="ml-small,synth", help=f"comma list of {', '.join(SETS)}")
+    ap.add_argument("--seeds", default="0,1,2", help="train.seed / ranker.seed values")
+    ap.add_argument("--transductive", action="store_true", help="also measure the transductive mode")
+    ap.add_argument("--quick", action="store_true", help="synth at 5,000 playlists")
+    args = ap.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    OUT.mkdir(parents=True, exist_ok=True)
+    results, saved = {}, OUT / "quality.json"
+    everything = json.loads(saved.read_text()) if saved.exists() else {}   # other sets' runs stay
+    for name in args.sets.split(","):
+        print(f"== {name}", flush=True)
+        results[name] = everything[name] = run_set(name, seeds, args.quick, args.transductive)
+        saved.write_text(json.dumps(everything, indent=1, default=str))
+    for name, res in results.items():
+        t = {k: round(sum(s["times"][k] for s in res["seeds"].values()) / len(res["seeds"]), 1)
+             for k in next(iter(res["seeds"].values()))["times"]}
+        print(f"\n### {name}: {res['graph']}; seconds per stage {t} (build-graph {res['times']['build-graph']:.1f})")
+        print(table(res))
+    print(f"\nresults in {OUT / 'quality.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
