@@ -292,8 +292,11 @@ def print_summary(s: dict, out_uri: str) -> None:
     for c in s["cases_by_rank"].values():
         for k, v in c.items():
             total[k] = total.get(k, 0) + v
+    served = ", ".join(f"{v:,} {k}" for k, v in total.items())
+    if "challenge" in s:
+        served = ", ".join(x for x in (served, f"{s['challenge']['playlists']:,} challenge playlists") if x)
     print(f"recommend ({s['method']}, fold-in {s['foldin']}): {s['rows']:,} rows (top {s['k']}) for "
-          + ", ".join(f"{v:,} {k}" for k, v in total.items()) + f" -> {out_uri}")
+          f"{served} -> {out_uri}")
     if "challenge" in s:
         c = s["challenge"]
         print(f"  challenge: {c['playlists']:,} playlists -> submission.csv.gz "
