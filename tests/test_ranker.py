@@ -7,6 +7,7 @@ import json
 import shutil
 
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 import torch
 
@@ -17,7 +18,7 @@ from train import ranker, recommend
 from train.data import load_eval, uri_index
 from train.main import per_rank_batch
 from train.model import optimize_queries
-from train.scoring import FoldIn, seed_queries
+from train.scoring import FoldIn, seed_queries, topk
 
 FAST_RANKER = ["ranker.max_playlists=60", "ranker.rounds=30", "ranker.folds=2", "train.progress=false"]
 
@@ -144,6 +145,22 @@ def test_recommend_serves_the_ranker_and_evaluate_shows_each_stage(ranked, tmp_p
     report = json.loads(storage.read_bytes(m.path("metrics.json")))
     assert set(report["methods"]) == {"ranker", "lightgcn", "popularity", "recent_popularity", "cooccurrence"}
     assert report["model"]["served"] == "ranker"
+
+
+def test_graph_playlists_get_lightgcn_alone_when_the_ranker_serves(ranked, tmp_path):
+    root, _ = ranked
+    musicmap("recommend", "--root", str(root), "--playlists", "train", "--set", "recommend.method=ranker",
+             "--set", f"paths.recs={tmp_path / 'recs'}")
+    t, _ = recs_table(str(tmp_path / "recs"))
+    ctx = recommend.load_context(load_config(root=str(root)), ranker=False)
+    pids = ctx.playlists.filter(pc.equal(ctx.playlists["split"], "train")).sort_by("playlist_idx")["pid"].to_pylist()
+    q = torch.from_numpy(ctx.model.playlists[:5])
+    _, expected = topk(q, torch.from_numpy(ctx.model.tracks), 20,
+                       exclude=[ctx.graph.playlist_tracks(p) for p in range(5)])
+    uris = ctx.uris.to_pylist()
+    for p in range(5):
+        got = t.filter(pc.equal(t["pid"], pids[p])).sort_by("rank")["track_uri"].to_pylist()[:20]
+        assert got == [uris[i] for i in expected[p]]
 
 
 def test_sharded_ranker_recommend_equals_unsharded(ranked, tmp_path):

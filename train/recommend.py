@@ -177,22 +177,19 @@ class PartWriter:
 
 
 def recommend_train(ctx: Context, idx: np.ndarray, k: int, writer: PartWriter, show: bool) -> int:
-    """Graph playlists `idx`: their propagated embedding x track embeddings (the ranker's LightGCN
-    source when it serves), own tracks out."""
+    """Graph playlists `idx`: their propagated embedding x track embeddings, own tracks out.
+    Always LightGCN alone: the ranker is fitted and cross-validated on new playlists (validation
+    cases folded in from their seeds), never on graph playlists, whose embeddings were trained on
+    their own tracks; and on the MPD's 1M playlists it would cost ~38x more (bench/BENCHMARKS.md)."""
     dev = torch.device(ctx.device())
     tracks = torch.from_numpy(ctx.model.tracks).to(dev)
-    train_pl = ctx.playlists.filter(pc.equal(ctx.playlists["split"], "train")).sort_by("playlist_idx")
-    pid, names = train_pl["pid"].to_numpy(), train_pl["name"].to_pylist()
-    ranker = ctx.recommender() if ctx.booster is not None else None
+    pid = ctx.playlists.filter(pc.equal(ctx.playlists["split"], "train")).sort_by("playlist_idx")["pid"].to_numpy()
     block = max(ctx.cfg.recommend.chunk, 4096)
     for lo in progress(range(0, len(idx), block), desc="recommend train", unit="block", disable=not show):
         b = idx[lo:lo + block]
         q = torch.from_numpy(ctx.model.playlists[b]).to(dev)
         own = [ctx.graph.playlist_tracks(int(p)) for p in b]
-        if ranker is None:
-            scores, ranked = topk(q, tracks, k, exclude=own, chunk=ctx.cfg.recommend.chunk)
-        else:
-            ranked, scores = ranker.rank(own, [names[p] for p in b], k, return_scores=True, queries=q)
+        scores, ranked = topk(q, tracks, k, exclude=own, chunk=ctx.cfg.recommend.chunk)
         writer.add(_rows(pid[b], ["train"] * len(b), ranked, scores, ctx.uris))
     return len(idx)
 
@@ -258,7 +255,7 @@ def run(cfg, which: str, challenge: str | None = None, rank: int = 0, world: int
         summary["challenge"] = recommend_challenge(ctx, challenge_set, out, writer)
     writer.flush()
     summary.update({"k": k, "playlists": which, "cases_by_rank": {rank: counts}, "rows_by_rank": {rank: writer.rows},
-                    "method": ctx.method, "foldin": ctx.foldin_spec().mode,
+                    "method": ctx.method, "graph_playlists_method": "lightgcn", "foldin": ctx.foldin_spec().mode,
                     "ranker_version": (ctx.ranker_manifest or {}).get("version"),
                     "model_version": ctx.model.version, "graph_version": ctx.committed.version,
                     "seconds": round(time.time() - t0, 2)})
