@@ -29,6 +29,8 @@ PLAN = {
     "train": ("bench_train.py", ["--scale", "tiny", "--epochs", "1"],
               ["--scale", "seed", "--max-steps", "10", "--epochs", "2"]),
     "ranker": ("bench_ranker.py", ["--scale", "tiny", "--cases", "200"], ["--scale", "small"]),
+    "map": ("bench_map.py", ["--scale", "tiny", "--page-points", "20000"],
+            ["--demo-root", "demo-data", "--scale", "seed", "--page-points", "600000"]),
     "quality": ("bench_quality.py", ["--sets", "synth", "--seeds", "0", "--quick"],
                 ["--sets", "ml-small,ml-100k,synth", "--seeds", "0,1,2", "--transductive"]),
 }

@@ -8,6 +8,7 @@
     musicmap recommend --root demo-data [--k 500] [--playlists test] [--challenge FILE]
     musicmap evaluate --root demo-data
     musicmap similar --root demo-data --track "NAME" [--artist "NAME"]
+    musicmap map --root demo-data                  (the music map: open map/<version>/index.html)
     musicmap tune --root demo-data [--trials 12]   (search on validation; writes best.yaml)
 
 Errors a user can act on (bad config, missing input, storage problems) print one line and exit 2.
@@ -45,6 +46,7 @@ COMMANDS = {  # name -> (module, one-line help); a module is imported only when 
     "recommend": ("train.recommend", "top-K tracks per playlist, challenge submission"),
     "evaluate": ("train.evaluate", "challenge metrics of the model beside baselines"),
     "similar": ("train.similar", "tracks closest to one or more seed tracks"),
+    "map": ("train.map", "the music map: a web page of the track embedding space"),
     "tune": ("train.tune", "search the knobs that matter on validation; write the best config"),
 }
 

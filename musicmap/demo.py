@@ -4,7 +4,8 @@
 
 synth -> check -> build-graph -> train (2 processes under torchrun) -> fit-ranker -> recommend
 (+ challenge submission) -> evaluate (model beside baselines) -> similar (the seed system's table for the most
-popular track of one community). Every step is the `musicmap` command line in a subprocess.
+popular track of one community) -> map (the music map web page). Every step is the `musicmap`
+command line in a subprocess.
 """
 from __future__ import annotations
 
@@ -60,19 +61,23 @@ def main(argv: list[str] | None = None) -> int:
         common += ["--set", o]
     t0 = time.time()
     mpd = storage.join(args.root, "mpd")
-    step("1/8 generate a synthetic MPD", ["synth", *common, "--challenge"])
-    step("2/8 check it against the MPD's rules", ["-q", "check", *common, mpd, "--top", "5"])
-    step("3/8 build the graph (local Spark)", ["build-graph", *common])
-    step("4/8 train LightGCN (torchrun, 2 CPU processes)", ["train", *common, "--nproc", "2"])
-    step("5/8 fit the re-ranker on validation playlists", ["-q", "fit-ranker", *common])
-    step("6/8 recommend top-500 (+ challenge submission)",
+    step("1/9 generate a synthetic MPD", ["synth", *common, "--challenge"])
+    step("2/9 check it against the MPD's rules", ["-q", "check", *common, mpd, "--top", "5"])
+    step("3/9 build the graph (local Spark)", ["build-graph", *common])
+    step("4/9 train LightGCN (torchrun, 2 CPU processes)", ["train", *common, "--nproc", "2"])
+    step("5/9 fit the re-ranker on validation playlists", ["-q", "fit-ranker", *common])
+    step("6/9 recommend top-500 (+ challenge submission)",
          ["recommend", *common, "--challenge", storage.join(mpd, "challenge_set.json")])
-    step("7/8 evaluate beside the baselines", ["-q", "evaluate", *common])
+    step("7/9 evaluate beside the baselines", ["-q", "evaluate", *common])
     print("\n(the seed is the most popular track of the generated 'reggae' community; the model was "
           "never told the communities, so its neighbours show what it learned from co-occurrence)")
-    step("8/8 tracks like a well-known track", ["-q", "similar", *common, *famous_track(args.root)])
+    step("8/9 tracks like a well-known track", ["-q", "similar", *common, *famous_track(args.root)])
+    step("9/9 the music map (a web page of the catalogue)", ["-q", "map", *common])
+    from musicmap.config import load_config
+    page = storage.open_committed(storage.stage_uri(load_config(args.config, args.overrides, root=args.root),
+                                                    "map")).path("index.html")
     print(f"\ndemo: the whole pipeline ran in {time.time() - t0:.0f}s; outputs under {args.root}/ "
-          f"(mpd, graph, model, recs, metrics)")
+          f"(mpd, graph, model, ranker, recs, metrics, map)\nopen the music map: {page}")
     return 0
 
 

@@ -9,6 +9,7 @@ Layout under the storage root (each stage folder is committed atomically, see mu
     graph/<version>/quarantine/   QUARANTINE    rejected input
     graph/<version>/stats.json
     recs/<version>/               RECS          top-K per playlist (and case)
+    map/<version>/tracks.parquet  MAP_TRACKS    the music map: layout, region and label per track
 """
 from __future__ import annotations
 
@@ -70,6 +71,12 @@ RECS = pa.schema([
     ("category", pa.string()),  # eval case category; "train" for graph playlists, "challenge"
     ("rank", pa.int16()),       # 1..K
     ("track_uri", pa.string()), ("score", pa.float32()),
+])
+
+MAP_TRACKS = pa.schema([   # map/<version>/tracks.parquet, one row per vocabulary track
+    ("track_idx", pa.int32()), ("x", pa.float32()), ("y", pa.float32()),
+    ("cluster", pa.int16()),   # the map region
+    ("label", pa.string()),    # the region's label (its top artists and title words)
 ])
 
 GRAPH_TABLES = {"tracks": TRACKS, "playlists": PLAYLISTS, "edges": EDGES, "eval": EVAL,

@@ -60,10 +60,16 @@ def _closest(name: str, artist: str | None, name_col: list[str], artist_col: lis
     return f"; closest: {'; '.join(labels)}" if labels else ""
 
 
+def recommender(ctx):
+    """LightGCN alone with the model's fold-in (recommend.foldin): `similar` shows what the
+    embedding learned, so it never goes through the re-ranker (the music map lists the same)."""
+    return ctx.lightgcn()
+
+
 def similar(ctx, seeds: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
     """(track_idx (k,), scores (k,)) for a new playlist of the given seed tracks."""
-    ranked, scores = ctx.recommender().rank([np.array(seeds, np.int64)], [None], k,
-                                            return_scores=True)
+    ranked, scores = recommender(ctx).rank([np.array(seeds, np.int64)], [None], k,
+                                           return_scores=True)
     keep = ranked[0] >= 0
     return ranked[0][keep], scores[0][keep]
 
