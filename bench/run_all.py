@@ -28,7 +28,7 @@ PLAN = {
     "build_graph": ("bench_build_graph.py", ["--quick"], []),
     "train": ("bench_train.py", ["--scale", "tiny", "--epochs", "1"],
               ["--scale", "seed", "--max-steps", "10", "--epochs", "2"]),
-    "ranker": ("bench_ranker.py", ["--scale", "tiny", "--cases", "200"], ["--scale", "small"]),
+    "ranker": ("bench_ranker.py", ["--scale", "tiny", "--cases", "200"], ["--scale", "seed"]),
     "map": ("bench_map.py", ["--scale", "tiny", "--page-points", "20000"],
             ["--demo-root", "demo-data", "--scale", "seed", "--page-points", "600000"]),
     "quality": ("bench_quality.py", ["--sets", "synth", "--seeds", "0", "--quick"],
