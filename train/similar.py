@@ -101,7 +101,7 @@ def run_cli(args) -> int:
     if not args.track and not args.track_uri:
         raise InputError("give at least one --track NAME or --track-uri URI")
     cfg = config_from_args(args)
-    ctx = load_context(cfg)
+    ctx = load_context(cfg, ranker=False)   # similar never uses the ranker
     seeds = resolve(ctx.tracks, args.track, args.artist, args.track_uri)
     ranked, scores = similar(ctx, seeds, args.k)
     print(format_table(ctx.tracks, seeds, ranked, scores))
