@@ -20,6 +20,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from mpd_faults import recount
+
 NAME = "mpd.slice.0-999.json"
 DEEP = "\"__deep__\""
 
@@ -45,17 +47,6 @@ VALUES = [2 ** 63, -2 ** 63 - 1, 2 ** 70, -(2 ** 70), 2 ** 63 - 1, -1, 0, 1.5, -
           "spotify:track:short", DEEP]
 
 
-def _recount(p: dict) -> None:
-    """Make a playlist's counts agree with its tracks again (so only the intended rule breaks)."""
-    t = p["tracks"]
-    for i, x in enumerate(t):
-        x["pos"] = i
-    p["num_tracks"] = len(t)
-    p["num_artists"] = len({x["artist_uri"] for x in t})
-    p["num_albums"] = len({x["album_uri"] for x in t})
-    p["duration_ms"] = sum(x["duration_ms"] for x in t)
-
-
 def _break_rule(p: dict, which: int, c: int) -> None:
     """A playlist that is well formed but breaks one value rule of musicmap.mpd."""
     t = p["tracks"]
@@ -68,18 +59,18 @@ def _break_rule(p: dict, which: int, c: int) -> None:
         lambda: p.__setitem__("num_artists", max(0, p["num_artists"] - 1)),  # num_artists_mismatch
         lambda: p.__setitem__("duration_ms", p["duration_ms"] + 1),          # duration_mismatch
         lambda: p.__setitem__("num_tracks", p["num_tracks"] + 1),            # num_tracks_mismatch
-        lambda: [x.update(artist_uri=t[0]["artist_uri"]) for x in t] and _recount(p),   # too_few_artists
-        lambda: [x.update(album_uri=t[0]["album_uri"]) for x in t] and _recount(p),     # too_few_albums
-        lambda: (p.__setitem__("tracks", t[:c % 5]), _recount(p)),          # too_few_tracks
-        lambda: (p.__setitem__("tracks", (t * 60)[:251 + c]), _recount(p)),  # too_many_tracks
+        lambda: [x.update(artist_uri=t[0]["artist_uri"]) for x in t] and recount(p),   # too_few_artists
+        lambda: [x.update(album_uri=t[0]["album_uri"]) for x in t] and recount(p),     # too_few_albums
+        lambda: (p.__setitem__("tracks", t[:c % 5]), recount(p)),          # too_few_tracks
+        lambda: (p.__setitem__("tracks", (t * 60)[:251 + c]), recount(p)),  # too_many_tracks
         lambda: t[c % len(t)].__setitem__("pos", c % len(t) + 1),            # pos_mismatch
         lambda: t[c % len(t)].__setitem__("track_uri", "spotify:track:" + "!" * 22),   # bad_uri
         lambda: t[c % len(t)].__setitem__("album_uri", "spotify:artist:" + "A" * 22),  # bad_uri
-        lambda: (t[c % len(t)].__setitem__("duration_ms", 2 ** 63), _recount(p)),      # int_out_of_range
+        lambda: (t[c % len(t)].__setitem__("duration_ms", 2 ** 63), recount(p)),      # int_out_of_range
         lambda: p.__setitem__("modified_at", -2 ** 63 - 1 - c),              # int_out_of_range
         lambda: t[c % len(t)].__setitem__("track_name", "x\udc80y"),         # invalid_unicode
         lambda: p.__setitem__("description", "\ud83d"),                      # invalid_unicode
-        lambda: t.append(dict(t[0])) or _recount(p),                         # a repeat: still valid
+        lambda: t.append(dict(t[0])) or recount(p),                         # a repeat: still valid
     ]
     faults[which % len(faults)]()
 

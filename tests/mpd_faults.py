@@ -31,7 +31,8 @@ def _dump(path: Path, doc: dict) -> None:
     path.write_text(json.dumps(doc, indent=4, ensure_ascii=False))
 
 
-def _recount(p: dict) -> None:
+def recount(p: dict) -> None:
+    """Make a playlist's counts agree with its tracks again (so only the intended rule breaks)."""
     t = p["tracks"]
     for i, x in enumerate(t):
         x["pos"] = i
@@ -69,7 +70,7 @@ def make_bad_dataset(src: Path, dst: Path, file_faults: bool = True,
     # slice 1: value faults
     p = next(x for x in b[20:] if x["num_tracks"] >= 12 and x["num_artists"] >= 6)
     p["tracks"] = p["tracks"][:4]
-    _recount(p)
+    recount(p)
     mark(names[1], p, "too_few_tracks")
     q = next(x for x in b[40:] if x["num_tracks"] >= 60)
     pool = [t for x in b for t in x["tracks"] if t["track_uri"] not in {y["track_uri"] for y in q["tracks"]}]
@@ -79,7 +80,7 @@ def make_bad_dataset(src: Path, dst: Path, file_faults: bool = True,
             seen.add(t["track_uri"])
             extra.append(dict(t))
     q["tracks"] += extra
-    _recount(q)
+    recount(q)
     assert q["num_tracks"] == 251
     mark(names[1], q, "too_many_tracks")
     b[5]["num_artists"] += 1
@@ -102,9 +103,9 @@ def make_bad_dataset(src: Path, dst: Path, file_faults: bool = True,
     fault("num_albums_mismatch", lambda x: x.__setitem__("num_albums", x["num_albums"] + 1))
     fault("duration_mismatch", lambda x: x.__setitem__("duration_ms", x["duration_ms"] + 1))
     fault("too_few_artists", lambda x: ([t.update(artist_uri=x["tracks"][0]["artist_uri"]) for t in x["tracks"]],
-                                        _recount(x)))
+                                        recount(x)))
     fault("too_few_albums", lambda x: ([t.update(album_uri=x["tracks"][0]["album_uri"]) for t in x["tracks"]],
-                                       _recount(x)))
+                                       recount(x)))
     # slice 2: dataset-level faults
     dup = json.loads(json.dumps(a[0]))
     c.append(dup)
