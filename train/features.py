@@ -2,12 +2,11 @@
 a playlist, and what the ranker knows about each (case, candidate) pair.
 
     src = Sources.build(graph, tracks_table, train_modified_at, scorer, title_model)
-    block = src.candidates(seeds, names, queries)      # one chunk of cases
+    block = src.candidates(seeds, names)               # one chunk of cases
     block.cand  (n, M) int64 track_idx, -1 padded;  block.x  (n, M, F) float32 (NaN = undefined)
 
 Sources, each proposing its top candidates (never a seed):
-  lightgcn      the trained model (query = fold-in of the seeds, or a graph playlist's own
-                embedding): its top k, so the pool always holds k tracks when there are seeds;
+  lightgcn      the trained model (query = fold-in of the seeds): its top k, so the pool always holds k tracks when there are seeds;
   cooccurrence  item co-occurrence with the seeds (cosine), top `per_source`;
   popularity    the most frequent train tracks, top `per_source`;
   recent        the most frequent tracks of the newest train playlists (by modified_at), top
@@ -84,15 +83,14 @@ class Sources:
         self.static = np.stack([np.log1p(s.pop), np.log1p(s.recent[0]), np.log1p(s.recent[1]),
                                 s.first_seen, s.mean_time], 1).astype(np.float32)   # (T, 5)
 
-    def candidates(self, seeds: list[np.ndarray], names: list, queries: torch.Tensor | None = None) -> Block:
-        """Candidates and features of one chunk of cases. queries: the LightGCN vectors of the
-        cases (None = fold them in from the seeds)."""
+    def candidates(self, seeds: list[np.ndarray], names: list) -> Block:
+        """Candidates and features of one chunk of cases (new playlists, folded in from their seeds)."""
         n, T = len(seeds), self.graph.num_tracks
         has = np.array([len(s) > 0 for s in seeds])
         seen = torch.zeros(n, T, dtype=torch.bool)
         rows, cols = _flat(seeds)
         seen[torch.from_numpy(rows), torch.from_numpy(cols)] = True
-        lg = self.scorer.scores(seeds, queries).float()                  # (n, T)
+        lg = self.scorer.scores(seeds).float()                           # (n, T)
         co = self.cooc.scores(seeds)                                     # (n, T)
         lists, dense = [], {}
         for name, s, size in (("lightgcn", lg, self.k), ("cooc", co, self.per_source)):

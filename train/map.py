@@ -23,7 +23,6 @@ from importlib import resources
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from musicmap import schemas, storage
 from musicmap.log import get_logger, progress
@@ -158,9 +157,8 @@ def run(cfg) -> dict:
     xy = layout(ctx.model.tracks, mc.n_neighbors, mc.min_dist, mc.seed)
     t_layout = time.time() - t0
     region = regions(xy, mc.regions, mc.seed)
-    names = ctx.playlists.filter(pc.equal(ctx.playlists["split"], "train")) \
-        .sort_by("playlist_idx")["name"].to_pylist()
-    labels = region_labels(region, ctx.tracks, ctx.graph, names, mc.label_artists, mc.label_words)
+    labels = region_labels(region, ctx.tracks, ctx.graph, ctx.train_playlists["name"].to_pylist(),
+                           mc.label_artists, mc.label_words)
     log.info("%d regions labelled; neighbour lists of %d tracks", len(labels), T)
     nbr, nbr_scores = neighbour_lists(ctx, mc.neighbours)
     writer = storage.StageWriter(storage.stage_uri(cfg, "map"))

@@ -42,23 +42,21 @@ class Ranker:
 
         ranked, scores = Ranker(sources, booster).rank(seeds, names, k=500, return_scores=True)
 
-    Same interface as the other recommenders; `queries` gives LightGCN vectors for playlists of
-    the graph (their propagated embeddings) instead of folding in their seeds."""
+    Same interface as the other recommenders. It serves new playlists only (it is fitted on
+    them); graph playlists get LightGCN alone (train.recommend.recommend_train)."""
     name = "ranker"
 
     def __init__(self, sources: Sources, booster, chunk: int = 64, cold: str = "ranker"):
         self.sources, self.booster, self.chunk, self.cold = sources, booster, chunk, cold
 
-    def rank(self, seeds: list[np.ndarray], names: list, k: int = 500, return_scores: bool = False,
-             queries=None):
+    def rank(self, seeds: list[np.ndarray], names: list, k: int = 500, return_scores: bool = False):
         """Playlists without a seed go to the title model when cross-validation said it does
         better on them (cold="title")."""
         out = np.full((len(seeds), k), -1, np.int64)
         out_s = np.full((len(seeds), k), -np.inf, np.float32)
         for lo in range(0, len(seeds), self.chunk):
             hi = min(lo + self.chunk, len(seeds))
-            block = self.sources.candidates(seeds[lo:hi], names[lo:hi],
-                                            None if queries is None else queries[lo:hi])
+            block = self.sources.candidates(seeds[lo:hi], names[lo:hi])
             out[lo:hi], out_s[lo:hi] = order_block(block, self.booster.predict, k)
         cold = [i for i, s in enumerate(seeds) if len(s) == 0] if self.cold == "title" else []
         if cold:
@@ -206,15 +204,13 @@ def cross_validate(pool: Pool, fit_pid: np.ndarray, n_val: int, rk, k: int) -> n
 
 def sources_for(ctx) -> Sources:
     """The candidate sources of a loaded recommend Context (train.recommend.load_context)."""
-    import pyarrow.compute as pc
 
     def ids(col):
         values = ctx.tracks[col].to_pylist()
         index = {v: i for i, v in enumerate(dict.fromkeys(values))}
         return np.array([index[v] for v in values], np.int64)
-    pl = ctx.playlists.filter(pc.equal(ctx.playlists["split"], "train")).sort_by("playlist_idx")
     rc = ctx.cfg.ranker
-    return Sources(ctx.graph, ids("artist_uri"), ids("album_uri"), pl["modified_at"].to_numpy(),
+    return Sources(ctx.graph, ids("artist_uri"), ids("album_uri"), ctx.train_modified_at(),
                    ctx.lightgcn(), ctx.title_model, k=ctx.cfg.recommend.k, per_source=rc.per_source)
 
 

@@ -52,6 +52,7 @@ class Context:
     committed: storage.Committed
     tracks: pa.Table          # graph/tracks sorted by track_idx
     playlists: pa.Table       # graph/playlists
+    train_playlists: pa.Table  # its graph (train) playlists, by playlist_idx
     model: TrainedModel | None
     title_model: TitleModel
     booster: object = None    # the committed ranker's LightGBM booster, when it is served
@@ -78,8 +79,7 @@ class Context:
 
     def train_modified_at(self) -> np.ndarray:
         """modified_at of the graph playlists, by playlist_idx."""
-        pl = self.playlists.filter(pc.equal(self.playlists["split"], "train")).sort_by("playlist_idx")
-        return pl["modified_at"].to_numpy()
+        return self.train_playlists["modified_at"].to_numpy()
 
     def lightgcn(self) -> LightGCNRecommender:
         return LightGCNRecommender(self.model, self.title_model, self.foldin_spec(),
@@ -105,7 +105,7 @@ def load_context(cfg, need_model: bool = True, ranker: bool = True) -> Context:
     playlists = storage.read_parquet(committed.path("playlists"), schema=schemas.PLAYLISTS)
     train_pl = playlists.filter(pc.equal(playlists["split"], "train")).sort_by("playlist_idx")
     titles = TitleModel(train_pl["name"].to_pylist()).fit(graph)
-    ctx = Context(cfg, graph, committed, tracks, playlists, model, titles)
+    ctx = Context(cfg, graph, committed, tracks, playlists, train_pl, model, titles)
     if ranker and model is not None:
         ctx.booster, ctx.ranker_manifest = served_ranker(cfg, model.version)
     return ctx
@@ -183,7 +183,7 @@ def recommend_train(ctx: Context, idx: np.ndarray, k: int, writer: PartWriter, s
     their own tracks; and on the MPD's 1M playlists it would cost ~38x more (bench/BENCHMARKS.md)."""
     dev = torch.device(ctx.device())
     tracks = torch.from_numpy(ctx.model.tracks).to(dev)
-    pid = ctx.playlists.filter(pc.equal(ctx.playlists["split"], "train")).sort_by("playlist_idx")["pid"].to_numpy()
+    pid = ctx.train_playlists["pid"].to_numpy()
     block = max(ctx.cfg.recommend.chunk, 4096)
     for lo in progress(range(0, len(idx), block), desc="recommend train", unit="block", disable=not show):
         b = idx[lo:lo + block]

@@ -167,11 +167,10 @@ class LightGCNRecommender:
         return seed_queries(seeds, self.foldin, self.tracks, self.mode)
 
     @torch.no_grad()
-    def scores(self, seeds: list[np.ndarray], queries: torch.Tensor | None = None) -> torch.Tensor:
-        """(n, T) dot products of the queries (default: folded in from the seeds) with every
-        track, on the CPU (one chunk of playlists)."""
-        q = self.queries(seeds) if queries is None else queries.to(self.device)
-        return (q @ self.tracks.t()).cpu()
+    def scores(self, seeds: list[np.ndarray]) -> torch.Tensor:
+        """(n, T) dot products of the seeds' fold-in with every track, on the CPU (one chunk of
+        playlists)."""
+        return (self.queries(seeds) @ self.tracks.t()).cpu()
 
     def rank(self, seeds: list[np.ndarray], names: list[str | None], k: int = 500,
              return_scores: bool = False):
