@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def report_of(ranked: dict, cases, ctx, k: int = 500) -> dict:
     """An evaluate-style report ({"methods": {name: {"challenge", "seed_protocol"}}})."""
-    from train.evaluate import score
+    from musicmap.train.evaluate import score
     artists = ctx.tracks["artist_uri"].to_pylist()
     artist_id = {a: i for i, a in enumerate(dict.fromkeys(artists))}
     artist_of = np.array([artist_id[a] for a in artists], np.int64)
@@ -37,10 +37,10 @@ def report_of(ranked: dict, cases, ctx, k: int = 500) -> dict:
 
 def score_foldins(root: Path, config: str | None) -> dict:
     from bench_quality import summarise
-    from train.data import load_eval, uri_index
-    from train.recommend import load_context
-    from train.recommenders import LightGCNRecommender
-    from train.scoring import FOLDIN_MODES, FoldIn
+    from musicmap.train.data import load_eval, uri_index
+    from musicmap.train.recommend import load_context
+    from musicmap.train.recommenders import LightGCNRecommender
+    from musicmap.train.scoring import FOLDIN_MODES, FoldIn
     cfg = load_config(config, root=str(root))
     ctx = load_context(cfg, ranker=False)
     cases = load_eval(ctx.committed, "test", uri_index(ctx.tracks))
@@ -53,7 +53,7 @@ def transductive_graph(root: Path, protocol: str, out: Path) -> tuple[dict, int]
     """A committed copy of root/graph whose train graph also holds, as playlist nodes, the seeds
     of the val and test cases of one protocol ("challenge" or "seed_protocol"). Returns
     {(pid, category): node} and the number of original graph playlists."""
-    from train.data import load_eval, uri_index, load_tracks
+    from musicmap.train.data import load_eval, uri_index, load_tracks
     g = storage.open_committed(str(root / "graph"))
     index = uri_index(load_tracks(g, ["track_idx", "track_uri"]))
     P = int(g.info["graph_playlists"])
@@ -88,10 +88,10 @@ def transductive_scores(root: Path, config: str | None, seed: int) -> dict:
     """Test scores of the transductive mode, one graph and one trained model per protocol."""
     import torch
     from bench_quality import summarise
-    from train.data import load_eval, uri_index
-    from train.export import load_model
-    from train.recommend import load_context
-    from train.scoring import topk
+    from musicmap.train.data import load_eval, uri_index
+    from musicmap.train.export import load_model
+    from musicmap.train.recommend import load_context
+    from musicmap.train.scoring import topk
     cfg = load_config(config, root=str(root))
     ctx = load_context(cfg, ranker=False)
     cases = load_eval(ctx.committed, "test", uri_index(ctx.tracks))

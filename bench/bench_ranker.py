@@ -22,14 +22,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 
 def random_model(root: str, dim: int = 64, seed: int = 0) -> None:
     import numpy as np
     from musicmap import storage
-    from train.export import write_model
+    from musicmap.train.export import write_model
     g = storage.open_committed(storage.join(root, "graph"))
     P, T = int(g.info["graph_playlists"]), int(g.info["tracks"])
     rng = np.random.default_rng(seed)
@@ -59,9 +58,9 @@ def main(argv=None) -> int:
     import graphgen
     from musicmap import storage
     from musicmap.config import load_config
-    from train import ranker
-    from train.data import load_eval, uri_index
-    from train.recommend import load_context
+    from musicmap.train import ranker
+    from musicmap.train.data import load_eval, uri_index
+    from musicmap.train.recommend import load_context
     root = str(REPO / "bench" / "out" / a.scale)
     if not storage.exists(storage.join(root, "graph", "_SUCCESS")):
         s = graphgen.SCALES[a.scale]

@@ -53,13 +53,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 import numpy as np
 import torch
 
-from train import scoring
-from train.scoring import seed_queries, topk
+from musicmap.train import scoring
+from musicmap.train.scoring import seed_queries, topk
 
 SEED_TRACKS, MPD_TRACKS, MPD_PLAYLISTS = 177_000, 2_262_292, 1_000_000
 SINGLE = "ours with a single torch.topk (chunk=1024)"   # the ablation row

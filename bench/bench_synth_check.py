@@ -40,7 +40,6 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THRE
 
 def _child(argv: list[str]) -> int:
     """`_synth OUT N` or `_check OUT`: one measurement, a JSON line on stdout."""
-    sys.path.insert(0, str(REPO))
     import logging
     logging.disable(logging.INFO)
     what, out = argv[0], argv[1]

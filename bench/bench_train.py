@@ -56,7 +56,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from common import ProcessTreeMemory
@@ -100,7 +99,7 @@ def trainer_entry(argv: list[str]) -> int:
     a = ap.parse_args(mine)
     import torch
 
-    import train.main as tm
+    import musicmap.train.main as tm
     if a.max_steps:
         full = tm.epoch_batches
 
@@ -222,9 +221,9 @@ def reference_entry(argv: list[str]) -> int:
 
     from musicmap import storage
     from musicmap.config import load_config
-    from train.data import load_eval, load_graph, load_tracks, uri_index
-    from train.main import validate
-    from train.model import LightGCN as OurLightGCN
+    from musicmap.train.data import load_eval, load_graph, load_tracks, uri_index
+    from musicmap.train.main import validate
+    from musicmap.train.model import LightGCN as OurLightGCN
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -458,7 +457,7 @@ def report(res: dict) -> str:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_trainer":
-        from train.launch import exit_without_teardown
+        from musicmap.train.launch import exit_without_teardown
         exit_without_teardown(trainer_entry(argv[1:]))  # see its docstring
     if argv and argv[0] == "_reference":
         return reference_entry(argv[1:])

@@ -18,7 +18,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from musicmap import mpd, schemas  # noqa: E402
 from musicmap.check import slice_files  # noqa: E402

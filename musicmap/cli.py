@@ -40,14 +40,14 @@ def config_from_args(args: argparse.Namespace, extra: list[str] = ()):
 COMMANDS = {  # name -> (module, one-line help); a module is imported only when its command runs
     "synth": ("musicmap.synth", "generate a synthetic MPD (and challenge set) in the exact format"),
     "check": ("musicmap.check", "validate MPD slices and print the official statistics"),
-    "build-graph": ("spark_jobs.build_graph", "MPD slices -> filtered, time-split Parquet graph (Spark)"),
-    "train": ("train.launch", "train LightGCN with BPR under torchrun (N processes)"),
-    "fit-ranker": ("train.ranker", "fit the re-ranker on validation playlists (the second stage)"),
-    "recommend": ("train.recommend", "top-K tracks per playlist, challenge submission"),
-    "evaluate": ("train.evaluate", "challenge metrics of the model beside baselines"),
-    "similar": ("train.similar", "tracks closest to one or more seed tracks"),
-    "map": ("train.map", "the music map: a web page of the track embedding space"),
-    "tune": ("train.tune", "search the knobs that matter on validation; write the best config"),
+    "build-graph": ("musicmap.spark_jobs.build_graph", "MPD slices -> filtered, time-split Parquet graph (Spark)"),
+    "train": ("musicmap.train.launch", "train LightGCN with BPR under torchrun (N processes)"),
+    "fit-ranker": ("musicmap.train.ranker", "fit the re-ranker on validation playlists (the second stage)"),
+    "recommend": ("musicmap.train.recommend", "top-K tracks per playlist, challenge submission"),
+    "evaluate": ("musicmap.train.evaluate", "challenge metrics of the model beside baselines"),
+    "similar": ("musicmap.train.similar", "tracks closest to one or more seed tracks"),
+    "map": ("musicmap.train.map", "the music map: a web page of the track embedding space"),
+    "tune": ("musicmap.train.tune", "search the knobs that matter on validation; write the best config"),
 }
 
 

@@ -49,7 +49,7 @@ class Config:
 
 
 def default_yaml_text() -> str:
-    return resources.files("conf").joinpath("default.yaml").read_text()
+    return resources.files("musicmap.conf").joinpath("default.yaml").read_text()
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -34,7 +34,7 @@ def famous_track(root: str, community: str = "reggae") -> list[str]:
     info = storage.read_json(storage.join(root, "mpd", "synth_info.json"))
     comm = next((c for c in info["communities"] if c["name"] == community), info["communities"][0])
     from musicmap.config import load_config
-    from train.data import load_tracks
+    from musicmap.train.data import load_tracks
     cfg = load_config(root=root)
     tracks = load_tracks(storage.open_committed(storage.stage_uri(cfg, "graph")))
     rows = {u: (n, a) for u, n, a in zip(tracks["track_uri"].to_pylist(),
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="musicmap.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default="demo-data", help="storage root (default demo-data)")
-    p.add_argument("--config", default=str(resources.files("conf").joinpath("demo.yaml")),
+    p.add_argument("--config", default=str(resources.files("musicmap.conf").joinpath("demo.yaml")),
                    help="config file (default conf/demo.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)

@@ -3,8 +3,9 @@
     python -m musicmap.dist [--out dist]
 
 writes
-    dist/musicmap-dist.zip   the --py-files archive: the packages musicmap/, spark_jobs/, train/
-                             and conf/ (with default.yaml, which musicmap.config reads through
+    dist/musicmap-dist.zip   the --py-files archive: the package musicmap/ as it installs, with
+                             spark_jobs/, train/ and conf/ inside it as musicmap/spark_jobs/ ...
+                             (conf/ with default.yaml, which musicmap.config reads through
                              importlib.resources, so it works from inside the zip)
     dist/build_graph.py      the entry script spark-submit runs (a copy of spark_jobs/build_graph.py)
 
@@ -21,22 +22,24 @@ import sys
 import zipfile
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1]           # the checkout (or site-packages when installed)
-PACKAGES = ("musicmap", "spark_jobs", "train", "conf")
+SRC = Path(__file__).resolve().parents[1]           # the checkout
+# folder in the archive -> folder in the checkout (pyproject.toml's package-dir, the same mapping)
+PACKAGES = {"musicmap": "musicmap", "musicmap/spark_jobs": "spark_jobs", "musicmap/train": "train",
+            "musicmap/conf": "conf"}
 DATA_SUFFIXES = (".py", ".yaml")                     # code, and the configs conf/ ships
 ZIP_NAME = "musicmap-dist.zip"
 ENTRY = "build_graph.py"
 
 
-def package_files(src: Path = SRC) -> list[Path]:
-    """The files that go into the archive, relative to src, sorted."""
-    out = []
-    for pkg in PACKAGES:
-        if not (src / pkg / "__init__.py").is_file():
-            raise FileNotFoundError(f"{src / pkg}: package missing (run from the project checkout)")
-        out += [p.relative_to(src) for p in (src / pkg).rglob("*")
-                if p.is_file() and p.suffix in DATA_SUFFIXES and "__pycache__" not in p.parts]
-    return sorted(out)
+def package_files(src: Path = SRC) -> dict[str, Path]:
+    """The files that go into the archive: name in the archive -> file, sorted by name."""
+    out = {}
+    for pkg, folder in PACKAGES.items():
+        if not (src / folder / "__init__.py").is_file():
+            raise FileNotFoundError(f"{src / folder}: package missing (run from the project checkout)")
+        out.update({f"{pkg}/{p.relative_to(src / folder).as_posix()}": p for p in (src / folder).rglob("*")
+                    if p.is_file() and p.suffix in DATA_SUFFIXES and "__pycache__" not in p.parts})
+    return dict(sorted(out.items()))
 
 
 def build(out_dir: str | Path = "dist", src: Path = SRC) -> Path:
@@ -46,11 +49,11 @@ def build(out_dir: str | Path = "dist", src: Path = SRC) -> Path:
     archive = out / ZIP_NAME
     tmp = archive.with_suffix(".zip.tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        for rel in package_files(src):
-            info = zipfile.ZipInfo(rel.as_posix(), date_time=(1980, 1, 1, 0, 0, 0))
+        for name, path in package_files(src).items():
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            z.writestr(info, (src / rel).read_bytes())
+            z.writestr(info, path.read_bytes())
     tmp.replace(archive)
     shutil.copyfile(src / "spark_jobs" / ENTRY, out / ENTRY)
     return archive

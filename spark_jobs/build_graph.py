@@ -12,11 +12,6 @@ from __future__ import annotations
 import os
 import sys
 
-if __package__ in (None, ""):  # run as a script by spark-submit
-    from pathlib import Path
-    if Path(__file__).resolve().parent.name == "spark_jobs":  # from a source checkout; the copy
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # in dist/ uses --py-files
-
 
 def add_arguments(p) -> None:
     p.add_argument("--input", metavar="URI", help="MPD slices folder (default paths.mpd = <root>/mpd)")
@@ -78,7 +73,7 @@ def summary(stats: dict) -> str:
 
 def run(cfg, input_uri: str | None = None, output_uri: str | None = None, local: bool = True) -> dict:
     from musicmap import storage
-    from spark_jobs.graph import build
+    from musicmap.spark_jobs.graph import build
     storage.configure(cfg.storage)
     spark = spark_session(cfg, local)
     return build(spark, cfg, input_uri or storage.stage_uri(cfg, "mpd"),

@@ -33,7 +33,7 @@ from pyspark.sql import functions as F
 from musicmap import mpd, schemas, storage
 from musicmap.errors import InputError
 from musicmap.log import get_logger
-from spark_jobs.datasources import MPDSource, ParquetSink, storage_options
+from musicmap.spark_jobs.datasources import MPDSource, ParquetSink, storage_options
 
 log = get_logger("build_graph")
 

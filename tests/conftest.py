@@ -60,7 +60,7 @@ def recs_table(recs_uri: str):
 @pytest.fixture(scope="session")
 def spark():
     from musicmap.config import load_config
-    from spark_jobs.build_graph import spark_session
+    from musicmap.spark_jobs.build_graph import spark_session
     cfg = load_config(overrides=["graph.spark_driver_memory=2g", "graph.shuffle_partitions=4"])
     s = spark_session(cfg, local=True)
     yield s
@@ -80,7 +80,7 @@ def mpd_small(tmp_path_factory) -> Path:
 def build_graph(spark, root: str, overrides=(), input_uri=None, output_uri=None) -> dict:
     from musicmap import storage
     from musicmap.config import load_config
-    from spark_jobs.graph import build
+    from musicmap.spark_jobs.graph import build
     cfg = load_config(overrides=list(overrides), root=root)
     storage.configure(cfg.storage)
     return build(spark, cfg, input_uri or storage.stage_uri(cfg, "mpd"),

@@ -149,7 +149,7 @@ def test_bad_input_is_quarantined_and_the_rest_kept(spark, mpd_small, tmp_path):
         assert (file, pid) in got, (file, pid, rule)
         assert got[(file, pid)]["rule"] == rule, (rule, got[(file, pid)])
     # the reader's fast path refuses every slice holding a fault (the exact path names them)
-    from spark_jobs.datasources import fast_slice
+    from musicmap.spark_jobs.datasources import fast_slice
     for f in sorted((tmp_path / "mpd").glob("mpd.slice.*.json")):
         has_fault = f.name in faults.files or any(file == f.name and rule not in mpd.DATASET_RULES
                                                   for (file, _), rule in faults.playlists.items())
@@ -199,7 +199,7 @@ def test_fast_read_path_equals_the_exact_one_and_leaves_bad_bytes_to_it(mpd_smal
     """The reader's fast path (pyarrow, rules on whole columns) gives exactly the rows of the
     per-playlist path, and a file it cannot vouch for (here: bytes that are not UTF-8 inside a
     track name, which the JSON parser itself lets through) goes to the exact path."""
-    from spark_jobs.datasources import exact_slice, fast_slice, read_slice
+    from musicmap.spark_jobs.datasources import exact_slice, fast_slice, read_slice
     f = sorted((mpd_small / "mpd").glob("mpd.slice.*.json"))[0]
     data = f.read_bytes()
     fast = fast_slice(f.name, 3, data)

@@ -55,8 +55,8 @@ def dist_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
     archive = build(out)
     assert archive == out / ZIP_NAME and (out / ENTRY).is_file()
-    # build_graph.py puts its parent's parent on sys.path (for a source checkout): make sure that
-    # holds no project package, or the driver could import it from there instead of the zip.
+    # Nothing beside dist/ may hold a project package, or the driver could import it from there
+    # instead of the zip.
     assert not any((out.parent / p).exists() for p in ("musicmap", "spark_jobs", "conf"))
     return out
 
@@ -174,12 +174,12 @@ def test_dist_archive_contents(dist_dir, bare_python, tmp_path):
     from musicmap.config import load_config
     with zipfile.ZipFile(dist_dir / "musicmap-dist.zip") as z:
         names = z.namelist()
-    for f in ("conf/__init__.py", "conf/default.yaml", "musicmap/config.py", "spark_jobs/graph.py",
-              "spark_jobs/datasources.py", "train/main.py"):
+    for f in ("musicmap/conf/__init__.py", "musicmap/conf/default.yaml", "musicmap/config.py",
+              "musicmap/spark_jobs/graph.py", "musicmap/spark_jobs/datasources.py", "musicmap/train/main.py"):
         assert f in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     code = ("import sys; sys.path.insert(0, sys.argv[1])\n"
-            "import musicmap.config, spark_jobs.graph\n"
+            "import musicmap.config, musicmap.spark_jobs.graph\n"
             "assert musicmap.config.__file__.startswith(sys.argv[1]), musicmap.config.__file__\n"
             "print(musicmap.config.load_config().graph.min_playlists)")
     p = run_cmd([bare_python, "-c", code, str(dist_dir / "musicmap-dist.zip")], env=clean_env(),
@@ -328,7 +328,7 @@ def _torchrun(tag: str, torchrun_args: list[str], root: Path, model: Path, cwd: 
 @pytest.mark.slow
 @needs_java
 def test_torchrun_two_nodes_equals_one_node(local_run, tmp_path):
-    from train.export import load_model
+    from musicmap.train.export import load_model
     root = local_run[0]
     two, one = tmp_path / "model-2nodes", tmp_path / "model-1node"
     port = free_port()

@@ -49,11 +49,11 @@ def test_unknown_key_names_the_closest_valid_key(tmp_path):
 
 
 def test_shipped_configs_load():
-    demo = load_config(str(resources.files("conf").joinpath("demo.yaml")))
+    demo = load_config(str(resources.files("musicmap.conf").joinpath("demo.yaml")))
     assert demo.storage.root == "demo-data" and demo.synth.playlists == 20000
     assert demo.train.epochs == 12 and demo.recommend.playlists == "test"
     assert demo.model.dim == load_config().model.dim                 # unchanged keys keep the defaults
-    cluster = load_config(str(resources.files("conf").joinpath("cluster.example.yaml")))
+    cluster = load_config(str(resources.files("musicmap.conf").joinpath("cluster.example.yaml")))
     assert cluster.storage.root.startswith("s3://") and cluster.train.device == cluster.recommend.device == "cuda"
 
 

@@ -14,7 +14,7 @@ from conftest import ROOT, TRAIN_SETTINGS, make_bucket, musicmap
 from mpd_faults import make_bad_dataset
 from musicmap import schemas, storage
 from musicmap.config import load_config
-from train.export import load_model
+from musicmap.train.export import load_model
 
 sys.path.insert(0, str(ROOT / "bench"))
 import reference_graph  # noqa: E402

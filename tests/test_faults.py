@@ -21,9 +21,9 @@ import pytest
 
 from conftest import ROOT, TRAIN_SETTINGS, free_port, make_bucket, musicmap, run_cmd
 from musicmap import storage
-from train import checkpoint
-from train.export import load_model
-from train.launch import FRESH_STORE_ENV
+from musicmap.train import checkpoint
+from musicmap.train.export import load_model
+from musicmap.train.launch import FRESH_STORE_ENV
 
 PY_ENV = {"PYTHONUNBUFFERED": "1"}
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from fuzz_mpd import NAME, base_doc, corrupt, plans, random_plan
 from musicmap import mpd
 from musicmap.check import check
-from spark_jobs.datasources import file_error, read_slice
+from musicmap.spark_jobs.datasources import file_error, read_slice
 
 settings.register_profile("ci", max_examples=150, deadline=None, derandomize=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -157,7 +157,7 @@ def test_check_finds_the_slices_of_an_unzipped_mpd_and_reads_gzipped_ones(tmp_pa
 def test_a_slice_changed_or_gone_after_listing_is_an_unreadable_file(tmp_path):
     """An object store overwritten during the job: the reader compares what it reads with the
     listing and reports the file instead of reading other data silently."""
-    from spark_jobs.datasources import MPDReader
+    from musicmap.spark_jobs.datasources import MPDReader
     from musicmap.inputs import list_inputs, read_slice_file
     text = json.dumps(base_doc())
     for i in range(3):

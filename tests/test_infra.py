@@ -250,7 +250,7 @@ def test_dockerfile_installs_java_cuda_torch_and_the_project():
         assert re.search(rf"^COPY {pkg} ", text, re.M), f"{pkg}/ copied into the image"
     assert "PYSPARK_PYTHON=python3" in text
     # torchrun restarts on several nodes meet in a fresh store (train/launch.py FRESH_STORE_ENV)
-    from train.launch import FRESH_STORE_ENV
+    from musicmap.train.launch import FRESH_STORE_ENV
     for k, v in FRESH_STORE_ENV.items():
         assert f"{k}={v}" in text
     # Every COPY source exists (except README.md, which the project root must provide).
@@ -266,3 +266,23 @@ def test_dockerignore_keeps_the_context_lean():
         assert must in lines, f".dockerignore must exclude {must}"
     for keep in ["musicmap", "train", "spark_jobs", "conf", "pyproject.toml", "infra", "README.md"]:
         assert keep not in lines, f".dockerignore must not exclude {keep}"
+
+
+def test_the_installed_package_has_one_top_level_name(tmp_path):
+    """The wheel installs `musicmap` only: train/, spark_jobs/ and conf/ go in as musicmap.train,
+    musicmap.spark_jobs and musicmap.conf, with the files they read (default.yaml, the map page)."""
+    import sys
+    import zipfile
+    src = tmp_path / "src"  # a copy: setuptools writes build/ into the folder it builds
+    for name in ["musicmap", "train", "spark_jobs", "conf"]:
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ["pyproject.toml", "README.md"]:
+        shutil.copy(ROOT / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(tmp_path), str(src)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("musicmap-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names if ".dist-info/" not in n} == {"musicmap"}
+    for f in ["musicmap/train/main.py", "musicmap/spark_jobs/build_graph.py", "musicmap/conf/default.yaml",
+              "musicmap/train/map_page.html"]:
+        assert f in names

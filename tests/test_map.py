@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, musicmap
 from musicmap import schemas, storage, synth
 from musicmap.config import load_config
-from train.map import layout
+from musicmap.train.map import layout
 
 CHROMEDRIVER = shutil.which("chromedriver")
 ARTIFACTS = Path(os.environ.get("MUSICMAP_ARTIFACTS", ROOT / "tests" / "artifacts"))
@@ -50,7 +50,7 @@ def test_communities_come_out_as_separate_labelled_regions(mapped):
     root, m = mapped
     t = storage.read_parquet(m.path("tracks.parquet"), schema=schemas.MAP_TRACKS)
     cfg = load_config(root=str(root))
-    from train.data import load_tracks
+    from musicmap.train.data import load_tracks
     tracks = load_tracks(storage.open_committed(storage.stage_uri(cfg, "graph")))
     assert t["track_idx"].to_pylist() == list(range(tracks.num_rows))
     comm = communities(root, tracks["track_uri"].to_pylist())
@@ -100,8 +100,8 @@ def wait_for(driver, script: str, timeout: float = 30):
 def test_the_page_draws_searches_and_lists_what_similar_lists(mapped, browser):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
-    from train.recommend import load_context
-    from train.recommenders import LightGCNRecommender
+    from musicmap.train.recommend import load_context
+    from musicmap.train.recommenders import LightGCNRecommender
     root, m = mapped
     ctx = load_context(load_config(root=str(root)), ranker=False)
     T = ctx.graph.num_tracks

@@ -14,11 +14,11 @@ import torch
 from conftest import ROOT, musicmap, recs_table, run_cmd, torchrun_train
 from musicmap import storage
 from musicmap.config import load_config
-from train import ranker, recommend
-from train.data import load_eval, uri_index
-from train.main import per_rank_batch
-from train.model import optimize_queries
-from train.scoring import FoldIn, seed_queries, topk
+from musicmap.train import ranker, recommend
+from musicmap.train.data import load_eval, uri_index
+from musicmap.train.main import per_rank_batch
+from musicmap.train.model import optimize_queries
+from musicmap.train.scoring import FoldIn, seed_queries, topk
 
 FAST_RANKER = ["ranker.max_playlists=60", "ranker.rounds=30", "ranker.folds=2", "train.progress=false"]
 

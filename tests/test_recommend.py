@@ -11,11 +11,11 @@ import pyarrow.compute as pc
 import pytest
 
 from conftest import ROOT, musicmap, recs_table, run_cmd
-from musicmap import schemas, storage, submission, synth
+from musicmap import storage, submission, synth
 from musicmap.config import load_config
-from train import recommend
-from train.data import load_eval, uri_index
-from train.recommenders import Popularity
+from musicmap.train import recommend
+from musicmap.train.data import load_eval, uri_index
+from musicmap.train.recommenders import Popularity
 
 
 @pytest.fixture(scope="module")

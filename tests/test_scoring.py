@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from train.scoring import seed_queries, topk
+from musicmap.train.scoring import seed_queries, topk
 
 
 def naive(q, items, k, exclude):

@@ -11,11 +11,11 @@ import torch
 from conftest import ROOT, run_cmd, torchrun_train
 from musicmap import metrics, storage
 from musicmap.config import load_config
-from train.data import load_eval, load_graph, load_tracks, uri_index
-from train.export import load_model
-from train.main import epoch_batches, sample_negatives
-from train.model import LightGCN, foldin_vectors
-from train.recommenders import Popularity
+from musicmap.train.data import load_eval, load_graph, load_tracks, uri_index
+from musicmap.train.export import load_model
+from musicmap.train.main import epoch_batches, sample_negatives
+from musicmap.train.model import LightGCN, foldin_vectors
+from musicmap.train.recommenders import Popularity
 
 def torchrun(root, model_dir, *overrides, **kw):
     return torchrun_train(root, *overrides, model_dir=model_dir, **kw)

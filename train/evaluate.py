@@ -21,9 +21,9 @@ import pyarrow.compute as pc
 from musicmap import metrics, mpd, schemas, storage
 from musicmap.errors import InputError
 from musicmap.log import get_logger
-from train.data import EvalCases, load_eval, uri_index
-from train.recommend import Context, load_context
-from train.recommenders import CoOccurrence, Popularity, RecentPopularity
+from musicmap.train.data import EvalCases, load_eval, uri_index
+from musicmap.train.recommend import Context, load_context
+from musicmap.train.recommenders import CoOccurrence, Popularity, RecentPopularity
 
 log = get_logger("evaluate")
 SEED_SYSTEM = {"precision@20": 0.0990, "hit_rate@20": 0.6576,

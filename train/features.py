@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from musicmap.mpd import normalize_title
-from train.data import Graph
-from train.recommenders import CoOccurrence, TitleModel
-from train.scoring import _flat
+from musicmap.train.data import Graph
+from musicmap.train.recommenders import CoOccurrence, TitleModel
+from musicmap.train.scoring import _flat
 
 FEATURES = [
     "lightgcn_score", "lightgcn_gap",        # score, and its distance to the case's best score

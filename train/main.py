@@ -15,12 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import sys
 import time
-
-if __package__ in (None, ""):  # run as a script (torchrun train/main.py) from a source checkout
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
@@ -29,12 +24,12 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from musicmap import metrics, storage
 from musicmap.log import get_logger, progress, setup_logging
-from train import checkpoint
-from train.data import Graph, load_eval, load_graph, load_tracks, uri_index
-from train.export import write_model
-from train.launch import _KEEP_ALIVE, init_distributed, run_worker
-from train.model import LightGCN, bpr_loss, foldin_vectors
-from train.scoring import FOLDIN_MODES, FoldIn, seed_queries, topk
+from musicmap.train import checkpoint
+from musicmap.train.data import Graph, load_eval, load_graph, load_tracks, uri_index
+from musicmap.train.export import write_model
+from musicmap.train.launch import _KEEP_ALIVE, init_distributed, run_worker
+from musicmap.train.model import LightGCN, bpr_loss, foldin_vectors
+from musicmap.train.scoring import FOLDIN_MODES, FoldIn, seed_queries, topk
 
 log = get_logger("train")
 

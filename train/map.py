@@ -104,7 +104,7 @@ def region_labels(region: np.ndarray, tracks: pa.Table, graph, playlist_names: l
 def neighbour_lists(ctx, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(T, k) track_idx (-1 pads) and scores of each track's nearest tracks, exactly as `musicmap
     similar --track-uri <it> --k k` lists them (train.similar.similar, in blocks)."""
-    from train.similar import recommender
+    from musicmap.train.similar import recommender
     rec, T = recommender(ctx), ctx.graph.num_tracks
     ids, scores = np.full((T, k), -1, np.int32), np.zeros((T, k), np.float32)
     for lo in progress(range(0, T, NEIGHBOUR_CHUNK), desc="neighbours", unit="block",
@@ -148,7 +148,7 @@ def write_page(writer: storage.StageWriter, data: dict, title: str) -> None:
 
 def run(cfg) -> dict:
     import time
-    from train.recommend import load_context
+    from musicmap.train.recommend import load_context
     mc = cfg.map
     t0 = time.time()
     ctx = load_context(cfg, ranker=False)

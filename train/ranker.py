@@ -19,8 +19,8 @@ import numpy as np
 from musicmap import metrics, mpd, storage
 from musicmap.errors import InputError
 from musicmap.log import get_logger, progress
-from train.data import EvalCases, load_eval, uri_index
-from train.features import FEATURES, Block, Sources
+from musicmap.train.data import EvalCases, load_eval, uri_index
+from musicmap.train.features import FEATURES, Block, Sources
 
 log = get_logger("ranker")
 
@@ -250,7 +250,7 @@ def fitting_cases(ctx, rk) -> tuple[EvalCases, int]:
 
 def single_methods(ctx, cases: EvalCases, k: int) -> dict:
     """Ranked lists of each method alone on the cases (what each stage adds)."""
-    from train.recommenders import CoOccurrence, Popularity, RecentPopularity
+    from musicmap.train.recommenders import CoOccurrence, Popularity, RecentPopularity
     out = {"lightgcn": ctx.lightgcn().rank(cases.seeds, cases.name, k),
            "cooccurrence": CoOccurrence(ctx.cfg.evaluate.chunk).fit(ctx.graph).rank(cases.seeds, cases.name, k),
            "popularity": Popularity().fit(ctx.graph).rank(cases.seeds, cases.name, k),
@@ -275,7 +275,7 @@ def cold_choice(cv: np.ndarray, val: EvalCases, title_model, k: int) -> dict:
 
 
 def run(cfg) -> dict:
-    from train.recommend import load_context
+    from musicmap.train.recommend import load_context
     t0 = time.time()
     rk, k = cfg.ranker, cfg.recommend.k
     ctx = load_context(cfg, ranker=False)

@@ -15,13 +15,8 @@ Output (committed atomically): recs/<version>/part-*.parquet (schemas.RECS) and 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass
-
-if __package__ in (None, ""):  # run as a script (torchrun train/recommend.py)
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import pyarrow as pa
@@ -31,11 +26,11 @@ import torch
 from musicmap import schemas, storage, submission
 from musicmap.errors import InputError, MusicMapError
 from musicmap.log import get_logger, progress
-from train.data import Graph, load_eval, load_graph, load_tracks, uri_index
-from train.export import TrainedModel, load_model
-from train.launch import run_worker
-from train.recommenders import LightGCNRecommender, TitleModel
-from train.scoring import FoldIn, topk
+from musicmap.train.data import Graph, load_eval, load_graph, load_tracks, uri_index
+from musicmap.train.export import TrainedModel, load_model
+from musicmap.train.launch import run_worker
+from musicmap.train.recommenders import LightGCNRecommender, TitleModel
+from musicmap.train.scoring import FoldIn, topk
 
 log = get_logger("recommend")
 ROWS_PER_PART = 2_000_000
@@ -89,7 +84,7 @@ class Context:
         """The served recommender (recommend.method): the ranker or LightGCN alone."""
         if self.booster is None:
             return self.lightgcn()
-        from train.ranker import Ranker, sources_for
+        from musicmap.train.ranker import Ranker, sources_for
         return Ranker(sources_for(self), self.booster, self.cfg.ranker.chunk,
                       self.ranker_manifest.get("no_seed_cases", {}).get("chosen", "ranker"))
 
@@ -118,7 +113,7 @@ def served_ranker(cfg, model_version: str):
         raise InputError(f"recommend.method {method!r}: use {', '.join(METHODS)}")
     if method == "lightgcn":
         return None, None
-    from train.ranker import load_booster
+    from musicmap.train.ranker import load_booster
     booster, manifest = load_booster(cfg, model_version)
     if booster is None:
         if method == "ranker":
@@ -305,7 +300,7 @@ def run_cli(args) -> int:
     cfg = config_from_args(args, _extra(args))
     if args.nproc > 1:
         import subprocess
-        from train.launch import torchrun_command
+        from musicmap.train.launch import torchrun_command
         rc = subprocess.call(torchrun_command(__file__, args, args.nproc, extra=_extra(args)))
         if rc:
             raise MusicMapError(f"recommend failed (exit status {rc})")

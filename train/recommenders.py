@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from musicmap.mpd import normalize_title
-from train.data import Graph
-from train.export import TrainedModel
-from train.scoring import FoldIn, _flat, seed_queries, topk
+from musicmap.train.data import Graph
+from musicmap.train.export import TrainedModel
+from musicmap.train.scoring import FoldIn, _flat, seed_queries, topk
 
 
 def _exclude_and_topk(scores: torch.Tensor, seeds: list[np.ndarray], k: int) -> np.ndarray:
@@ -59,7 +59,7 @@ class RecentPopularity(Popularity):
         self.modified_at, self.share = modified_at, share
 
     def fit(self, graph: Graph) -> "RecentPopularity":
-        from train.features import TrackSignals
+        from musicmap.train.features import TrackSignals
         s = TrackSignals(graph, self.modified_at, (self.share,))
         self.counts, self.order = s.recent[0], s.recent_order
         return self

@@ -63,7 +63,7 @@ def seed_queries(seeds: list[np.ndarray], foldin: Tensor, tracks_final: Tensor,
     counts = torch.bincount(rows_t, minlength=n).clamp_min(1).to(table.dtype)
     q = q / (counts.sqrt() if spec.mode == "lightgcn" else counts)[:, None]
     if spec.mode == "optimized":
-        from train.model import optimize_queries
+        from musicmap.train.model import optimize_queries
         q = optimize_queries(q, tracks_final, rows_t, vals_t, spec.steps, spec.lr, spec.l2,
                              spec.negatives, spec.seed)
     return q

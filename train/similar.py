@@ -97,7 +97,7 @@ def add_arguments(p) -> None:
 
 def run_cli(args) -> int:
     from musicmap.cli import config_from_args
-    from train.recommend import load_context
+    from musicmap.train.recommend import load_context
     if not args.track and not args.track_uri:
         raise InputError("give at least one --track NAME or --track-uri URI")
     cfg = config_from_args(args)

@@ -71,7 +71,7 @@ def _base_args(args) -> list[str]:
 
 def run_trial(args, point: dict, folder: str, nproc: int) -> dict:
     """Train one trial into `folder`; its validation scores (best over fold-in modes)."""
-    from train.launch import FRESH_STORE_ENV
+    from musicmap.train.launch import FRESH_STORE_ENV
     t0 = time.time()
     sets = _overrides(point) + ["--set", f"paths.model={folder}", "--set", "train.progress=false"]
     cmd = [sys.executable, "-m", "musicmap.cli", "-q", "train", *_base_args(args), *sets, "--nproc", str(nproc)]
