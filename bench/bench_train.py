@@ -9,7 +9,7 @@ What is measured
   ours       `torchrun --standalone --nproc_per_node=N bench/bench_train.py _trainer ... -- --root R
              --set ...`: the `_trainer` entry calls train.main.main() unchanged (the same function
              `python train/main.py` runs). With --max-steps K each epoch is cut to its first K steps
-             (train.main.epoch_batches wrapped; nothing else changes) and seconds per epoch are
+             (train.loop.epoch_batches wrapped; nothing else changes) and seconds per epoch are
              extrapolated: epoch seconds = (history seconds of the cut epoch) x steps per epoch / K.
              Seconds come from model/<version>/history.json ("seconds": the training loop of the
              epoch, without validation or checkpoint). On CPU each rank runs one torch thread
@@ -27,7 +27,7 @@ What is measured
              node_id=edge_label_index.unique())` (BPR + 1e-4 L2), Adam lr 0.001.
              Seconds per epoch = mean step time over the steps run x ceil(E / 8192) steps
              (extrapolated when fewer than an epoch of steps ran).
-  NDCG       both models are scored by the same function, train.main.validate, on the same
+  NDCG       both models are scored by the same function, train.loop.validate, on the same
              validation cases (those with seeds, at most train.val_max_cases, drawn as the trainer
              draws them): the reference's layer-0 table is copied into a train.model.LightGCN,
              whose propagation (Â = D^-1/2 A D^-1/2, mean of x_0..x_2) is exactly the reference's
@@ -99,16 +99,17 @@ def trainer_entry(argv: list[str]) -> int:
     a = ap.parse_args(mine)
     import torch
 
+    import musicmap.train.loop as loop
     import musicmap.train.main as tm
     if a.max_steps:
-        full = tm.epoch_batches
+        full = loop.epoch_batches
 
         def cut(*args, **kw):
             for s, ids in enumerate(full(*args, **kw)):
                 if s >= a.max_steps:
                     return
                 yield ids
-        tm.epoch_batches = cut
+        loop.epoch_batches = cut
     rc = tm.main(rest)
     rank = int(os.environ.get("RANK", 0))
     mem = {"rank": rank, "pid": os.getpid(),
@@ -222,7 +223,7 @@ def reference_entry(argv: list[str]) -> int:
     from musicmap import storage
     from musicmap.config import load_config
     from musicmap.train.data import load_eval, load_graph, load_tracks, uri_index
-    from musicmap.train.main import validate
+    from musicmap.train.loop import validate
     from musicmap.train.model import LightGCN as OurLightGCN
 
     torch.set_num_threads(a.threads)
@@ -263,7 +264,7 @@ def reference_entry(argv: list[str]) -> int:
 
     def run_validation():
         with torch.no_grad():
-            evaluator.embedding.weight.copy_(model.embedding.weight)
+            evaluator.load_table(model.embedding.weight)
         evaluator.eval()
         t = time.time()
         v = validate(evaluator, adj, track_degree, cases, cfg.evaluate.k, 1)
@@ -428,7 +429,7 @@ def report(res: dict) -> str:
         ratio = r["seconds_per_epoch"] / ours_epoch
         L.append(f"per-epoch speed-up of ours over reference [{tag}]: {ratio:.1f}x (target >= 20x)")
     L.append("")
-    L.append("Validation NDCG (same harness: train.main.validate on the same cases)")
+    L.append("Validation NDCG (same harness: train.loop.validate on the same cases)")
     L.append("| ours epoch | ours train s (cum.) | ours NDCG | " + " | ".join(
         f"ref [{t}] NDCG at same train s (steps, epochs)" for t in refs) + " |")
     L.append("| --- | --- | --- | " + " | ".join("---" for _ in refs) + " |")

@@ -91,7 +91,7 @@ def test_bpr_loss_and_its_l2_term_on_a_hand_worked_batch():
     model = LightGCN(2, 3, 2, 0)                        # no layers: final = layer 0
     model.embedding.weight.data = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     adj = TINY.adjacency(False)
-    pos, neg, reg = model.bpr_scores(adj, torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([[2], [0]]))
+    pos, neg, reg = model(adj, torch.tensor([0, 1]), torch.tensor([0, 1]), torch.tensor([[2], [0]]))
     # p0.t0 = 2, p0.t2 = 1; p1.t1 = 1, p1.t0 = 0
     torch.testing.assert_close(pos, torch.tensor([2.0, 1.0]))
     torch.testing.assert_close(neg, torch.tensor([[1.0], [0.0]]))

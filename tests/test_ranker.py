@@ -16,7 +16,7 @@ from musicmap import storage
 from musicmap.config import load_config
 from musicmap.train import ranker, recommend
 from musicmap.train.data import load_eval, uri_index
-from musicmap.train.main import per_rank_batch
+from musicmap.train.loop import per_rank_batch
 from musicmap.train.model import optimize_queries
 from musicmap.train.scoring import FoldIn, seed_queries, topk
 

@@ -13,7 +13,7 @@ from musicmap import metrics, storage
 from musicmap.config import load_config
 from musicmap.train.data import load_eval, load_graph, load_tracks, uri_index
 from musicmap.train.export import load_model
-from musicmap.train.main import epoch_batches, sample_negatives
+from musicmap.train.loop import epoch_batches, sample_negatives
 from musicmap.train.model import LightGCN, foldin_vectors
 from musicmap.train.recommenders import Popularity
 

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import re
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -35,6 +36,51 @@ def fingerprint(cfg, graph_version: str, world_size: int) -> str:
     blob = json.dumps({"graph": graph_version, "model": cfg.model.to_dict(), "train": train,
                        "world": world_size, "format": FORMAT}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainState:
+    """What a run carries from one epoch to the next. It is saved in every checkpoint beside the
+    weights, the optimizer and the RNG, and restored as one (`save_run`, `resume`)."""
+    epoch: int = 0                                   # the last finished epoch
+    history: list = field(default_factory=list)      # one entry per epoch: loss, seconds, val
+    best: dict = field(default_factory=lambda: {"epoch": 0, "ndcg": -1.0})
+    bad_validations: int = 0                         # validations since the best one
+    stopped: bool = False                            # early stopping fired
+    best_weights: torch.Tensor | None = None         # the layer-0 table of the best epoch
+
+    def end_epoch(self, entry: dict, model, patience: int) -> None:
+        """Record a finished epoch. A validation that beats the best keeps the weights; one that
+        does not counts toward patience."""
+        v = entry.get("val")
+        if v is not None and v["ndcg"] > self.best["ndcg"]:
+            self.best, self.bad_validations = {"epoch": entry["epoch"], **v}, 0
+            self.best_weights = model.table()
+        elif v is not None:
+            self.bad_validations += 1
+            self.stopped = bool(patience) and self.bad_validations >= patience
+        self.epoch = entry["epoch"]
+        self.history.append(entry)
+
+
+def save_run(ckpt_dir: str, fp: str, state: TrainState, model, opt, keep: int) -> str:
+    """Checkpoint the run after epoch state.epoch."""
+    blob = {f.name: getattr(state, f.name) for f in fields(state)}
+    blob.update(fingerprint=fp, model=model.state_dict(), optimizer=opt.state_dict(),
+                rng=torch.get_rng_state())
+    return save(ckpt_dir, state.epoch, blob, keep)
+
+
+def resume(ckpt_dir: str, fp: str, model, opt) -> TrainState | None:
+    """Load the newest checkpoint of this run into model, opt and torch's RNG, and return its
+    state; None when there is none."""
+    blob = load_latest(ckpt_dir, fp)
+    if blob is None:
+        return None
+    model.load_state_dict(blob["model"])
+    opt.load_state_dict(blob["optimizer"])
+    torch.set_rng_state(blob["rng"])
+    return TrainState(**{f.name: blob[f.name] for f in fields(TrainState) if f.name in blob})
 
 
 def save(ckpt_dir: str, epoch: int, state: dict, keep: int) -> str:

@@ -1,11 +1,23 @@
 """LightGCN (He et al., SIGIR 2020) on the playlist-track graph, with PyTorch Geometric's LGConv.
 
     model = LightGCN(num_playlists=P, num_tracks=T, dim=64, layers=2)
-    out = model(adj)                    # (N, d) final embeddings, N = P + T
-    pos, neg, reg = model.bpr_scores(adj, playlists, pos_tracks, neg_tracks)
+    pos, neg, reg = model(adj, playlists, pos_tracks, neg_tracks)   # one BPR step (what DDP wraps)
+    final, foldin = model.embeddings(adj, track_degree)             # (N, d), (T, d): export, validation
 
-The layer-0 table `model.embedding` is the only parameter and the only state that grows with the
-data: replacing it by a row-wise sharded table (TorchRec-style) is a change local to this class.
+The layer-0 table is the only parameter and the only state that grows with the data. Outside this
+class it is reached through `table()` and `load_table()` only (best-epoch weights, digests).
+A row-wise sharded table (TorchRec-style, for a catalog too big for one device) would still
+touch more than this class, because every rank propagates the whole graph:
+  - propagation: x_0 must be whole on every rank for Â x_0, so each step all-gathers the table
+    (or the adjacency is partitioned too, a different trainer);
+  - gradients: DDP all-reduces a dense gradient of the whole table; a sharded table needs
+    TorchRec's DistributedModelParallel or FSDP instead of DDP in train/main.py;
+  - checkpoints: rank 0 saves the whole state dict (train/checkpoint.py); shards need
+    torch.distributed.checkpoint, each rank writing its rows;
+  - export: train/export.py writes whole .npy tables from rank 0; shards would gather first or
+    write row ranges.
+At the MPD's size (1M playlists + ~600K kept tracks, x 64 floats: 0.4 GB, 1.2 GB with Adam's
+moments) one device holds the table, so nothing is sharded today.
 """
 from __future__ import annotations
 
@@ -79,13 +91,9 @@ class LightGCN(nn.Module):
             xs.append(h if dtype is None else h.float())
         return xs
 
-    def forward(self, adj: Tensor, dtype: torch.dtype | None = None) -> Tensor:
-        """(N, d) final embeddings: mean of x_0..x_L."""
-        return torch.stack(self.layer_outputs(adj, dtype)).mean(0)
-
-    def bpr_scores(self, adj: Tensor, playlists: Tensor, pos: Tensor, neg: Tensor,
-                   dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Scores of a BPR batch from the propagated embeddings.
+    def forward(self, adj: Tensor, playlists: Tensor, pos: Tensor, neg: Tensor,
+                dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """One BPR step: the scores of a batch from the propagated embeddings.
 
         playlists, pos: (B,) playlist and positive track ids; neg: (B, n) negative track ids.
         Returns pos_scores (B,), neg_scores (B, n) and the L2 term 1/2 (|x0_u|² + |x0_i|² + |x0_j|²)
@@ -101,6 +109,21 @@ class LightGCN(nn.Module):
         x0 = self.embedding.weight
         reg = 0.5 * (x0[playlists].pow(2).sum() + x0[P + pos].pow(2).sum() + x0[P + neg].pow(2).sum())
         return pos_scores, neg_scores, reg
+
+    @torch.no_grad()
+    def embeddings(self, adj: Tensor, track_degree: Tensor) -> tuple[Tensor, Tensor]:
+        """final (N, d), the mean of x_0..x_L, and the fold-in vectors (T, d) of the tracks for
+        playlists outside the graph (foldin_vectors; track_degree (T,) as in Â)."""
+        xs = self.layer_outputs(adj)
+        return torch.stack(xs).mean(0), foldin_vectors(xs, track_degree, self.num_playlists)
+
+    def table(self) -> Tensor:
+        """A CPU copy of the layer-0 table (N, d)."""
+        return self.embedding.weight.detach().cpu().clone()
+
+    @torch.no_grad()
+    def load_table(self, weights: Tensor) -> None:
+        self.embedding.weight.copy_(weights.to(self.embedding.weight.device))
 
 
 def bpr_loss(pos_scores: Tensor, neg_scores: Tensor, reg: Tensor, l2: float) -> Tensor:
