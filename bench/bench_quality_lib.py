@@ -38,14 +38,14 @@ def report_of(ranked: dict, cases, ctx, k: int = 500) -> dict:
 def score_foldins(root: Path, config: str | None) -> dict:
     from bench_quality import summarise
     from musicmap.train.data import load_eval, uri_index
-    from musicmap.train.recommend import load_context
+    from musicmap.train.context import load_context
     from musicmap.train.recommenders import LightGCNRecommender
     from musicmap.train.scoring import FOLDIN_MODES, FoldIn
     cfg = load_config(config, root=str(root))
     ctx = load_context(cfg, ranker=False)
     cases = load_eval(ctx.committed, "test", uri_index(ctx.tracks))
     ranked = {m: LightGCNRecommender(ctx.model, ctx.title_model, FoldIn.from_config(cfg.recommend, m))
-              .rank(cases.seeds, cases.name, 500) for m in FOLDIN_MODES}
+              .rank(cases.seeds, cases.name, 500)[0] for m in FOLDIN_MODES}
     return summarise(report_of(ranked, cases, ctx))
 
 
@@ -90,7 +90,7 @@ def transductive_scores(root: Path, config: str | None, seed: int) -> dict:
     from bench_quality import summarise
     from musicmap.train.data import load_eval, uri_index
     from musicmap.train.export import load_model
-    from musicmap.train.recommend import load_context
+    from musicmap.train.context import load_context
     from musicmap.train.scoring import topk
     cfg = load_config(config, root=str(root))
     ctx = load_context(cfg, ranker=False)
@@ -107,9 +107,9 @@ def transductive_scores(root: Path, config: str | None, seed: int) -> dict:
         mine = [i for i in range(len(cases)) if (cases.category[i] == mpd.SEED_PROTOCOL) == (protocol == "seed_protocol")]
         with_node = [i for i in mine if (int(cases.pid[i]), cases.category[i]) in nodes]
         q = torch.from_numpy(m.playlists[[nodes[(int(cases.pid[i]), cases.category[i])] for i in with_node]])
-        _, r = topk(q, tracks, 500, exclude=[cases.seeds[i] for i in with_node])
+        r, _ = topk(q, tracks, 500, exclude=[cases.seeds[i] for i in with_node])
         ranked[with_node] = r
         cold = [i for i in mine if i not in set(with_node)]
         if cold:
-            ranked[cold] = ctx.title_model.rank([cases.seeds[i] for i in cold], [cases.name[i] for i in cold], 500)
+            ranked[cold] = ctx.title_model.rank([cases.seeds[i] for i in cold], [cases.name[i] for i in cold], 500)[0]
     return summarise(report_of({"transductive": ranked}, cases, ctx))["transductive"]

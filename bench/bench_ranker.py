@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     from musicmap.config import load_config
     from musicmap.train import ranker
     from musicmap.train.data import load_eval, uri_index
-    from musicmap.train.recommend import load_context
+    from musicmap.train.context import load_context
     root = str(REPO / "bench" / "out" / a.scale)
     if not storage.exists(storage.join(root, "graph", "_SUCCESS")):
         s = graphgen.SCALES[a.scale]
@@ -79,8 +79,8 @@ def main(argv=None) -> int:
     res = {"scale": a.scale, "graph": {k: ctx.committed.info[k] for k in ("graph_playlists", "tracks", "edges")},
            "cases": len(cases), "fit_ranker_seconds": round(fit_s, 1),
            "fit_cases": fit["manifest"]["cases"], "threads": torch.get_num_threads()}
-    for label, fn in (("lightgcn, new playlists", lambda: lg.rank(cases.seeds, cases.name, 500, return_scores=True)),
-                      ("ranker, new playlists", lambda: rk.rank(cases.seeds, cases.name, 500, return_scores=True))):
+    for label, fn in (("lightgcn, new playlists", lambda: lg.rank(cases.seeds, cases.name, 500)),
+                      ("ranker, new playlists", lambda: rk.rank(cases.seeds, cases.name, 500))):
         n = len(cases)
         secs, peak = timed(fn)
         res[label] = {"seconds": round(secs, 2), "per_1000": round(secs * 1000 / n, 2), "peak_gb": round(peak / 2 ** 30, 2)}

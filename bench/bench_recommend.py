@@ -106,7 +106,7 @@ def naive_topk(queries: torch.Tensor, items: torch.Tensor, k: int,
         keep = ~np.isin(order[i], exclude[i])
         o, v = order[i][keep][:k], vals[i][keep][:k]
         out_i[i, :len(o)], out_s[i, :len(o)] = o, v
-    return out_s, out_i
+    return out_i, out_s
 
 
 # ----------------------------------------------------------------------------- checks
@@ -159,8 +159,8 @@ def edge_case_problems(fn) -> list[str]:
         exclude = [rng.choice(T, min(T, int(rng.integers(0, 40))), replace=False) for _ in range(n)]
         if n:
             exclude[0] = np.arange(T)                   # everything excluded: all padding
-        s, i = fn(q, items, k, exclude=exclude, chunk=chunk)
-        _, ri = naive_topk(q, items, k, exclude)
+        i, s = fn(q, items, k, exclude=exclude, chunk=chunk)
+        ri, _ = naive_topk(q, items, k, exclude)
         if s.shape != (n, k) or i.shape != (n, k):
             problems.append(f"edge T={T} n={n}: shapes {s.shape} {i.shape}")
             continue
@@ -287,12 +287,12 @@ def main(argv=None) -> int:
     # ---- correctness first (also warms everything up)
     problems = [f"ours {p}" for p in edge_case_problems(topk)]
     problems += [f"single-topk {p}" for p in edge_case_problems(topk_single)]
-    ours_s, ours_i = topk(q, items, k, exclude=seeds, chunk=1024)
-    one_s, one_i = topk_single(q, items, k, exclude=seeds, chunk=1024)
+    ours_i, ours_s = topk(q, items, k, exclude=seeds, chunk=1024)
+    one_i, one_s = topk_single(q, items, k, exclude=seeds, chunk=1024)
     q64, it64 = q.double().cpu().numpy(), items.double().cpu().numpy()
     naive_s = naive_i = None
     if not args.skip_naive:
-        naive_s, naive_i = naive_topk(q[:n_naive], items, k, seeds[:n_naive])
+        naive_i, naive_s = naive_topk(q[:n_naive], items, k, seeds[:n_naive])
         problems += check_same("naive-vs-ours", naive_i, naive_s, ours_i[:n_naive], q64, it64, seeds)
         problems += check_same("ours-vs-naive", ours_i[:n_naive], ours_s[:n_naive], naive_i, q64, it64, seeds)
     problems += check_same("ours-vs-single-topk", ours_i, ours_s, one_i, q64, it64, seeds)

@@ -100,7 +100,7 @@ def wait_for(driver, script: str, timeout: float = 30):
 def test_the_page_draws_searches_and_lists_what_similar_lists(mapped, browser):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
-    from musicmap.train.recommend import load_context
+    from musicmap.train.context import load_context
     from musicmap.train.recommenders import LightGCNRecommender
     root, m = mapped
     ctx = load_context(load_config(root=str(root)), ranker=False)
@@ -137,7 +137,7 @@ def test_the_page_draws_searches_and_lists_what_similar_lists(mapped, browser):
     browser.find_element(By.ID, "add-seed").click()
     recs = wait_for(browser, "return musicmap.recommendations.length && musicmap.recommendations")
     seeds = [np.array([known, listed[0]], np.int64)]
-    expected = LightGCNRecommender(ctx.model, None, "lightgcn").rank(seeds, [None], 20)[0]
+    expected = LightGCNRecommender(ctx.model, None, "lightgcn").rank(seeds, [None], 20)[0][0]
     assert recs == expected.tolist()
     # colour by one artist, then look at the page
     browser.execute_script("document.getElementById('colour').value = 'artist';"

@@ -110,7 +110,7 @@ def test_title_model_scores_by_the_share_of_same_title_playlists():
     np.testing.assert_allclose(tm.scores("ROCK 🔥"), pop + [1.0, 0.5, 0.0])
     np.testing.assert_allclose(tm.scores("jazz"), pop + [0.0, 0.0, 1.0])
     np.testing.assert_allclose(tm.scores("never seen"), pop)
-    assert list(tm.rank([np.array([0])], ["Rock"], 2)[0]) == [1, 2]   # t1 (share 0.5), then by popularity
+    assert list(tm.rank([np.array([0])], ["Rock"], 2)[0][0]) == [1, 2]   # t1 (share 0.5), then by popularity
 
 
 @pytest.mark.parametrize("raw, norm", [

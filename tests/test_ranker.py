@@ -14,7 +14,7 @@ import torch
 from conftest import ROOT, musicmap, recs_table, run_cmd, torchrun_train
 from musicmap import storage
 from musicmap.config import load_config
-from musicmap.train import ranker, recommend
+from musicmap.train import context, ranker
 from musicmap.train.data import load_eval, uri_index
 from musicmap.train.loop import per_rank_batch
 from musicmap.train.model import optimize_queries
@@ -103,7 +103,7 @@ def ranked(trained_small, tmp_path_factory):
 def test_the_ranker_is_fitted_on_validation_playlists_only(ranked):
     root, _ = ranked
     cfg = load_config(root=str(root), overrides=FAST_RANKER)
-    ctx = recommend.load_context(cfg, ranker=False)
+    ctx = context.load_context(cfg, ranker=False)
     cases, n_val = ranker.fitting_cases(ctx, cfg.ranker)
     split = dict(zip(ctx.playlists["pid"].to_pylist(), ctx.playlists["split"].to_pylist()))
     assert {split[int(p)] for p in cases.pid} == {"val"}
@@ -132,7 +132,7 @@ def test_recommend_serves_the_ranker_and_evaluate_shows_each_stage(ranked, tmp_p
     assert "recommend (ranker" in p.stdout and "passes the challenge checks" in p.stdout
     t, r = recs_table(str(tmp_path / "recs"))
     cfg = load_config(root=str(root))
-    ctx = recommend.load_context(cfg, ranker=False)
+    ctx = context.load_context(cfg, ranker=False)
     cases = load_eval(ctx.committed, "test", uri_index(ctx.tracks))
     per = {}
     for pid, cat, uri in zip(t["pid"].to_pylist(), t["category"].to_pylist(), t["track_uri"].to_pylist()):
@@ -152,10 +152,10 @@ def test_graph_playlists_get_lightgcn_alone_when_the_ranker_serves(ranked, tmp_p
     musicmap("recommend", "--root", str(root), "--playlists", "train", "--set", "recommend.method=ranker",
              "--set", f"paths.recs={tmp_path / 'recs'}")
     t, _ = recs_table(str(tmp_path / "recs"))
-    ctx = recommend.load_context(load_config(root=str(root)), ranker=False)
+    ctx = context.load_context(load_config(root=str(root)), ranker=False)
     pids = ctx.playlists.filter(pc.equal(ctx.playlists["split"], "train")).sort_by("playlist_idx")["pid"].to_pylist()
     q = torch.from_numpy(ctx.model.playlists[:5])
-    _, expected = topk(q, torch.from_numpy(ctx.model.tracks), 20,
+    expected, _ = topk(q, torch.from_numpy(ctx.model.tracks), 20,
                        exclude=[ctx.graph.playlist_tracks(p) for p in range(5)])
     uris = ctx.uris.to_pylist()
     for p in range(5):
@@ -182,9 +182,9 @@ def test_title_only_cases_go_where_cross_validation_says(ranked):
     assert cold["cases"] > 0 and cold["chosen"] in ("ranker", "title")
     assert cold["chosen"] == max(cold["ndcg"], key=lambda k: (cold["ndcg"][k], k == "title"))
     cfg = load_config(root=str(root), overrides=["recommend.method=ranker"])
-    ctx = recommend.load_context(cfg)
+    ctx = context.load_context(cfg)
     rec = ctx.recommender()
-    got = rec.rank([np.array([], np.int64)], ["Workout"], 50)[0]
+    got = rec.rank([np.array([], np.int64)], ["Workout"], 50)[0][0]
     if cold["chosen"] == "title":
-        assert list(got) == list(ctx.title_model.rank([np.array([], np.int64)], ["Workout"], 50)[0])
+        assert list(got) == list(ctx.title_model.rank([np.array([], np.int64)], ["Workout"], 50)[0][0])
     assert len(set(got.tolist())) == 50

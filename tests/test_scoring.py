@@ -22,7 +22,7 @@ def test_topk_equals_a_full_sort(T):
     items = rng.standard_normal((T, 16)).astype(np.float32)
     q = rng.standard_normal((37, 16)).astype(np.float32)
     exclude = [rng.choice(T, size=int(rng.integers(0, 30)), replace=False) for _ in range(37)]
-    s, ix = topk(torch.from_numpy(q), torch.from_numpy(items), 500, exclude=exclude, chunk=16)
+    ix, s = topk(torch.from_numpy(q), torch.from_numpy(items), 500, exclude=exclude, chunk=16)
     ref_s, ref_ix = naive(q, items, 500, exclude)
     np.testing.assert_allclose(s, ref_s, rtol=1e-4, atol=1e-4)
     for i in range(37):
@@ -34,10 +34,10 @@ def test_topk_equals_a_full_sort(T):
 
 def test_fewer_candidates_than_k_are_padded():
     items = torch.eye(4)
-    s, ix = topk(torch.ones(2, 4), items, 6, exclude=[np.array([0]), np.array([0, 1, 2, 3])])
+    ix, s = topk(torch.ones(2, 4), items, 6, exclude=[np.array([0]), np.array([0, 1, 2, 3])])
     assert set(ix[0][:3]) == {1, 2, 3} and list(ix[0][3:]) == [-1] * 3 and np.isneginf(s[0, 3:]).all()
     assert (ix[1] == -1).all()
-    s, ix = topk(torch.ones(0, 4), items, 3)
+    ix, s = topk(torch.ones(0, 4), items, 3)
     assert s.shape == (0, 3)
 
 

@@ -87,7 +87,7 @@ def test_beats_popularity_on_validation_ndcg(trained):
     val = load_eval(committed, "val", uri_index(load_tracks(committed, ["track_idx", "track_uri"])))
     keep = [i for i in range(len(val)) if len(val.seeds[i])]   # the cases the trainer validates on
     val = val.subset(keep)
-    ranked = Popularity().fit(graph).rank(val.seeds, val.name, 500)
+    ranked, _ = Popularity().fit(graph).rank(val.seeds, val.name, 500)
     pop = np.mean([metrics.ndcg(r, h) for r, h in zip(ranked, val.holdouts)])
     assert m.manifest["best"]["cases"] == len(val)
     assert m.manifest["best"]["ndcg"] > pop + 0.05, (m.manifest["best"], pop)

@@ -106,7 +106,7 @@ class Sources:
         lists.append(title_top)
         cand = _union(np.concatenate(lists, 1), seen.numpy())
         x = self._features(cand, seeds, names, has, dense, title_share)
-        return Block(cand, x, self.titles.rank(seeds, names, self.k))
+        return Block(cand, x, self.titles.rank(seeds, names, self.k)[0])
 
     def _title(self, names: list, m: int) -> tuple[np.ndarray, list]:
         """(n, m) top tracks of each case's title (-1 padded), and per case None or the title's

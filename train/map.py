@@ -50,8 +50,9 @@ def layout(vectors: np.ndarray, n_neighbors: int, min_dist: float, seed: int) ->
 
 
 def regions(xy: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """(T,) int16 region of each point: k-means on the layout (n = 0: about one per 50 points,
-    8 to 60: enough that a region rarely spans two kinds of music, few enough to read)."""
+    """(T,) int16 region of each point, by k-means on the layout. n = 0 picks about one region
+    per 50 points, clipped to 8-60. That is enough for a region to rarely span two kinds of
+    music, and few enough to read."""
     from sklearn.cluster import KMeans
     T = len(xy)
     n = n or int(np.clip(round(T / 50), 8, 60))
@@ -110,7 +111,7 @@ def neighbour_lists(ctx, k: int) -> tuple[np.ndarray, np.ndarray]:
     for lo in progress(range(0, T, NEIGHBOUR_CHUNK), desc="neighbours", unit="block",
                        disable=not ctx.cfg.train.progress):
         block = [np.array([t], np.int64) for t in range(lo, min(lo + NEIGHBOUR_CHUNK, T))]
-        r, s = rec.rank(block, [None] * len(block), k, return_scores=True)
+        r, s = rec.rank(block, [None] * len(block), k)
         ids[lo:lo + len(block)], scores[lo:lo + len(block)] = r, s
     return ids, scores
 
@@ -148,7 +149,7 @@ def write_page(writer: storage.StageWriter, data: dict, title: str) -> None:
 
 def run(cfg) -> dict:
     import time
-    from musicmap.train.recommend import load_context
+    from musicmap.train.context import load_context
     mc = cfg.map
     t0 = time.time()
     ctx = load_context(cfg, ranker=False)

@@ -40,7 +40,7 @@ def lgb_params(rk) -> dict:
 class Ranker:
     """Re-ranks each playlist's candidates (train.features.Sources) with a fitted booster.
 
-        ranked, scores = Ranker(sources, booster).rank(seeds, names, k=500, return_scores=True)
+        ranked, scores = Ranker(sources, booster).rank(seeds, names, k=500)
 
     Same interface as the other recommenders. It serves new playlists only (it is fitted on
     them); graph playlists get LightGCN alone (train.recommend.recommend_train)."""
@@ -49,7 +49,11 @@ class Ranker:
     def __init__(self, sources: Sources, booster, chunk: int = 64, cold: str = "ranker"):
         self.sources, self.booster, self.chunk, self.cold = sources, booster, chunk, cold
 
-    def rank(self, seeds: list[np.ndarray], names: list, k: int = 500, return_scores: bool = False):
+    def fit(self, graph) -> "Ranker":
+        """Nothing to fit here: `musicmap fit-ranker` (run below) fits the booster."""
+        return self
+
+    def rank(self, seeds: list[np.ndarray], names: list, k: int = 500) -> tuple[np.ndarray, np.ndarray]:
         """Playlists without a seed go to the title model when cross-validation said it does
         better on them (cold="title")."""
         out = np.full((len(seeds), k), -1, np.int64)
@@ -60,9 +64,8 @@ class Ranker:
             out[lo:hi], out_s[lo:hi] = order_block(block, self.booster.predict, k)
         cold = [i for i, s in enumerate(seeds) if len(s) == 0] if self.cold == "title" else []
         if cold:
-            out[cold], out_s[cold] = self.sources.titles.rank([seeds[i] for i in cold],
-                                                              [names[i] for i in cold], k, return_scores=True)
-        return (out, out_s) if return_scores else out
+            out[cold], out_s[cold] = self.sources.titles.rank([seeds[i] for i in cold], [names[i] for i in cold], k)
+        return out, out_s
 
 
 def order_block(block: Block, predict, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -203,15 +206,15 @@ def cross_validate(pool: Pool, fit_pid: np.ndarray, n_val: int, rk, k: int) -> n
 # ------------------------------------------------------------------ the stage
 
 def sources_for(ctx) -> Sources:
-    """The candidate sources of a loaded recommend Context (train.recommend.load_context)."""
+    """The candidate sources of a loaded recommend Context (train.context.load_context)."""
 
     def ids(col):
         values = ctx.tracks[col].to_pylist()
         index = {v: i for i, v in enumerate(dict.fromkeys(values))}
         return np.array([index[v] for v in values], np.int64)
-    rc = ctx.cfg.ranker
+    rk = ctx.cfg.ranker
     return Sources(ctx.graph, ids("artist_uri"), ids("album_uri"), ctx.train_modified_at(),
-                   ctx.lightgcn(), ctx.title_model, k=ctx.cfg.recommend.k, per_source=rc.per_source)
+                   ctx.lightgcn(), ctx.title_model, k=ctx.cfg.recommend.k, per_source=rk.per_source)
 
 
 def load_booster(cfg, model_version: str):
@@ -251,22 +254,21 @@ def fitting_cases(ctx, rk) -> tuple[EvalCases, int]:
 def single_methods(ctx, cases: EvalCases, k: int) -> dict:
     """Ranked lists of each method alone on the cases (what each stage adds)."""
     from musicmap.train.recommenders import CoOccurrence, Popularity, RecentPopularity
-    out = {"lightgcn": ctx.lightgcn().rank(cases.seeds, cases.name, k),
-           "cooccurrence": CoOccurrence(ctx.cfg.evaluate.chunk).fit(ctx.graph).rank(cases.seeds, cases.name, k),
-           "popularity": Popularity().fit(ctx.graph).rank(cases.seeds, cases.name, k),
-           "recent_popularity": RecentPopularity(ctx.train_modified_at(), ctx.cfg.evaluate.recent_share)
-           .fit(ctx.graph).rank(cases.seeds, cases.name, k)}
-    return out
+    recs = {"lightgcn": ctx.lightgcn(), "cooccurrence": CoOccurrence(ctx.cfg.evaluate.chunk).fit(ctx.graph),
+            "popularity": Popularity().fit(ctx.graph),
+            "recent_popularity": RecentPopularity(ctx.train_modified_at(), ctx.cfg.evaluate.recent_share).fit(ctx.graph)}
+    return {name: rec.rank(cases.seeds, cases.name, k)[0] for name, rec in recs.items()}
 
 
 def cold_choice(cv: np.ndarray, val: EvalCases, title_model, k: int) -> dict:
-    """Who serves playlists without a seed (title only): the ranker or the title model, by
-    their cross-validated NDCG on those validation cases (ties: the title model)."""
+    """Who serves playlists without a seed (title only), the ranker or the title model. The one
+    with the higher cross-validated NDCG on those validation cases wins; a tie goes to the
+    title model."""
     cases = [i for i, s in enumerate(val.seeds) if len(s) == 0]
     if not cases:
         return {"chosen": "ranker", "ndcg": {}, "cases": []}
     sub = val.subset(cases)
-    title = title_model.rank(sub.seeds, sub.name, k)
+    title, _ = title_model.rank(sub.seeds, sub.name, k)
     def mean_ndcg(ranked):
         vals = [metrics.ndcg(r, h, k) for r, h in zip(ranked, sub.holdouts)]
         return float(np.mean([v for v in vals if v is not None] or [0.0]))
@@ -275,7 +277,7 @@ def cold_choice(cv: np.ndarray, val: EvalCases, title_model, k: int) -> dict:
 
 
 def run(cfg) -> dict:
-    from musicmap.train.recommend import load_context
+    from musicmap.train.context import load_context
     t0 = time.time()
     rk, k = cfg.ranker, cfg.recommend.k
     ctx = load_context(cfg, ranker=False)
@@ -290,7 +292,7 @@ def run(cfg) -> dict:
     cold = cold_choice(cv, val, ctx.title_model, k)
     if cold["chosen"] == "title":
         cv[cold["cases"]] = ctx.title_model.rank([val.seeds[i] for i in cold["cases"]],
-                                                 [val.name[i] for i in cold["cases"]], k)
+                                                 [val.name[i] for i in cold["cases"]], k)[0]
     report["ranker"] = mean_metrics(cv, val, k)
     booster = fit_booster(pool, range(len(cases)), rk)
     chosen = "ranker" if report["ranker"]["all"]["ndcg"] > report["lightgcn"]["all"]["ndcg"] else "lightgcn"

@@ -5,9 +5,9 @@
     torchrun --nproc_per_node=N train/recommend.py --root URI ...   (playlists sharded over ranks)
 
 train: graph playlists, scored with their propagated embeddings, minus their own tracks.
-val/test: every evaluation case of the split (a playlist may have two: its challenge category
-and the seed protocol), scored from its seeds by LightGCN fold-in (train.model.foldin_vectors),
-or by the title model when it has no in-vocabulary seed; never a seed.
+val/test: every evaluation case of the split, scored from its seeds by the served recommender
+(train.context), never a seed. A playlist may have two cases, its challenge category and the
+seed protocol.
 --challenge FILE: a challenge_set.json; writes recs/<version>/submission.csv.gz and validates it.
 
 Output (committed atomically): recs/<version>/part-*.parquet (schemas.RECS) and summary.json.
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -26,111 +25,13 @@ import torch
 from musicmap import schemas, storage, submission
 from musicmap.errors import InputError, MusicMapError
 from musicmap.log import get_logger, progress
-from musicmap.train.data import Graph, load_eval, load_graph, load_tracks, uri_index
-from musicmap.train.export import TrainedModel, load_model
+from musicmap.train.context import Context, load_context
+from musicmap.train.data import load_eval, uri_index
 from musicmap.train.launch import run_worker
-from musicmap.train.recommenders import LightGCNRecommender, TitleModel
-from musicmap.train.scoring import FoldIn, topk
+from musicmap.train.scoring import topk
 
 log = get_logger("recommend")
 ROWS_PER_PART = 2_000_000
-
-
-METHODS = ("auto", "ranker", "lightgcn")
-
-
-@dataclass
-class Context:
-    """Everything the recommend, evaluate and similar commands read from storage."""
-    cfg: object
-    graph: Graph
-    committed: storage.Committed
-    tracks: pa.Table          # graph/tracks sorted by track_idx
-    playlists: pa.Table       # graph/playlists
-    train_playlists: pa.Table  # its graph (train) playlists, by playlist_idx
-    model: TrainedModel | None
-    title_model: TitleModel
-    booster: object = None    # the committed ranker's LightGBM booster, when it is served
-    ranker_manifest: dict | None = None
-
-    @property
-    def uris(self) -> pa.Array:
-        return self.tracks["track_uri"].combine_chunks()
-
-    @property
-    def method(self) -> str:
-        """What recommend serves: ranker or lightgcn."""
-        return "ranker" if self.booster is not None else "lightgcn"
-
-    def device(self) -> str:
-        d = self.cfg.recommend.device
-        return ("cuda" if torch.cuda.is_available() else "cpu") if d == "auto" else d
-
-    def foldin_spec(self) -> FoldIn:
-        """recommend.foldin, or with auto the mode the trainer's validation chose."""
-        rc = self.cfg.recommend
-        chosen = (self.model.manifest.get("foldin") or {}).get("chosen") if self.model else None
-        return FoldIn.from_config(rc, (chosen or "optimized") if rc.foldin == "auto" else None)
-
-    def train_modified_at(self) -> np.ndarray:
-        """modified_at of the graph playlists, by playlist_idx."""
-        return self.train_playlists["modified_at"].to_numpy()
-
-    def lightgcn(self) -> LightGCNRecommender:
-        return LightGCNRecommender(self.model, self.title_model, self.foldin_spec(),
-                                   self.device(), self.cfg.recommend.chunk)
-
-    def recommender(self):
-        """The served recommender (recommend.method): the ranker or LightGCN alone."""
-        if self.booster is None:
-            return self.lightgcn()
-        from musicmap.train.ranker import Ranker, sources_for
-        return Ranker(sources_for(self), self.booster, self.cfg.ranker.chunk,
-                      self.ranker_manifest.get("no_seed_cases", {}).get("chosen", "ranker"))
-
-
-def load_context(cfg, need_model: bool = True, ranker: bool = True) -> Context:
-    graph, committed = load_graph(storage.stage_uri(cfg, "graph"))
-    model = load_model(storage.stage_uri(cfg, "model")) if need_model else None
-    if model is not None and model.manifest["input"]["graph_version"] != committed.version:
-        raise InputError(f"{storage.stage_uri(cfg, 'model')}: the model was trained on graph "
-                         f"{model.manifest['input']['graph_version']} but the graph is now "
-                         f"{committed.version}; rerun `musicmap train`")
-    tracks = load_tracks(committed)
-    playlists = storage.read_parquet(committed.path("playlists"), schema=schemas.PLAYLISTS)
-    train_pl = playlists.filter(pc.equal(playlists["split"], "train")).sort_by("playlist_idx")
-    titles = TitleModel(train_pl["name"].to_pylist()).fit(graph)
-    ctx = Context(cfg, graph, committed, tracks, playlists, train_pl, model, titles)
-    if ranker and model is not None:
-        ctx.booster, ctx.ranker_manifest = served_ranker(cfg, model.version)
-    return ctx
-
-
-def served_ranker(cfg, model_version: str):
-    """(booster, manifest) when recommend.method says the ranker serves, else (None, None)."""
-    method = cfg.recommend.method
-    if method not in METHODS:
-        raise InputError(f"recommend.method {method!r}: use {', '.join(METHODS)}")
-    if method == "lightgcn":
-        return None, None
-    from musicmap.train.ranker import load_booster
-    booster, manifest = load_booster(cfg, model_version)
-    if booster is None:
-        if method == "ranker":
-            raise InputError(f"recommend.method=ranker: {manifest}")
-        log.info("no committed ranker (run `musicmap fit-ranker` for the two-stage default): "
-                 "serving LightGCN alone")
-        return None, None
-    if method == "auto" and manifest.get("stale"):
-        log.warning("the ranker is stale (%s): serving LightGCN alone; rerun `musicmap fit-ranker`, "
-                    "or set recommend.method=ranker to use it anyway", manifest["stale"])
-        return None, None
-    if method == "auto" and manifest["chosen"] != "ranker":
-        log.info("the ranker's cross-validation did not beat LightGCN alone: serving LightGCN")
-        return None, None
-    if manifest.get("stale"):
-        log.warning("recommend.method=ranker with a ranker %s", manifest["stale"])
-    return booster, manifest
 
 
 def _rows(pids, categories, ranked, scores, uris: pa.Array) -> pa.Table:
@@ -184,7 +85,7 @@ def recommend_train(ctx: Context, idx: np.ndarray, k: int, writer: PartWriter, s
         b = idx[lo:lo + block]
         q = torch.from_numpy(ctx.model.playlists[b]).to(dev)
         own = [ctx.graph.playlist_tracks(int(p)) for p in b]
-        scores, ranked = topk(q, tracks, k, exclude=own, chunk=ctx.cfg.recommend.chunk)
+        ranked, scores = topk(q, tracks, k, exclude=own, chunk=ctx.cfg.recommend.chunk)
         writer.add(_rows(pid[b], ["train"] * len(b), ranked, scores, ctx.uris))
     return len(idx)
 
@@ -197,7 +98,7 @@ def recommend_cases(ctx: Context, split: str, k: int, rank: int, world: int, wri
     block = 4096
     for lo in progress(range(0, len(mine), block), desc=f"recommend {split}", unit="block", disable=not show):
         part = mine.subset(range(lo, min(lo + block, len(mine))))
-        ranked, scores = rec.rank(part.seeds, part.name, k, return_scores=True)
+        ranked, scores = rec.rank(part.seeds, part.name, k)
         writer.add(_rows(part.pid, part.category, ranked, scores, ctx.uris))
     return len(mine)
 
@@ -210,14 +111,13 @@ def recommend_challenge(ctx: Context, challenge: list[dict], out: storage.StageW
         dropped += len(p["seeds"]) - len(s)
         seeds.append(np.unique(np.array(s, np.int64)))
     k = submission.SUBMISSION_SIZE
-    ranked, scores = ctx.recommender().rank(seeds, [p["name"] for p in challenge], k, return_scores=True)
+    ranked, scores = ctx.recommender().rank(seeds, [p["name"] for p in challenge], k)
     pids = np.array([p["pid"] for p in challenge], np.int64)
     writer.add(_rows(pids, ["challenge"] * len(pids), ranked, scores, ctx.uris))
     uris = ctx.uris.to_numpy(zero_copy_only=False)
     rows = [(int(pid), uris[r[r >= 0]].tolist()) for pid, r in zip(pids, ranked)]
     sub_uri = out.path("submission.csv.gz")
-    rc = ctx.cfg.recommend
-    submission.write_submission(sub_uri, rc.team_name, rc.contact, rows)
+    submission.write_submission(sub_uri, ctx.cfg.recommend.team_name, ctx.cfg.recommend.contact, rows)
     problems = submission.validate_submission(sub_uri, challenge)
     if problems:
         log.warning("submission %s fails %d checks, e.g. %s", sub_uri, len(problems), problems[0])

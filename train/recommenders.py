@@ -1,12 +1,15 @@
-"""Recommenders with one interface, so the model and the baselines run in the same harness:
+"""Recommenders with one interface (`Recommender`), so the model, the re-ranker and the
+baselines run in the same harness:
 
     rec = Popularity().fit(graph)       # or RecentPopularity(modified_at), CoOccurrence(), TitleModel(names)
-    ranked = rec.rank(seeds, names, k=500)               # (n, k) track_idx, -1 padded, no seed
+    ids, scores = rec.rank(seeds, names, k=500)          # (n, k) each: track_idx -1 padded, no seed
 
 seeds: per playlist, its in-vocabulary seed track_idx; names: its title or None.
-Ranks never contain a seed.
+Ranks never contain a seed. Every top-k goes through train.scoring.topk_rows.
 """
 from __future__ import annotations
+
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -14,21 +17,20 @@ import torch
 from musicmap.mpd import normalize_title
 from musicmap.train.data import Graph
 from musicmap.train.export import TrainedModel
-from musicmap.train.scoring import FoldIn, _flat, seed_queries, topk
+from musicmap.train.scoring import FoldIn, _flat, seed_queries, topk, topk_rows
 
 
-def _exclude_and_topk(scores: torch.Tensor, seeds: list[np.ndarray], k: int) -> np.ndarray:
-    """Top-k of a dense (n, T) score matrix with each row's seeds removed."""
-    rows, cols = _flat(seeds)
-    if len(rows):
-        scores[torch.from_numpy(rows), torch.from_numpy(cols)] = -torch.inf
-    kk = min(k, scores.shape[1])
-    v, ix = torch.topk(scores, kk, dim=1)
-    out = np.full((scores.shape[0], k), -1, np.int64)
-    ix = ix.numpy()
-    ix[~np.isfinite(v.numpy())] = -1
-    out[:, :kk] = ix
-    return out
+class Recommender(Protocol):
+    """fit on the train graph, then rank playlists outside it by their seeds and titles.
+
+    rank returns ids (n, k) int64 (track_idx best first, -1 padded, never a seed) and their
+    scores (n, k) float32 (-inf padded); a higher score is better within one recommender."""
+    name: str
+
+    def fit(self, graph: Graph) -> "Recommender": ...
+
+    def rank(self, seeds: list[np.ndarray], names: list[str | None] | None,
+             k: int = 500) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class Popularity:
@@ -40,13 +42,15 @@ class Popularity:
         self.order = np.argsort(-self.counts, kind="stable")
         return self
 
-    def rank(self, seeds: list[np.ndarray], names=None, k: int = 500) -> np.ndarray:
+    def rank(self, seeds: list[np.ndarray], names=None, k: int = 500) -> tuple[np.ndarray, np.ndarray]:
+        """The same order for everyone (ties by track_idx), minus each playlist's seeds."""
         top = self.order[:k + max((len(s) for s in seeds), default=0)]
         out = np.full((len(seeds), k), -1, np.int64)
         for i, s in enumerate(seeds):
             r = top[~np.isin(top, s)][:k] if len(s) else top[:k]
             out[i, :len(r)] = r
-        return out
+        scores = np.where(out >= 0, self.counts[out.clip(min=0)], -np.inf).astype(np.float32)
+        return out, scores
 
 
 class RecentPopularity(Popularity):
@@ -96,11 +100,12 @@ class CoOccurrence:
         per_playlist = torch.sparse.mm(self.X, q)                 # (P, n)
         return (torch.sparse.mm(self.Xt, per_playlist).t() * self.inv_sqrt).contiguous()
 
-    def rank(self, seeds: list[np.ndarray], names=None, k: int = 500) -> np.ndarray:
-        out = [_exclude_and_topk(self.scores(seeds[lo:lo + self.chunk]) + self.tiebreak,
-                                 seeds[lo:lo + self.chunk], k)
+    def rank(self, seeds: list[np.ndarray], names=None, k: int = 500) -> tuple[np.ndarray, np.ndarray]:
+        out = [topk_rows(self.scores(seeds[lo:lo + self.chunk]) + self.tiebreak, k, seeds[lo:lo + self.chunk])
                for lo in range(0, len(seeds), self.chunk)]
-        return np.concatenate(out) if out else np.zeros((0, k), np.int64)
+        if not out:
+            return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
+        return np.concatenate([i for i, _ in out]), np.concatenate([s for _, s in out])
 
 
 class TitleModel:
@@ -134,20 +139,14 @@ class TitleModel:
             s[self.key_track[lo:hi]] += self.key_share[lo:hi]
         return s
 
-    def rank(self, seeds: list[np.ndarray], names: list[str | None], k: int = 500,
-             return_scores: bool = False):
+    def rank(self, seeds: list[np.ndarray], names: list[str | None], k: int = 500) -> tuple[np.ndarray, np.ndarray]:
+        """Ties by track_idx, as Popularity (an unknown title ranks exactly as it does)."""
         out = np.full((len(names), k), -1, np.int64)
         out_s = np.full((len(names), k), -np.inf, np.float32)
         for i, (s, name) in enumerate(zip(seeds, names)):
-            sc = self.scores(name)
-            sc[s] = -np.inf
-            kk = min(k, len(sc))
-            kth = sc[np.argpartition(-sc, kk - 1)[kk - 1]]
-            top = np.flatnonzero(sc >= kth)          # every tie of the k-th score, then
-            top = top[np.lexsort((top, -sc[top]))][:kk]  # by score, ties by track_idx (as Popularity)
-            top = top[np.isfinite(sc[top])]
-            out[i, :len(top)], out_s[i, :len(top)] = top, sc[top]
-        return (out, out_s) if return_scores else out
+            out[i], out_s[i] = (a[0] for a in topk_rows(torch.from_numpy(self.scores(name))[None], k, [s],
+                                                        stable=True))
+        return out, out_s
 
 
 class LightGCNRecommender:
@@ -172,12 +171,13 @@ class LightGCNRecommender:
         playlists)."""
         return (self.queries(seeds) @ self.tracks.t()).cpu()
 
-    def rank(self, seeds: list[np.ndarray], names: list[str | None], k: int = 500,
-             return_scores: bool = False):
-        q = self.queries(seeds)
-        scores, ranked = topk(q, self.tracks, k, exclude=seeds, chunk=self.chunk)
+    def fit(self, graph: Graph) -> "LightGCNRecommender":
+        """Nothing to fit: train/main.py trained the model on this graph."""
+        return self
+
+    def rank(self, seeds: list[np.ndarray], names: list[str | None], k: int = 500) -> tuple[np.ndarray, np.ndarray]:
+        ranked, scores = topk(self.queries(seeds), self.tracks, k, exclude=seeds, chunk=self.chunk)
         cold = [i for i, s in enumerate(seeds) if len(s) == 0]
         if cold and self.title_model is not None:
-            ranked[cold], scores[cold] = self.title_model.rank(
-                [seeds[i] for i in cold], [names[i] for i in cold], k, return_scores=True)
-        return (ranked, scores) if return_scores else ranked
+            ranked[cold], scores[cold] = self.title_model.rank([seeds[i] for i in cold], [names[i] for i in cold], k)
+        return ranked, scores

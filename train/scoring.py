@@ -1,7 +1,7 @@
 """Top-K scoring shared by validation, the recommend job and the evaluation.
 
     q = seed_queries(seeds, foldin, tracks_final, FoldIn("optimized"))    # (n, d)
-    scores, idx = topk(q, tracks_final, k=500, exclude=seeds, chunk=1024)
+    ids, scores = topk(q, tracks_final, k=500, exclude=seeds, chunk=1024)   # (n, k) each
 
 Memory is bounded by chunk x T scores at a time (one buffer, reused).
 """
@@ -36,10 +36,11 @@ class FoldIn:
     seed: int = 0
 
     @classmethod
-    def from_config(cls, rc, mode: str | None = None) -> "FoldIn":
+    def from_config(cls, recommend, mode: str | None = None) -> "FoldIn":
         """From the recommend section; `mode` replaces recommend.foldin (e.g. the trainer's
         validated choice when recommend.foldin is auto)."""
-        return cls(mode or rc.foldin, rc.foldin_steps, rc.foldin_lr, rc.foldin_l2, rc.foldin_negatives)
+        return cls(mode or recommend.foldin, recommend.foldin_steps, recommend.foldin_lr, recommend.foldin_l2,
+                   recommend.foldin_negatives)
 
 
 @torch.no_grad()
@@ -98,40 +99,70 @@ def _two_level_topk(s: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return v, torch.gather(cols, 1, j)
 
 
+def select(s: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Exact top-k (descending) of each row of s (c, W): (values, column ids). Wide rows whose
+    width is a multiple of GROUP**2 go through _two_level_topk (topk pads its blocks so), the
+    rest through torch.topk. Equal scores come in torch's order."""
+    W = s.shape[1]
+    if W >= 2 * k * GROUP * GROUP and W % (GROUP * GROUP) == 0:
+        return _two_level_topk(s, k)
+    return torch.topk(s, k, dim=1)
+
+
+@torch.no_grad()
+def topk_rows(s: Tensor, k: int, exclude: list[np.ndarray] | None = None, width: int | None = None,
+              stable: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The one top-k: ids (n, k) int64 and scores (n, k) float32 of each row of a score block
+    s (n, W), never an excluded id, padded with -1 / -inf when fewer than k are left. `width`:
+    the real columns when s is padded with -inf. stable: equal scores by the lower id (for
+    counts and shares, where ties are common), at the cost of a pass per row; else torch's order.
+    Excluded entries of s are set to -inf in place."""
+    n, W = s.shape
+    kk = min(k, width or W)
+    out_i, out_s = np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32)
+    if n == 0 or kk == 0:
+        return out_i, out_s
+    if exclude is not None:
+        r, cols = _flat(exclude)
+        if len(r):
+            s[torch.from_numpy(r).to(s.device), torch.from_numpy(cols).to(s.device)] = -torch.inf
+    vs, ix = select(s, kk)
+    if stable:  # every tie of the k-th score, in id order, then a stable sort by score
+        for i in range(n):
+            cand = torch.nonzero(s[i] >= vs[i, -1]).squeeze(1)
+            v, order = torch.sort(s[i, cand], descending=True, stable=True)
+            vs[i], ix[i] = v[:kk], cand[order[:kk]]
+    vs, ix = vs.float().cpu().numpy(), ix.cpu().numpy()
+    ix[~np.isfinite(vs)] = -1
+    out_i[:, :kk], out_s[:, :kk] = ix, vs
+    return out_i, out_s
+
+
 @torch.no_grad()
 def topk(queries: Tensor, items: Tensor, k: int, exclude: list[np.ndarray] | None = None,
          chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """Top-k items by dot product for each query, never an excluded item.
 
     queries (n, d), items (T, d) on the same device; exclude: per query, item ids to skip.
-    Returns scores (n, k) float32 and ids (n, k) int64, padded with -inf / -1 when fewer than k
-    items are left. Scores one block of rows at a time (`chunk` rows; on CPU at most CPU_ROWS)
-    into one reused buffer; large catalogs select with _two_level_topk."""
+    Returns ids (n, k) int64 and scores (n, k) float32, as topk_rows. Scores one block of rows
+    at a time (`chunk` rows; on CPU at most CPU_ROWS) into one reused buffer, padded to a width
+    the two-level selection takes when the catalog is large."""
     n, T = queries.shape[0], items.shape[0]
     kk = min(k, T)
-    out_s = np.full((n, k), -np.inf, np.float32)
-    out_i = np.full((n, k), -1, np.int64)
     if n == 0 or kk == 0:
-        return out_s, out_i
+        return topk_rows(torch.zeros(n, T), k)
     G = GROUP * GROUP
-    two = T >= 2 * kk * G                        # enough groups (T >= 64,000 for k = 500)
-    W = -(-T // G) * G if two else T             # padded width; padding columns score -inf
+    W = -(-T // G) * G if T >= 2 * kk * G else T   # padding columns score -inf
     rows = max(1, min(n, chunk if items.device.type != "cpu" else min(chunk, CPU_ROWS)))
     dtype = torch.promote_types(queries.dtype, items.dtype)
     buf = torch.empty(rows, W, dtype=dtype, device=items.device)
     if W > T:
         buf[:, T:] = -torch.inf
     items_t = items.t().to(dtype)                # a view: the matmul takes the transpose
+    out_i, out_s = np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32)
     for lo in range(0, n, rows):
         hi = min(n, lo + rows)
         s = buf[:hi - lo]
         torch.mm(queries[lo:hi].to(dtype), items_t, out=s[:, :T])
-        if exclude is not None:
-            r, cols = _flat(exclude[lo:hi])
-            if len(r):
-                s[torch.from_numpy(r).to(s.device), torch.from_numpy(cols).to(s.device)] = -torch.inf
-        vs, ix = _two_level_topk(s, kk) if two else torch.topk(s, kk, dim=1)
-        vs, ix = vs.float().cpu().numpy(), ix.cpu().numpy()
-        ix[~np.isfinite(vs)] = -1
-        out_s[lo:hi, :kk], out_i[lo:hi, :kk] = vs, ix
-    return out_s, out_i
+        out_i[lo:hi], out_s[lo:hi] = topk_rows(s, k, None if exclude is None else exclude[lo:hi], width=T)
+    return out_i, out_s

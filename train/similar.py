@@ -68,8 +68,7 @@ def recommender(ctx):
 
 def similar(ctx, seeds: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
     """(track_idx (k,), scores (k,)) for a new playlist of the given seed tracks."""
-    ranked, scores = recommender(ctx).rank([np.array(seeds, np.int64)], [None], k,
-                                           return_scores=True)
+    ranked, scores = recommender(ctx).rank([np.array(seeds, np.int64)], [None], k)
     keep = ranked[0] >= 0
     return ranked[0][keep], scores[0][keep]
 
@@ -97,7 +96,7 @@ def add_arguments(p) -> None:
 
 def run_cli(args) -> int:
     from musicmap.cli import config_from_args
-    from musicmap.train.recommend import load_context
+    from musicmap.train.context import load_context
     if not args.track and not args.track_uri:
         raise InputError("give at least one --track NAME or --track-uri URI")
     cfg = config_from_args(args)

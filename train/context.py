@@ -1,0 +1,122 @@
+"""What the recommend, evaluate, similar, map and fit-ranker commands read from storage, loaded
+once: the committed graph and its tables, the trained model, the title model and, when it is
+served, the re-ranker.
+
+    ctx = load_context(cfg)                   # ranker=False: LightGCN alone
+    ids, scores = ctx.recommender().rank(seeds, names, k=500)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+
+from musicmap import schemas, storage
+from musicmap.errors import InputError
+from musicmap.log import get_logger
+from musicmap.train.data import Graph, load_graph, load_tracks
+from musicmap.train.export import TrainedModel, load_model
+from musicmap.train.recommenders import LightGCNRecommender, TitleModel
+from musicmap.train.scoring import FoldIn
+
+log = get_logger("recommend")
+
+
+METHODS = ("auto", "ranker", "lightgcn")
+
+
+@dataclass
+class Context:
+    """Everything the recommend, evaluate and similar commands read from storage."""
+    cfg: object
+    graph: Graph
+    committed: storage.Committed
+    tracks: pa.Table          # graph/tracks sorted by track_idx
+    playlists: pa.Table       # graph/playlists
+    train_playlists: pa.Table  # its graph (train) playlists, by playlist_idx
+    model: TrainedModel | None
+    title_model: TitleModel
+    booster: object = None    # the committed ranker's LightGBM booster, when it is served
+    ranker_manifest: dict | None = None
+
+    @property
+    def uris(self) -> pa.Array:
+        return self.tracks["track_uri"].combine_chunks()
+
+    @property
+    def method(self) -> str:
+        """What recommend serves: ranker or lightgcn."""
+        return "ranker" if self.booster is not None else "lightgcn"
+
+    def device(self) -> str:
+        d = self.cfg.recommend.device
+        return ("cuda" if torch.cuda.is_available() else "cpu") if d == "auto" else d
+
+    def foldin_spec(self) -> FoldIn:
+        """recommend.foldin, or with auto the mode the trainer's validation chose."""
+        recommend = self.cfg.recommend
+        chosen = (self.model.manifest.get("foldin") or {}).get("chosen") if self.model else None
+        return FoldIn.from_config(recommend, (chosen or "optimized") if recommend.foldin == "auto" else None)
+
+    def train_modified_at(self) -> np.ndarray:
+        """modified_at of the graph playlists, by playlist_idx."""
+        return self.train_playlists["modified_at"].to_numpy()
+
+    def lightgcn(self) -> LightGCNRecommender:
+        return LightGCNRecommender(self.model, self.title_model, self.foldin_spec(),
+                                   self.device(), self.cfg.recommend.chunk)
+
+    def recommender(self):
+        """The served recommender (recommend.method): the ranker or LightGCN alone."""
+        if self.booster is None:
+            return self.lightgcn()
+        from musicmap.train.ranker import Ranker, sources_for
+        return Ranker(sources_for(self), self.booster, self.cfg.ranker.chunk,
+                      self.ranker_manifest.get("no_seed_cases", {}).get("chosen", "ranker"))
+
+
+def load_context(cfg, need_model: bool = True, ranker: bool = True) -> Context:
+    graph, committed = load_graph(storage.stage_uri(cfg, "graph"))
+    model = load_model(storage.stage_uri(cfg, "model")) if need_model else None
+    if model is not None and model.manifest["input"]["graph_version"] != committed.version:
+        raise InputError(f"{storage.stage_uri(cfg, 'model')}: the model was trained on graph "
+                         f"{model.manifest['input']['graph_version']} but the graph is now "
+                         f"{committed.version}; rerun `musicmap train`")
+    tracks = load_tracks(committed)
+    playlists = storage.read_parquet(committed.path("playlists"), schema=schemas.PLAYLISTS)
+    train_pl = playlists.filter(pc.equal(playlists["split"], "train")).sort_by("playlist_idx")
+    titles = TitleModel(train_pl["name"].to_pylist()).fit(graph)
+    ctx = Context(cfg, graph, committed, tracks, playlists, train_pl, model, titles)
+    if ranker and model is not None:
+        ctx.booster, ctx.ranker_manifest = served_ranker(cfg, model.version)
+    return ctx
+
+
+def served_ranker(cfg, model_version: str):
+    """(booster, manifest) when recommend.method says the ranker serves, else (None, None)."""
+    method = cfg.recommend.method
+    if method not in METHODS:
+        raise InputError(f"recommend.method {method!r}: use {', '.join(METHODS)}")
+    if method == "lightgcn":
+        return None, None
+    from musicmap.train.ranker import load_booster
+    booster, manifest = load_booster(cfg, model_version)
+    if booster is None:
+        if method == "ranker":
+            raise InputError(f"recommend.method=ranker: {manifest}")
+        log.info("no committed ranker (run `musicmap fit-ranker` for the two-stage default): "
+                 "serving LightGCN alone")
+        return None, None
+    if method == "auto" and manifest.get("stale"):
+        log.warning("the ranker is stale (%s): serving LightGCN alone; rerun `musicmap fit-ranker`, "
+                    "or set recommend.method=ranker to use it anyway", manifest["stale"])
+        return None, None
+    if method == "auto" and manifest["chosen"] != "ranker":
+        log.info("the ranker's cross-validation did not beat LightGCN alone: serving LightGCN")
+        return None, None
+    if manifest.get("stale"):
+        log.warning("recommend.method=ranker with a ranker %s", manifest["stale"])
+    return booster, manifest
