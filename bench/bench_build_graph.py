@@ -4,9 +4,15 @@ command, local Spark on this machine, JVM start included), peak memory, how time
 same files (bench/reference_graph.py), measured in the same run.
 
     python bench/bench_build_graph.py [--slices 10,50,100] [--mpd DIR] [--quick]
+    python bench/bench_build_graph.py --dense-ids [--tracks 2262292 --playlists 1000000]
 
 --mpd: a folder of generated slices (default bench/out/mpd100, generated with `musicmap synth`
 when missing). Each size runs on a folder of links to the first N slices.
+
+--dense-ids: the job's two id assignments alone at the full MPD's size (2,262,292 distinct tracks,
+the catalog before the vocabulary filter, and 1,000,000 playlists), in one local Spark session:
+graph.dense_ids against the row_number over an unpartitioned window that it replaced, on the same
+tables, each timed over 3 rounds (best kept), with a check that both give every row the same id.
 """
 from __future__ import annotations
 
@@ -53,13 +59,77 @@ def subset(src: Path, n: int) -> Path:
     return root
 
 
+def dense_ids_bench(n_tracks: int, n_playlists: int, rounds: int = 3) -> dict:
+    """Seconds of graph.dense_ids and of Window.orderBy + row_number on MPD-sized tables."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from musicmap.config import load_config
+    from musicmap.spark_jobs.build_graph import spark_session
+    from musicmap.spark_jobs.graph import Cache, dense_ids
+    spark = spark_session(load_config(), local=True)  # the job's own session and settings
+    h = F.xxhash64
+    tables = {  # what the job numbers: tracks by (count desc, uri), playlists by (split, time, pid)
+        "track_idx": (spark.range(n_tracks).select(
+            F.concat(F.lit("spotify:track:"), F.sha2(F.col("id").cast("string"), 256).substr(1, 22)).alias("track_uri"),
+            (F.abs(h("id")) % 1000 + 1).alias("train_playlists")),
+            [F.desc("train_playlists"), F.asc("track_uri")]),
+        "playlist_idx": (spark.range(n_playlists).select(
+            F.col("id").alias("pid"), (F.abs(h("id")) % 3).alias("split_order"),
+            (F.abs(h(F.col("id") + 7)) % 200_000_000 + 1_300_000_000).alias("modified_at")),
+            ["split_order", "modified_at", "pid"]),
+    }
+    out = {}
+    for name, (df, order) in tables.items():
+        df = df.persist()
+        df.count()
+        rows = df.count()
+        number = {"dense_ids": lambda c: dense_ids(df, name, order, c.keep),
+                  "window": lambda c: df.withColumn(name, (F.row_number().over(Window.orderBy(*order)) - 1).cast("int"))}
+        times = {m: [] for m in number}
+        for _ in range(rounds):
+            caches, frames = {}, {}
+            for m, fn in number.items():
+                caches[m] = Cache()
+                t0 = time.time()
+                frames[m] = caches[m].keep(fn(caches[m]))
+                frames[m].count()
+                times[m].append(time.time() - t0)
+            a, b = frames["dense_ids"], frames["window"].withColumnRenamed(name, "other")
+            differ = a.join(b, df.columns).where(F.col(name) != F.col("other")).count()
+            assert differ == 0 and a.count() == rows and a.agg(F.max(name)).first()[0] == rows - 1, \
+                f"{name}: {differ} rows numbered differently"
+            for c in caches.values():
+                c.release()
+        out[name] = {"rows": rows, "dense_ids_s": round(min(times["dense_ids"]), 2),
+                     "window_s": round(min(times["window"]), 2),
+                     "ratio": round(min(times["dense_ids"]) / min(times["window"]), 2),
+                     "cores": spark.sparkContext.defaultParallelism,
+                     "ranges": int(spark.conf.get("spark.sql.shuffle.partitions"))}
+        df.unpersist()
+        print(json.dumps({name: out[name]}), flush=True)
+    spark.stop()
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--slices", default="10,50,100")
     ap.add_argument("--mpd", type=Path, default=OUT / "mpd100")
     ap.add_argument("--skip-reference", action="store_true")
     ap.add_argument("--quick", action="store_true", help="3 slices only (a smoke run)")
+    ap.add_argument("--dense-ids", action="store_true", help="the id assignments alone, at the MPD's size")
+    ap.add_argument("--tracks", type=int, default=2_262_292)
+    ap.add_argument("--playlists", type=int, default=1_000_000)
     args = ap.parse_args(argv)
+    if args.dense_ids:
+        res = dense_ids_bench(args.tracks, args.playlists)
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT / "build_graph_dense_ids.json").write_text(json.dumps(res, indent=2))
+        for name, r in res.items():
+            print(f"{name}: {r['rows']:,} rows, dense_ids {r['dense_ids_s']} s, window {r['window_s']} s, "
+                  f"ratio {r['ratio']}x (dense_ids / window, best of 3, {r['cores']} cores, {r['ranges']} ranges)")
+        return 0
     sizes = [3] if args.quick else [int(x) for x in args.slices.split(",")]
     if len(list(args.mpd.glob("mpd.slice.*.json"))) < max(sizes):
         print(f"generating {max(sizes)} slices in {args.mpd} ...", flush=True)

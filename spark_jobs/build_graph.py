@@ -31,7 +31,10 @@ def spark_session(cfg, local: bool):
              .config("spark.ui.enabled", "false"))
     b = (b.config("spark.ui.showConsoleProgress", "false")
          .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-         .config("spark.sql.autoBroadcastJoinThreshold", str(64 << 20)))
+         .config("spark.sql.autoBroadcastJoinThreshold", str(64 << 20))
+         # The job's later plans nest its cached frames, and their full text (3 MB for the edges)
+         # is kept for every query the driver runs: enough to fill a 2 GB heap in a long session.
+         .config("spark.sql.maxPlanStringLength", str(64 << 10)))
     spark = b.getOrCreate()
     parts = cfg.graph.shuffle_partitions or 2 * spark.sparkContext.defaultParallelism
     spark.conf.set("spark.sql.shuffle.partitions", str(parts))
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     from musicmap.cli import add_config_args, config_from_args
-    from musicmap.errors import MusicMapError
+    from musicmap.errors import exit_status
     from musicmap.log import setup_logging
     parser = argparse.ArgumentParser(prog="build_graph.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -101,15 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     setup_logging()
-    try:
+
+    def job() -> int:
         cfg = config_from_args(args, ["graph.strict=true"] if args.strict else [])
-        stats = run(cfg, args.input, args.output, local=False)
-    except MusicMapError as e:
-        from musicmap.log import redact
-        print(redact(f"build_graph: error: {e}"), file=sys.stderr)
-        return 2
-    print(summary(stats))
-    return 0
+        print(summary(run(cfg, args.input, args.output, local=False)))
+        return 0
+    return exit_status(job, "build_graph")
 
 
 if __name__ == "__main__":

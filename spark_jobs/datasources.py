@@ -91,7 +91,7 @@ class MPDReader(DataSourceReader):
         yield read_slice(name, partition.index, data)
 
 
-def file_error(name: str, index: int, e) -> "pa.RecordBatch":
+def file_error(name: str, index: int, e):
     """The RAW_PLAYLISTS row of a file that cannot be read: pid null, reason '<rule>: <detail>'."""
     import pyarrow as pa
 
@@ -136,77 +136,26 @@ def fast_slice(name: str, index: int, data: bytes):
     pyarrow's JSON reader with the exact MPD schema refuses wrong types, unknown fields, repeated
     keys and bad JSON; the value rules of musicmap.mpd.validate_playlist are then checked on
     whole columns. Any doubt returns None."""
-    import io
-
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.json as pj
 
     from musicmap import mpd
     from musicmap.schemas import RAW_PLAYLISTS, TRACK_STRUCT
-    try:
-        doc = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(
-            use_threads=False, block_size=len(data) + 1), parse_options=pj.ParseOptions(
-            explicit_schema=_mpd_arrow_schema(), newlines_in_values=True,
-            unexpected_field_behavior="error"))
-        # the JSON reader does not check the bytes inside strings; a full validation checks
-        # every string value for UTF-8 (20x faster than decoding the whole file first)
-        doc.validate(full=True)
-    except (pa.ArrowException, ValueError, OverflowError):  # UnicodeDecodeError is a ValueError
+    parsed = _parse_columns(data)
+    if parsed is None or not _values_ok(*parsed):
         return None
-    if doc.num_rows != 1 or doc["info"].null_count or doc["playlists"].null_count:
-        return None
-    pls = doc["playlists"].combine_chunks()
-    pl = pls.values if len(pls) else None
-    if pl is None or pl.null_count:
-        return None
-    col = {f.name: pl.field(f.name) for f in pl.type}
-    required = [k for k in mpd.PLAYLIST_FIELDS]
-    if any(col[k].null_count for k in required):
-        return None  # a missing field
-    tracks = col["tracks"]
-    if tracks.offset or pl.offset:
-        return None
-    tv = tracks.values
-    if tv.null_count or any(tv.field(k).null_count for k in mpd.TRACK_FIELDS):
-        return None
-    n = len(pl)
-    lens = pc.list_value_length(tracks).to_numpy(zero_copy_only=False)
-    offsets = tracks.offsets.to_numpy()
-    starts = offsets[:-1] - offsets[0]
-    t = {k: tv.field(k) for k in mpd.TRACK_FIELDS}
-    if offsets[0] != 0 or len(tv) != lens.sum():
-        return None
+    col, t, lens, offsets = parsed
+    n = len(lens)
     owner = np.repeat(np.arange(n), lens)
-    pos = t["pos"].to_numpy()
-    ok = (lens >= mpd.MIN_TRACKS) & (lens <= mpd.MAX_TRACKS)
-    ok &= col["num_tracks"].to_numpy() == lens
-    ok &= (col["num_followers"].to_numpy() >= 1) & (col["num_edits"].to_numpy() >= 1)
-    ok &= pc.is_in(col["collaborative"], pa.array(["true", "false"])).to_numpy(zero_copy_only=False)
-    ok &= pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(col["name"])), 0).to_numpy(
-        zero_copy_only=False)
-    if not ok.all() or not (pos == np.arange(len(pos)) - np.repeat(starts, lens)).all():
-        return None
-    for k, rx in mpd.URI_RE.items():
-        if not pc.all(pc.match_substring_regex(t[k], "^" + rx.pattern + "$")).as_py():
-            return None
-    dur = np.bincount(owner, weights=t["duration_ms"].to_numpy(), minlength=n)
-    if not (dur == col["duration_ms"].to_numpy()).all() or np.abs(dur).max(initial=0) > 2 ** 52:
-        return None
-    for k, field, least in (("artist_uri", "num_artists", mpd.MIN_ARTISTS),
-                            ("album_uri", "num_albums", mpd.MIN_ALBUMS)):
-        distinct = _distinct_per_list(owner, t[k], n)
-        if not ((distinct == col[field].to_numpy()) & (distinct >= least)).all():
-            return None
     # first occurrence of a track in its playlist
     ids = pc.dictionary_encode(t["track_uri"]).indices.to_numpy().astype(np.int64)
     key = owner * (int(ids.max(initial=0)) + 1) + ids
     first = np.zeros(len(key), bool)
     first[np.unique(key, return_index=True)[1]] = True
     track_arr = pa.StructArray.from_arrays(
-        [pa.array(pos.astype(np.int32)) if f.name == "pos" else pa.array(first) if f.name == "first"
-         else t[f.name] for f in TRACK_STRUCT], fields=list(TRACK_STRUCT))
+        [pa.array(t["pos"].to_numpy().astype(np.int32)) if f.name == "pos" else pa.array(first)
+         if f.name == "first" else t[f.name] for f in TRACK_STRUCT], fields=list(TRACK_STRUCT))
     names = col["name"]
     cols = {
         "file": pa.array([name] * n, pa.string()), "file_index": pa.array(np.full(n, index, np.int32)),
@@ -218,6 +167,80 @@ def fast_slice(name: str, index: int, data: bytes):
         "tracks": pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), track_arr),
     }
     return pa.RecordBatch.from_arrays([cols[f.name] for f in RAW_PLAYLISTS], schema=RAW_PLAYLISTS)
+
+
+def _parse_columns(data: bytes):
+    """(playlist columns, track columns, tracks per playlist, track list offsets) of a slice
+    that pyarrow reads with the exact MPD schema and no missing value; else None."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    from musicmap import mpd
+    try:
+        doc = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(
+            use_threads=False, block_size=len(data) + 1), parse_options=pj.ParseOptions(
+            explicit_schema=_mpd_arrow_schema(), newlines_in_values=True,
+            unexpected_field_behavior="error"))
+        # The JSON reader does not check the bytes inside strings. A full validation checks every
+        # string value for UTF-8, 20x faster than decoding the whole file first.
+        doc.validate(full=True)
+    except (pa.ArrowException, ValueError, OverflowError):  # UnicodeDecodeError is a ValueError
+        return None
+    if doc.num_rows != 1 or doc["info"].null_count or doc["playlists"].null_count:
+        return None
+    pls = doc["playlists"].combine_chunks()
+    pl = pls.values if len(pls) else None
+    if pl is None or pl.null_count:
+        return None
+    col = {f.name: pl.field(f.name) for f in pl.type}
+    if any(col[k].null_count for k in mpd.PLAYLIST_FIELDS):
+        return None  # a missing field
+    tracks = col["tracks"]
+    if tracks.offset or pl.offset:
+        return None
+    tv = tracks.values
+    if tv.null_count or any(tv.field(k).null_count for k in mpd.TRACK_FIELDS):
+        return None
+    lens = pc.list_value_length(tracks).to_numpy(zero_copy_only=False)
+    offsets = tracks.offsets.to_numpy()
+    if offsets[0] != 0 or len(tv) != lens.sum():
+        return None
+    return col, {k: tv.field(k) for k in mpd.TRACK_FIELDS}, lens, offsets
+
+
+def _values_ok(col: dict, t: dict, lens, offsets) -> bool:
+    """Whether every playlist keeps the value rules of musicmap.mpd.validate_playlist."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from musicmap import mpd
+    n = len(lens)
+    owner = np.repeat(np.arange(n), lens)
+    pos = t["pos"].to_numpy()
+    ok = (lens >= mpd.MIN_TRACKS) & (lens <= mpd.MAX_TRACKS)
+    ok &= col["num_tracks"].to_numpy() == lens
+    ok &= (col["num_followers"].to_numpy() >= 1) & (col["num_edits"].to_numpy() >= 1)
+    ok &= pc.is_in(col["collaborative"], pa.array(["true", "false"])).to_numpy(zero_copy_only=False)
+    ok &= pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(col["name"])), 0).to_numpy(
+        zero_copy_only=False)
+    if not ok.all() or not (pos == np.arange(len(pos)) - np.repeat(offsets[:-1], lens)).all():
+        return False
+    for k, rx in mpd.URI_RE.items():
+        if not pc.all(pc.match_substring_regex(t[k], "^" + rx.pattern + "$")).as_py():
+            return False
+    dur = np.bincount(owner, weights=t["duration_ms"].to_numpy(), minlength=n)
+    if not (dur == col["duration_ms"].to_numpy()).all() or np.abs(dur).max(initial=0) > 2 ** 52:
+        return False
+    for k, field, least in (("artist_uri", "num_artists", mpd.MIN_ARTISTS),
+                            ("album_uri", "num_albums", mpd.MIN_ALBUMS)):
+        distinct = _distinct_per_list(owner, t[k], n)
+        if not ((distinct == col[field].to_numpy()) & (distinct >= least)).all():
+            return False
+    return True
 
 
 def _distinct_per_list(owner, values, n: int):

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from musicmap import mpd, schemas, storage
@@ -61,8 +62,8 @@ def _le(cut: tuple[int, int] | None):
 
 def write_table(df: DataFrame, uri: str, schema_name: str, parts: int | None = None,
                 max_rows_per_file: int = 0) -> None:
-    """Write df as schemas.<schema_name>: in `parts` files (None: a file per task, split into
-    files of at most max_rows_per_file rows, no shuffle)."""
+    """Write df as schemas.<schema_name> in `parts` files. With parts=None each task writes its
+    own files of at most max_rows_per_file rows, with no shuffle."""
     if parts is not None:
         df = df.repartition(parts) if parts > 1 else df.coalesce(1)
     (df.write.format("musicmap_parquet").options(**storage_options())
@@ -70,35 +71,98 @@ def write_table(df: DataFrame, uri: str, schema_name: str, parts: int | None = N
      .option("max_rows_per_file", str(max_rows_per_file)).mode("overwrite").save())
 
 
+class Cache:
+    """Every DataFrame and broadcast the job keeps, released in one place that always runs
+    (build's finally), so a failing step leaks nothing into the session."""
+
+    def __init__(self):
+        self.frames, self.broadcasts = [], []
+
+    def keep(self, df: DataFrame, level: StorageLevel | None = None) -> DataFrame:
+        df = df.persist() if level is None else df.persist(level)
+        self.frames.append(df)
+        return df
+
+    def drop(self, df: DataFrame) -> None:
+        """Release one early (a frame the job has replaced)."""
+        df.unpersist()
+        self.frames = [f for f in self.frames if f is not df]
+
+    def broadcast(self, spark: SparkSession, value):
+        b = spark.sparkContext.broadcast(value)
+        self.broadcasts.append(b)
+        return b
+
+    def release(self) -> None:
+        for df in self.frames:
+            df.unpersist()
+        for b in self.broadcasts:
+            b.destroy()
+        self.frames, self.broadcasts = [], []
+
+
+@dataclass
+class Job:
+    """The job's input and settings, and what each step leaves for the next ones and the stats."""
+    spark: SparkSession
+    g: object                   # cfg.graph
+    input_uri: str
+    inputs: object              # musicmap.inputs.Inputs
+    cache: Cache
+    frames: dict = field(default_factory=dict)   # step outputs by name (DataFrames)
+    n: dict = field(default_factory=dict)        # what the steps counted (rows, quarantine by rule)
+
+
 def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     """Run the job; returns stats (also written to graph/stats.json). Committed atomically."""
     from musicmap.inputs import list_inputs
     t0 = time.time()
-    g = cfg.graph
     spark.dataSource.register(MPDSource)
     spark.dataSource.register(ParquetSink)
     out = storage.StageWriter(output_uri)
     inputs = list_inputs(input_uri)
     if not input_uri.rstrip("/").endswith((".json", ".json.gz")):
         input_uri = inputs.folder  # the folder itself, or the data/ folder of an unzipped MPD
-    files = len(inputs.slices)
-    log.info("reading %d MPD slices from %s (%d other entries ignored); writing %s", files, input_uri,
-             len(inputs.ignored), out.prefix)
+    log.info("reading %d MPD slices from %s (%d other entries ignored); writing %s", len(inputs.slices),
+             input_uri, len(inputs.ignored), out.prefix)
+    job = Job(spark, cfg.graph, input_uri, inputs, Cache())
+    try:
+        for step in (_read, _quarantine, _split, _vocabulary, _graph_playlists, _edges, _eval_cases):
+            step(job)
+        _write(job, out)
+        stats = _stats(job)
+        stats["input"], stats["seconds"] = input_uri, round(time.time() - t0, 1)
+        storage.write_json(out.path("stats.json"), stats)
+        out.commit({"stage": "graph", "input": input_uri, "tracks": job.n["tracks"],
+                    "graph_playlists": job.n["graph_playlists"], "edges": job.n["edges"],
+                    "config": {"graph": cfg.graph.to_dict()}})
+    finally:
+        job.cache.release()
+    log.info("graph committed at %s (%s) in %.1fs", output_uri, out.version, stats["seconds"])
+    return stats
 
-    # the parsed slices cached on disk, not in memory: the full MPD's in the heap of a local driver
-    # ran out of it (OutOfMemoryError at 1,000 slices with 4g; bench/BENCHMARKS.md); their
-    # playlist columns (no tracks, ~200 bytes a playlist) in memory, for every step that needs no
-    # track: a scan of the parsed slices costs nearly as much for one column as for all of them
-    read = (spark.read.format("musicmap_mpd").options(**storage_options()).option("path", input_uri)
-            .load().persist(StorageLevel.DISK_ONLY))
-    read_pl = read.drop("tracks").persist()
-    read_pl.count()  # one task per slice: each file read once, filling both caches
-    # later jobs scan the caches in a few large tasks: a task per slice per job would cost more
-    # in scheduling than in work (1,000 slices x dozens of jobs on the full MPD)
-    tasks = max(1, min(files, 2 * spark.sparkContext.defaultParallelism))
-    raw, raw_pl = read.coalesce(tasks), read_pl.coalesce(tasks)
 
-    # ---- 1. quarantine: unreadable files, rule-breaking playlists, duplicate pids
+def _read(job: Job) -> None:
+    """Parse every slice once (one task per file) into two caches."""
+    # The parsed slices are cached on disk, not in memory: the full MPD's in the heap of a local
+    # driver ran out of it (OutOfMemoryError at 1,000 slices with 4g; bench/BENCHMARKS.md).
+    # Their playlist columns (no tracks, ~200 bytes a playlist) stay in memory, for every step
+    # that needs no track: a scan costs nearly as much for one column as for all of them.
+    c = job.cache
+    read = c.keep(job.spark.read.format("musicmap_mpd").options(**storage_options())
+                  .option("path", job.input_uri).load(), StorageLevel.DISK_ONLY)
+    read_pl = c.keep(read.drop("tracks"))
+    read_pl.count()  # each file read once, filling both caches
+    # Later jobs scan the caches in a few large tasks. A task per slice per job would cost more
+    # in scheduling than in work (1,000 slices x dozens of jobs on the full MPD).
+    files = len(job.inputs.slices)
+    tasks = max(1, min(files, 2 * job.spark.sparkContext.defaultParallelism))
+    job.frames.update(raw=read.coalesce(tasks), raw_pl=read_pl.coalesce(tasks))
+
+
+def _quarantine(job: Job) -> None:
+    """Step 1: unreadable files, rule-breaking playlists and duplicate pids are set apart."""
+    raw, raw_pl = job.frames["raw"], job.frames["raw_pl"]
     ok = raw_pl.where(F.col("reason").isNull())
     firsts = F.broadcast(ok.groupBy("pid").agg(
         F.count("*").alias("n"), F.min(F.struct("file_index", "ordinal", "file")).alias("first"))
@@ -113,26 +177,28 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     # the valid playlists, with their tracks (good) and without (good_pl), filtered alike
     good, good_pl = (df.where(F.col("reason").isNull()).join(firsts, "pid", "left").where(~is_dup)
                      .drop("first") for df in (raw, raw_pl))
+    job.frames.update(good=good, good_pl=good_pl, quarantine=bad.unionByName(dups))
 
-    # ---- 2. split by time, then one pass over every occurrence: per track URI where it first
-    # occurs, whether it was given two names, and its train playlist count (step 3)
-    good, good_pl, keys, track_agg = _split_and_count(good, good_pl, g, input_uri, files)
-    # one name per track URI: the first playlist (in file order) naming a URI sets its name;
-    # later playlists naming it otherwise are quarantined (track_name_conflict). Rare: the split
-    # and the counts are then redone without them.
+
+def _split(job: Job) -> None:
+    """Step 2: split by time, then count per track URI where it first occurs, whether it was
+    given two names, and its train playlists (for step 3)."""
+    fr, g = job.frames, job.g
+    good, good_pl, keys, track_agg = _split_and_count(fr["good"], fr["good_pl"], job)
+    # One name per track URI: the first playlist (in file order) naming a URI sets its name.
+    # Later playlists naming it otherwise are quarantined (track_name_conflict). This is rare, so
+    # the split and the counts are then simply redone without them.
     conflicts = [r.track_uri for r in track_agg.where("name_h_min != name_h_max").select("track_uri").collect()]
-    conflicted = None
+    quarantine = fr["quarantine"]
     if conflicts:
-        conflicted = _name_conflicts(good, track_agg, conflicts).persist()
+        conflicted = job.cache.keep(_name_conflicts(good, track_agg, conflicts))
         good, good_pl = (df.drop("split").join(conflicted.select("pid", "file_index", "ordinal"),
                                                ["pid", "file_index", "ordinal"], "left_anti")
                          for df in (good, good_pl))
-        track_agg.unpersist()
-        good, good_pl, keys, track_agg = _split_and_count(good, good_pl, g, input_uri, files)
-    quarantine = bad.unionByName(dups)
-    if conflicted is not None:
+        job.cache.drop(track_agg)
+        good, good_pl, keys, track_agg = _split_and_count(good, good_pl, job)
         quarantine = quarantine.unionByName(conflicted.select(*quarantine.columns))
-    quarantine = quarantine.persist()
+    quarantine = job.cache.keep(quarantine)
     q_rows = quarantine.groupBy("rule", F.col("rule").isin(*mpd.FILE_RULES).alias("file_level")).agg(
         F.count("*").alias("n"), F.sum("num_tracks").alias("occ")).collect()
     n_quarantined = sum(r.n for r in q_rows)
@@ -140,93 +206,119 @@ def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
         sample = quarantine.limit(5).collect()
         raise InputError(f"{n_quarantined} bad inputs with graph.strict=true, e.g. "
                          + "; ".join(f"{r.file} pid {r.pid}: {r.reason}" for r in sample))
-    playlists = good_pl.select("pid", "name", "name_norm", "has_description", "modified_at",
-                            "num_followers", "num_edits", "num_tracks", "split").persist()
+    playlists = job.cache.keep(good_pl.select("pid", "name", "name_norm", "has_description", "modified_at",
+                                              "num_followers", "num_edits", "num_tracks", "split"))
+    fr.update(good=good, playlists=playlists, track_agg=track_agg, quarantine=quarantine)
+    job.n.update(valid=keys.num_rows, q_rows=q_rows)
 
-    # ---- 3. vocabulary from train playlists (first occurrence of a track per playlist)
-    train_occ = (_occurrences(good.where("split = 'train'"), "pid").where("first")
-                 .select("pid", "pos", "track_uri"))
+
+def _vocabulary(job: Job) -> None:
+    """Step 3 and the track ids of step 5: tracks in >= min_playlists train playlists, numbered
+    by (train playlist count desc, track_uri)."""
+    fr, g = job.frames, job.g
     # every track's metadata (its first occurrence's), for the vocabulary and the statistics
-    tracks = _first_metadata(good, track_agg.select("first_order", "train_playlists")).persist(
-        StorageLevel.DISK_ONLY)
+    tracks = job.cache.keep(_first_metadata(fr["good"], fr["track_agg"].select("first_order", "train_playlists")),
+                            StorageLevel.DISK_ONLY)
     vocab = tracks.where(F.col("train_playlists") >= g.min_playlists)
-    vocab = (vocab.withColumn("track_idx", (F.row_number().over(
-        Window.orderBy(F.desc("train_playlists"), F.asc("track_uri"))) - 1).cast("int"))
-        .select(*[F.col(c).cast("int") if c == "train_playlists" else c for c in schemas.TRACKS.names])
-        .persist())
+    vocab = dense_ids(vocab, "track_idx", [F.desc("train_playlists"), F.asc("track_uri")], job.cache.keep)
+    vocab = vocab.select(*[F.col(c).cast("int") if c == "train_playlists" else c for c in schemas.TRACKS.names])
     n_tracks = vocab.count()
     if n_tracks == 0:
-        raise InputError(f"{input_uri}: no track is in >= {g.min_playlists} train playlists; "
+        raise InputError(f"{job.input_uri}: no track is in >= {g.min_playlists} train playlists; "
                          f"lower graph.min_playlists or use more data")
+    fr.update(tracks=tracks, vocab=vocab)
+    job.n["tracks"] = n_tracks
 
-    # ---- 4. train playlists with too few vocabulary tracks leave the graph
-    idx_map = vocab.select("track_uri", "track_idx")
-    train_edges = train_occ.join(F.broadcast(idx_map), "track_uri").drop("track_uri").persist()
-    per_pl = train_edges.groupBy("pid").agg(F.count("*").alias("kept")).persist()
+
+def _graph_playlists(job: Job) -> None:
+    """Steps 4 and 5: train playlists with too few vocabulary tracks leave the graph; playlist ids
+    for the graph's train playlists, then val, then test, each in time order."""
+    fr, g, c = job.frames, job.g, job.cache
+    train_occ = (_occurrences(fr["good"].where("split = 'train'"), "pid").where("first")
+                 .select("pid", "pos", "track_uri"))
+    idx_map = fr["vocab"].select("track_uri", "track_idx")
+    train_edges = c.keep(train_occ.join(F.broadcast(idx_map), "track_uri").drop("track_uri"))
+    per_pl = c.keep(train_edges.groupBy("pid").agg(F.count("*").alias("kept")))
     graph_pids = per_pl.where(F.col("kept") >= g.min_tracks).select("pid")
+    pl = (fr["playlists"].join(graph_pids.withColumn("in_graph", F.lit(True)), "pid", "left")
+          .where("split != 'train' OR in_graph")
+          .withColumn("split_order", F.when(F.col("split") == "train", 0)
+                      .when(F.col("split") == "val", 1).otherwise(2)))
+    pl = dense_ids(pl, "playlist_idx", ["split_order", "modified_at", "pid"], c.keep).drop("split_order")
+    fr.update(train_edges=train_edges, per_pl=per_pl, pl=pl)
+    job.n["graph_playlists"] = pl.where("split = 'train'").count()
 
-    # ---- 5. dense playlist ids: graph train playlists, then val, then test (time order)
-    pl = (playlists.join(graph_pids.withColumn("in_graph", F.lit(True)), "pid", "left")
-          .where("split != 'train' OR in_graph"))
-    order = F.when(F.col("split") == "train", 0).when(F.col("split") == "val", 1).otherwise(2)
-    pl = pl.withColumn("playlist_idx", (F.row_number().over(
-        Window.orderBy(order, "modified_at", "pid")) - 1).cast("int")).persist()
-    n_graph_playlists = pl.where("split = 'train'").count()
 
-    # ---- 6. edges with weights
+def _edges(job: Job) -> None:
+    """Step 6: the graph's edges with their weights."""
+    fr, g = job.frames, job.g
     weight = (1.0 / (1.0 + g.position_decay * F.col("pos") / 100.0)
               * (1.0 + g.followers_gain * F.log(F.col("num_followers").cast("double")))
               * (1.0 + g.edits_gain * F.log(F.col("num_edits").cast("double"))))
-    edges = (train_edges.join(F.broadcast(pl.where("split = 'train'").select(
+    edges = (fr["train_edges"].join(F.broadcast(fr["pl"].where("split = 'train'").select(
         "pid", "playlist_idx", "num_followers", "num_edits")), "pid")
              .select("playlist_idx", "track_idx", F.col("pos").cast("short").alias("pos"),
-                     weight.cast("float").alias("weight")).persist())
-    n_edges = edges.count()
+                     weight.cast("float").alias("weight")))
+    fr["edges"] = job.cache.keep(edges)
+    job.n["edges"] = fr["edges"].count()
 
-    # ---- 7. evaluation cases
-    vocab_bc = spark.sparkContext.broadcast(dict(
-        (r.track_uri, r.track_idx) for r in idx_map.toLocalIterator()))
-    eval_in = good.where("split != 'train'").select(
+
+def _eval_cases(job: Job) -> None:
+    """Step 7: evaluation cases of the val and test playlists."""
+    fr, g = job.frames, job.g
+    vocab_bc = job.cache.broadcast(job.spark, dict(
+        (r.track_uri, r.track_idx) for r in fr["vocab"].select("track_uri", "track_idx").toLocalIterator()))
+    eval_in = fr["good"].where("split != 'train'").select(
         "pid", "split", "name", F.col("tracks.track_uri").alias("uris"),
         F.col("tracks.artist_uri").alias("artists"))
-    eval_fn = _eval_cases_fn(vocab_bc, g.eval_seed, g.seed_protocol)
-    cases = eval_in.mapInArrow(eval_fn, schemas.spark_schema(schemas.EVAL)).persist()
-
-    # ---- write (tables under the staging version; visible only after commit)
-    write_table(edges, out.path("edges"), "EDGES", max_rows_per_file=g.rows_per_part)
-    write_table(vocab, out.path("tracks"), "TRACKS", max(1, math.ceil(n_tracks / 2_000_000)))
-    write_table(pl.select(*schemas.PLAYLISTS.names), out.path("playlists"), "PLAYLISTS",
-                max(1, math.ceil(keys.num_rows / 2_000_000)))
-    write_table(cases, out.path("eval"), "EVAL", max(1, math.ceil(keys.num_rows / 1_000_000)))
-    write_table(quarantine, out.path("quarantine"), "QUARANTINE", 1)
-
-    stats = _stats(raw_pl, playlists, track_agg, tracks, per_pl, edges, cases, q_rows, inputs,
-                   n_tracks, n_graph_playlists, n_edges, g)
-    stats["input"] = input_uri
-    stats["seconds"] = round(time.time() - t0, 1)
-    storage.write_json(out.path("stats.json"), stats)
-    out.commit({"stage": "graph", "input": input_uri, "tracks": n_tracks,
-                "graph_playlists": n_graph_playlists, "edges": n_edges,
-                "config": {"graph": cfg.graph.to_dict()}})
-    for df in (read, read_pl, quarantine, playlists, track_agg, tracks, vocab, train_edges, per_pl, pl,
-               edges, cases, *([conflicted] if conflicted is not None else [])):
-        df.unpersist()
-    vocab_bc.destroy()
-    log.info("graph committed at %s (%s) in %.1fs", output_uri, out.version, stats["seconds"])
-    return stats
+    fn = _eval_cases_fn(vocab_bc, g.eval_seed, g.seed_protocol)
+    fr["cases"] = job.cache.keep(eval_in.mapInArrow(fn, schemas.spark_schema(schemas.EVAL)))
 
 
-def _split_and_count(good: DataFrame, good_pl: DataFrame, g, input_uri: str, files: int):
+def _write(job: Job, out: storage.StageWriter) -> None:
+    """The tables, under the staging version: visible only after the commit."""
+    fr, n_valid = job.frames, job.n["valid"]
+    write_table(fr["edges"], out.path("edges"), "EDGES", max_rows_per_file=job.g.rows_per_part)
+    write_table(fr["vocab"], out.path("tracks"), "TRACKS", max(1, math.ceil(job.n["tracks"] / 2_000_000)))
+    write_table(fr["pl"].select(*schemas.PLAYLISTS.names), out.path("playlists"), "PLAYLISTS",
+                max(1, math.ceil(n_valid / 2_000_000)))
+    write_table(fr["cases"], out.path("eval"), "EVAL", max(1, math.ceil(n_valid / 1_000_000)))
+    write_table(fr["quarantine"], out.path("quarantine"), "QUARANTINE", 1)
+
+
+def dense_ids(df: DataFrame, name: str, order: list, keep) -> DataFrame:
+    """df with `name` = 0, 1, 2, ... in the order of `order` (a total order: its keys are unique).
+
+    A row_number over an unpartitioned window sorts every row in one task. Here the rows are
+    range-partitioned (spark.sql.shuffle.partitions ranges) and sorted within each range. A
+    row's place in its range comes from monotonically_increasing_id (range << 33 | row), and
+    each range's first id from one small aggregate of the range sizes. The sorted frame is
+    cached (`keep`, e.g. Cache.keep), so the sizes and the ids come from the same ranges."""
+    mono, spark = "_dense_id_mono", df.sparkSession
+    ranges = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    ranked = keep(df.repartitionByRange(ranges, *order).sortWithinPartitions(*order)
+                  .withColumn(mono, F.monotonically_increasing_id()))
+    part = F.shiftright(F.col(mono), 33)
+    sizes = sorted(tuple(r) for r in ranked.groupBy(part.alias("p")).agg(F.count("*")).collect())
+    starts = [(p, sum(n for _, n in sizes[:i])) for i, (p, _) in enumerate(sizes)]
+    first = spark.createDataFrame(starts, "_dense_id_p long, _dense_id_start long")
+    row = F.col(mono).bitwiseAND(F.lit((1 << 33) - 1))
+    return (ranked.join(F.broadcast(first), part == F.col("_dense_id_p"))
+            .withColumn(name, (F.col("_dense_id_start") + row).cast("int"))
+            .drop(mono, "_dense_id_p", "_dense_id_start"))
+
+
+def _split_and_count(good: DataFrame, good_pl: DataFrame, job: Job):
     """(good and good_pl with a split column, the (modified_at, pid) keys, the per-track aggregate)."""
     keys = good_pl.select("modified_at", "pid").toArrow()
     if keys.num_rows == 0:
-        raise InputError(f"{input_uri}: no valid playlist in {files} file(s); see the quarantine "
-                         f"(run `musicmap check {input_uri}`)")
+        raise InputError(f"{job.input_uri}: no valid playlist in {len(job.inputs.slices)} file(s); see the "
+                         f"quarantine (run `musicmap check {job.input_uri}`)")
     cut_train, cut_val, _, _ = split_cutoffs(
-        keys["modified_at"].to_numpy(), keys["pid"].to_numpy(), g.train_fraction, g.val_fraction)
+        keys["modified_at"].to_numpy(), keys["pid"].to_numpy(), job.g.train_fraction, job.g.val_fraction)
     split = F.when(_le(cut_train), "train").when(_le(cut_val), "val").otherwise("test")
     good, good_pl = good.withColumn("split", split), good_pl.withColumn("split", split)
-    return good, good_pl, keys, _track_aggregate(good)
+    return good, good_pl, keys, job.cache.keep(_track_aggregate(good))
 
 
 def _occurrences(good: DataFrame, *cols: str) -> DataFrame:
@@ -248,7 +340,7 @@ def _track_aggregate(good: DataFrame) -> DataFrame:
         F.min("order").alias("first_order"),
         F.min(name_h).alias("name_h_min"), F.max(name_h).alias("name_h_max"),
         F.sum(((F.col("split") == "train") & F.col("first")).cast("int")).cast("long").alias("train_playlists"),
-    ).persist()
+    )
 
 
 def _first_metadata(good: DataFrame, wanted: DataFrame) -> DataFrame:
@@ -332,35 +424,66 @@ def _degree(df: DataFrame, key: str, n_nodes: int) -> dict:
             "min": 0 if nz < n_nodes else (d.mn or 0), "max": d.mx or 0}
 
 
-def _stats(raw, playlists, track_agg, tracks, per_pl, edges, cases, q_rows, inputs, n_tracks,
-           n_graph_playlists, n_edges, g) -> dict:
+def _stats(job: Job) -> dict:
     """graph/stats.json: graph statistics, the reconciliation, and the input's official numbers."""
+    c, n, g = _aggregates(job), job.n, job.g
+    stats = {"reconciliation": _reconciliation(job, c),
+             "graph": {"playlists": n["graph_playlists"], "tracks": n["tracks"], "interactions": n["edges"],
+                       "directed_entries": 2 * n["edges"], "nodes": n["graph_playlists"] + n["tracks"],
+                       "sparsity": n["edges"] / max(1, n["graph_playlists"] * n["tracks"]),
+                       "playlist_degree": _degree(job.frames["edges"], "playlist_idx", n["graph_playlists"]),
+                       "track_degree": _degree(job.frames["edges"], "track_idx", n["tracks"]),
+                       "eval_playlists": c["by_split"].get("val", (0, 0))[0] + c["by_split"].get("test", (0, 0))[0],
+                       "eval_cases": c["case_counts"]},
+             "input_official": _official(c)}
+    distinct_train = int(c["tr"].train_tracks or 0)
+    stats["filters"] = {"min_playlists": g.min_playlists, "min_tracks": g.min_tracks,
+                        "train_tracks_seen": distinct_train,
+                        "tracks_removed_min_playlists": distinct_train - n["tracks"],
+                        "train_playlists_removed_min_tracks": c["removed_pl"]}
+    rec = stats["reconciliation"]
+    rec["checks"] = _checks(rec)
+    if not all(rec["checks"].values()):
+        raise AssertionError(f"reconciliation failed: {rec}")
+    return stats
+
+
+def _aggregates(job: Job) -> dict:
+    """The counts the stats are made of, one small Spark aggregate each."""
+    fr, g = job.frames, job.g
     # a row is a playlist unless it is a file that could not be read (its pid may be null)
-    playlist_rows = raw.where(F.col("reason").isNull()
-                              | ~F.split("reason", ":").getItem(0).isin(*mpd.FILE_RULES))
-    read = playlist_rows.agg(F.count("*").alias("playlists"), F.sum("num_tracks").alias("occ")).first()
-    by_split = {r.split: (r.n, r.occ) for r in playlists.groupBy("split").agg(
-        F.count("*").alias("n"), F.sum("num_tracks").alias("occ")).collect()}
-    tr = track_agg.agg(
+    playlist_rows = fr["raw_pl"].where(F.col("reason").isNull()
+                                       | ~F.split("reason", ":").getItem(0).isin(*mpd.FILE_RULES))
+    c = {"read": playlist_rows.agg(F.count("*").alias("playlists"), F.sum("num_tracks").alias("occ")).first(),
+         "by_split": {r.split: (r.n, r.occ) for r in fr["playlists"].groupBy("split").agg(
+             F.count("*").alias("n"), F.sum("num_tracks").alias("occ")).collect()}}
+    c["tr"] = fr["track_agg"].agg(
         F.sum("train_playlists").alias("unique_occ"),
         F.sum(F.when(F.col("train_playlists") >= g.min_playlists, F.col("train_playlists"))).alias("vocab_occ"),
         F.sum(F.when(F.col("train_playlists") > 0, 1)).alias("train_tracks"),
         F.count("*").alias("tracks")).first()
-    meta = tracks.agg(F.count("*").alias("tracks"), F.countDistinct("album_uri").alias("albums"),
-                      F.countDistinct("artist_uri").alias("artists")).first()
-    if meta.tracks != tr.tracks:
-        raise AssertionError(f"metadata found for {meta.tracks} of {tr.tracks} tracks")
-    kept = per_pl.agg(F.sum(F.when(F.col("kept") >= g.min_tracks, F.col("kept"))).alias("kept_occ"),
-                      F.sum(F.when(F.col("kept") < g.min_tracks, F.col("kept"))).alias("removed_occ"),
-                      F.sum(F.when(F.col("kept") < g.min_tracks, 1)).alias("removed_pl"),
-                      F.count("*").alias("with_vocab")).first()
-    n_train, occ_train = by_split.get("train", (0, 0))
-    in_vocab_occ = int(tr.vocab_occ or 0)
-    removed_pl = kept.removed_pl or 0
-    no_vocab_pl = n_train - kept.with_vocab  # train playlists with no vocabulary track at all
-    quarantine = {}
-    file_level = {"files": 0}
-    for r in q_rows:
+    c["meta"] = fr["tracks"].agg(F.count("*").alias("tracks"), F.countDistinct("album_uri").alias("albums"),
+                                 F.countDistinct("artist_uri").alias("artists")).first()
+    if c["meta"].tracks != c["tr"].tracks:
+        raise AssertionError(f"metadata found for {c['meta'].tracks} of {c['tr'].tracks} tracks")
+    c["kept"] = fr["per_pl"].agg(
+        F.sum(F.when(F.col("kept") >= g.min_tracks, F.col("kept"))).alias("kept_occ"),
+        F.sum(F.when(F.col("kept") < g.min_tracks, F.col("kept"))).alias("removed_occ"),
+        F.sum(F.when(F.col("kept") < g.min_tracks, 1)).alias("removed_pl"),
+        F.count("*").alias("with_vocab")).first()
+    # removed: too few vocabulary tracks, or none at all (no row in per_pl)
+    c["removed_pl"] = (c["kept"].removed_pl or 0) + c["by_split"].get("train", (0, 0))[0] - c["kept"].with_vocab
+    c["titles"] = fr["playlists"].agg(F.countDistinct("name").alias("t"), F.countDistinct("name_norm").alias("tn"),
+                                      F.sum(F.col("has_description").cast("int")).alias("d")).first()
+    c["case_counts"] = {f"{r.split}/{r.category}": r.n for r in
+                        fr["cases"].groupBy("split", "category").agg(F.count("*").alias("n")).collect()}
+    return c
+
+
+def _reconciliation(job: Job, c: dict) -> dict:
+    """Where every playlist and occurrence read went."""
+    quarantine, file_level = {}, {"files": 0}
+    for r in job.n["q_rows"]:
         if r.file_level:
             file_level["files"] += r.n
             file_level[r.rule] = file_level.get(r.rule, 0) + r.n
@@ -368,69 +491,52 @@ def _stats(raw, playlists, track_agg, tracks, per_pl, edges, cases, q_rows, inpu
             q = quarantine.setdefault(r.rule, {"playlists": 0, "occurrences": 0})
             q["playlists"] += r.n
             q["occurrences"] += int(r.occ or 0)
-    q_pl = sum(q["playlists"] for q in quarantine.values())
-    q_occ = sum(q["occurrences"] for q in quarantine.values())
-    titles = playlists.agg(F.countDistinct("name").alias("t"), F.countDistinct("name_norm").alias("tn"),
-                           F.sum(F.col("has_description").cast("int")).alias("d")).first()
-    case_counts = {f"{r.split}/{r.category}": r.n for r in
-                   cases.groupBy("split", "category").agg(F.count("*").alias("n")).collect()}
-    n_valid = sum(v[0] for v in by_split.values())
-    occ_valid = sum(int(v[1] or 0) for v in by_split.values())
-    n_val_pl = by_split.get("val", (0, 0))[0] + by_split.get("test", (0, 0))[0]
-    unique_occ = int(tr.unique_occ or 0)
-    stats = {
-        "reconciliation": {
-            "files": {"read": len(inputs.slices), "unreadable": file_level, "folder": inputs.folder,
-                      "ignored": len(inputs.ignored), "ignored_names": inputs.ignored[:50]},
-            "playlists": {
-                "read": read.playlists,
-                "quarantined": q_pl, "quarantined_by_rule": {k: v["playlists"] for k, v in quarantine.items()},
-                "valid": n_valid,
-                "by_split": {k: v[0] for k, v in by_split.items()},
-                "train_in_graph": n_graph_playlists,
-                "train_removed_min_tracks": removed_pl + no_vocab_pl,
+    by_split, inputs = c["by_split"], job.inputs
+    occ_train = int(by_split.get("train", (0, 0))[1] or 0)
+    unique_occ = int(c["tr"].unique_occ or 0)
+    return {
+        "files": {"read": len(inputs.slices), "unreadable": file_level, "folder": inputs.folder,
+                  "ignored": len(inputs.ignored), "ignored_names": inputs.ignored[:50]},
+        "playlists": {
+            "read": c["read"].playlists,
+            "quarantined": sum(q["playlists"] for q in quarantine.values()),
+            "quarantined_by_rule": {k: v["playlists"] for k, v in quarantine.items()},
+            "valid": sum(v[0] for v in by_split.values()),
+            "by_split": {k: v[0] for k, v in by_split.items()},
+            "train_in_graph": job.n["graph_playlists"],
+            "train_removed_min_tracks": c["removed_pl"],
+        },
+        "occurrences": {
+            "read": int(c["read"].occ or 0),
+            "quarantined": sum(q["occurrences"] for q in quarantine.values()),
+            "valid": sum(int(v[1] or 0) for v in by_split.values()),
+            "by_split": {k: int(v[1] or 0) for k, v in by_split.items()},
+            "train": {
+                "total": occ_train,
+                "repeats_within_playlist": occ_train - unique_occ,
+                "removed_track_filter": unique_occ - int(c["tr"].vocab_occ or 0),
+                "removed_with_playlist_min_tracks": int(c["kept"].removed_occ or 0),
+                "edges": job.n["edges"],
             },
-            "occurrences": {
-                "read": int(read.occ or 0),
-                "quarantined": q_occ,
-                "valid": occ_valid,
-                "by_split": {k: int(v[1] or 0) for k, v in by_split.items()},
-                "train": {
-                    "total": int(occ_train or 0),
-                    "repeats_within_playlist": int(occ_train or 0) - unique_occ,
-                    "removed_track_filter": unique_occ - in_vocab_occ,
-                    "removed_with_playlist_min_tracks": int(kept.removed_occ or 0),
-                    "edges": n_edges,
-                },
-            },
-            "checks": {},
         },
-        "graph": {
-            "playlists": n_graph_playlists, "tracks": n_tracks, "interactions": n_edges,
-            "directed_entries": 2 * n_edges,
-            "nodes": n_graph_playlists + n_tracks,
-            "sparsity": n_edges / max(1, n_graph_playlists * n_tracks),
-            "playlist_degree": _degree(edges, "playlist_idx", n_graph_playlists),
-            "track_degree": _degree(edges, "track_idx", n_tracks),
-            "eval_playlists": n_val_pl,
-            "eval_cases": case_counts,
-        },
-        "input_official": {
-            "playlists": n_valid, "tracks": occ_valid, "unique_tracks": tr.tracks,
-            "unique_albums": meta.albums, "unique_artists": meta.artists,
-            "unique_titles": titles.t, "unique_normalized_titles": titles.tn,
-            "playlists_with_descriptions": int(titles.d or 0),
-            "avg_playlist_length": round(occ_valid / n_valid, 6) if n_valid else 0.0,
-        },
+        "checks": {},
     }
-    distinct_train = int(tr.train_tracks or 0)
-    stats["filters"] = {"min_playlists": g.min_playlists, "min_tracks": g.min_tracks,
-                        "train_tracks_seen": distinct_train,
-                        "tracks_removed_min_playlists": distinct_train - n_tracks,
-                        "train_playlists_removed_min_tracks": removed_pl + no_vocab_pl}
-    rec = stats["reconciliation"]
+
+
+def _official(c: dict) -> dict:
+    """The input's numbers as the MPD's own stats script reports them (valid playlists only)."""
+    n_valid = sum(v[0] for v in c["by_split"].values())
+    occ_valid = sum(int(v[1] or 0) for v in c["by_split"].values())
+    return {"playlists": n_valid, "tracks": occ_valid, "unique_tracks": c["tr"].tracks,
+            "unique_albums": c["meta"].albums, "unique_artists": c["meta"].artists,
+            "unique_titles": c["titles"].t, "unique_normalized_titles": c["titles"].tn,
+            "playlists_with_descriptions": int(c["titles"].d or 0),
+            "avg_playlist_length": round(occ_valid / n_valid, 6) if n_valid else 0.0}
+
+
+def _checks(rec: dict) -> dict:
     p, o, t = rec["playlists"], rec["occurrences"], rec["occurrences"]["train"]
-    rec["checks"] = {
+    return {
         "playlists: read = valid + quarantined": p["read"] == p["valid"] + p["quarantined"],
         "playlists: valid = train + val + test": p["valid"] == sum(p["by_split"].values()),
         "playlists: train = in graph + removed": p["by_split"].get("train", 0)
@@ -441,6 +547,3 @@ def _stats(raw, playlists, track_agg, tracks, per_pl, edges, cases, q_rows, inpu
             t["total"] == t["edges"] + t["repeats_within_playlist"] + t["removed_track_filter"]
             + t["removed_with_playlist_min_tracks"],
     }
-    if not all(rec["checks"].values()):
-        raise AssertionError(f"reconciliation failed: {rec}")
-    return stats
