@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from musicmap.errors import MusicMapError
+from musicmap.errors import exit_status
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -71,14 +71,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from musicmap.log import redact, setup_logging
+    from musicmap.log import setup_logging
     args = build_parser(argv).parse_args(argv)
     setup_logging(quiet=args.quiet)
     try:
-        return int(args.run(args) or 0)
-    except MusicMapError as e:
-        print(redact(f"musicmap {args.command}: error: {e}"), file=sys.stderr)
-        return 2
+        return exit_status(lambda: args.run(args), f"musicmap {args.command}")
     except KeyboardInterrupt:
         print(f"musicmap {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -121,11 +121,3 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
     return Config(data)
 
 
-def config_from_dict(data: dict) -> Config:
-    """Rebuild a Config from to_dict() output (e.g. shipped to Spark executors or read from a
-    manifest), validating it against the defaults."""
-    base = yaml.safe_load(default_yaml_text())
-    defaults_flat = _flatten(base)
-    for key, value in _flatten(data).items():
-        _set(base, defaults_flat, key, value, "config")
-    return Config(base)

@@ -160,8 +160,9 @@ def _recall_at(rel: np.ndarray, n_g: int, k: int) -> float:
 
 
 def _artist_lookup(ranked_artists, items: list, positions: list[int]) -> list:
-    """The artist of each item of R: from a mapping item -> artist (missing: None), or from a
-    sequence aligned with the original ``ranked`` (same length, padding positions included)."""
+    """The artist of each item of R. ranked_artists is either a mapping item -> artist (None
+    when missing) or a sequence aligned with the original ``ranked`` (same length, padding
+    positions included)."""
     if isinstance(ranked_artists, Mapping):
         return [ranked_artists.get(item) for item in items]
     if isinstance(ranked_artists, np.ndarray):

@@ -76,6 +76,35 @@ def _type_ok(value, typ) -> bool:
 def validate_playlist(p) -> list[Violation]:
     """Every rule the playlist breaks on its own (cross-playlist rules are checked by callers).
     Returns [] for a valid playlist."""
+    broken = _structure(p)
+    if broken:
+        return broken  # the value rules would only repeat it
+    out = _playlist_values(p)
+    found, artists, albums, duration, stop = _track_values(p["tracks"])
+    out += found
+    if stop:
+        return out
+    for rule, field, got in (("num_artists_mismatch", "num_artists", len(artists)),
+                             ("num_albums_mismatch", "num_albums", len(albums))):
+        if p[field] != got:
+            out.append(Violation(rule, f"{field}={p[field]} but {got} distinct"))
+    if p["duration_ms"] != duration:
+        out.append(Violation("duration_mismatch", f"duration_ms={p['duration_ms']} but tracks sum to {duration}"))
+    if len(artists) < MIN_ARTISTS:
+        out.append(Violation("too_few_artists", f"{len(artists)} artists < {MIN_ARTISTS}"))
+    if len(albums) < MIN_ALBUMS:
+        out.append(Violation("too_few_albums", f"{len(albums)} albums < {MIN_ALBUMS}"))
+    # pos_mismatch on every track of a shifted list is one problem, so it is reported once
+    pos = [v for v in out if v.rule == "pos_mismatch"]
+    if len(pos) > 1:
+        out = [v for v in out if v.rule != "pos_mismatch"]
+        out.insert(0, Violation("pos_mismatch", f"{pos[0].detail} (and {len(pos) - 1} more)"))
+    return out
+
+
+def _structure(p) -> list[Violation]:
+    """What makes the playlist's values unreadable: not an object, missing or unknown fields,
+    wrong types, integers beyond 64 bits, broken text."""
     if not isinstance(p, dict):
         return [Violation("wrong_type", f"playlist is {type(p).__name__}, not an object")]
     out: list[Violation] = []
@@ -90,14 +119,16 @@ def validate_playlist(p) -> list[Violation]:
     if bad_types:
         out.append(Violation("wrong_type", ", ".join(bad_types)))
     if out:
-        return out  # structure is broken: value rules would only repeat it
+        return out
     huge = [k for k, t in PLAYLIST_FIELDS.items() if t is int and not INT64[0] <= p[k] <= INT64[1]]
     if huge:
         return [Violation("int_out_of_range", f"{huge[0]}={p[huge[0]]} is outside 64-bit integers")]
     bad_text = _bad_unicode([p["name"], p.get("description", "")])
-    if bad_text:
-        return [Violation("invalid_unicode", bad_text)]
+    return [Violation("invalid_unicode", bad_text)] if bad_text else []
 
+
+def _playlist_values(p: dict) -> list[Violation]:
+    out = []
     if not p["name"].strip():
         out.append(Violation("empty_name", "name is empty"))
     if p["collaborative"] not in ("true", "false"):
@@ -106,41 +137,25 @@ def validate_playlist(p) -> list[Violation]:
         out.append(Violation("bad_followers", f"num_followers={p['num_followers']} < 1"))
     if p["num_edits"] < 1:
         out.append(Violation("bad_edits", f"num_edits={p['num_edits']} < 1"))
-    tracks = p["tracks"]
-    n = len(tracks)
+    n = len(p["tracks"])
     if n < MIN_TRACKS:
         out.append(Violation("too_few_tracks", f"{n} tracks < {MIN_TRACKS}"))
     elif n > MAX_TRACKS:
         out.append(Violation("too_many_tracks", f"{n} tracks > {MAX_TRACKS}"))
     if p["num_tracks"] != n:
         out.append(Violation("num_tracks_mismatch", f"num_tracks={p['num_tracks']} but {n} tracks"))
+    return out
 
-    artists, albums, duration = set(), set(), 0
-    track_re, artist_re, album_re = URI_RE["track_uri"].fullmatch, URI_RE["artist_uri"].fullmatch, \
-        URI_RE["album_uri"].fullmatch
+
+def _track_values(tracks: list):
+    """(violations, artists, albums, total duration, stop) over the tracks. stop: a track is
+    unreadable (the first such is reported and the totals are not checked)."""
+    out, artists, albums, duration = [], set(), set(), 0
+    track_re, artist_re, album_re = (URI_RE[k].fullmatch for k in ("track_uri", "artist_uri", "album_uri"))
     for i, t in enumerate(tracks):
-        if not isinstance(t, dict) or t.keys() != TRACK_KEYS:
-            if not isinstance(t, dict):
-                out.append(Violation("wrong_type", f"tracks[{i}] is {type(t).__name__}"))
-            else:
-                missing, extra = TRACK_KEYS - t.keys(), t.keys() - TRACK_KEYS
-                if missing:
-                    out.append(Violation("missing_field", f"tracks[{i}]: {', '.join(sorted(missing))}"))
-                if extra:
-                    out.append(Violation("unknown_field", f"tracks[{i}]: {', '.join(sorted(extra))}"))
-            return out
-        bad = [f"{k}={type(t[k]).__name__}" for k, typ in TRACK_FIELDS.items() if not _type_ok(t[k], typ)]
-        if bad:
-            out.append(Violation("wrong_type", f"tracks[{i}]: {', '.join(bad)}"))
-            return out
-        if not INT64[0] <= t["duration_ms"] <= INT64[1]:
-            out.append(Violation("int_out_of_range", f"tracks[{i}].duration_ms={t['duration_ms']} "
-                                                     f"is outside 64-bit integers"))
-            return out
-        bad_text = _bad_unicode([t["track_name"], t["artist_name"], t["album_name"]])
-        if bad_text:
-            out.append(Violation("invalid_unicode", f"tracks[{i}]: {bad_text}"))
-            return out
+        broken = _track_structure(i, t)
+        if broken:
+            return out + broken, artists, albums, duration, True
         if t["pos"] != i:
             out.append(Violation("pos_mismatch", f"tracks[{i}].pos={t['pos']}"))
         if not (track_re(t["track_uri"]) and artist_re(t["artist_uri"]) and album_re(t["album_uri"])):
@@ -149,22 +164,25 @@ def validate_playlist(p) -> list[Violation]:
         artists.add(t["artist_uri"])
         albums.add(t["album_uri"])
         duration += t["duration_ms"]
-    if p["num_artists"] != len(artists):
-        out.append(Violation("num_artists_mismatch", f"num_artists={p['num_artists']} but {len(artists)} distinct"))
-    if p["num_albums"] != len(albums):
-        out.append(Violation("num_albums_mismatch", f"num_albums={p['num_albums']} but {len(albums)} distinct"))
-    if p["duration_ms"] != duration:
-        out.append(Violation("duration_mismatch", f"duration_ms={p['duration_ms']} but tracks sum to {duration}"))
-    if len(artists) < MIN_ARTISTS:
-        out.append(Violation("too_few_artists", f"{len(artists)} artists < {MIN_ARTISTS}"))
-    if len(albums) < MIN_ALBUMS:
-        out.append(Violation("too_few_albums", f"{len(albums)} albums < {MIN_ALBUMS}"))
-    # pos_mismatch on every track of a shifted list is one problem: report it once
-    pos = [v for v in out if v.rule == "pos_mismatch"]
-    if len(pos) > 1:
-        out = [v for v in out if v.rule != "pos_mismatch"]
-        out.insert(0, Violation("pos_mismatch", f"{pos[0].detail} (and {len(pos) - 1} more)"))
-    return out
+    return out, artists, albums, duration, False
+
+
+def _track_structure(i: int, t) -> list[Violation]:
+    """What makes track i unreadable: not an object, missing or unknown fields, wrong types,
+    a duration beyond 64 bits, broken text."""
+    if not isinstance(t, dict):
+        return [Violation("wrong_type", f"tracks[{i}] is {type(t).__name__}")]
+    if t.keys() != TRACK_KEYS:
+        missing, extra = TRACK_KEYS - t.keys(), t.keys() - TRACK_KEYS
+        return ([Violation("missing_field", f"tracks[{i}]: {', '.join(sorted(missing))}")] if missing else []) + \
+            ([Violation("unknown_field", f"tracks[{i}]: {', '.join(sorted(extra))}")] if extra else [])
+    bad = [f"{k}={type(t[k]).__name__}" for k, typ in TRACK_FIELDS.items() if not _type_ok(t[k], typ)]
+    if bad:
+        return [Violation("wrong_type", f"tracks[{i}]: {', '.join(bad)}")]
+    if not INT64[0] <= t["duration_ms"] <= INT64[1]:
+        return [Violation("int_out_of_range", f"tracks[{i}].duration_ms={t['duration_ms']} is outside 64-bit integers")]
+    bad_text = _bad_unicode([t["track_name"], t["artist_name"], t["album_name"]])
+    return [Violation("invalid_unicode", f"tracks[{i}]: {bad_text}")] if bad_text else []
 
 
 def _bad_unicode(texts: list[str]) -> str:

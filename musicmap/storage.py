@@ -318,11 +318,6 @@ def remove(uri: str, recursive: bool = True) -> None:
     call(uri, rm, "remove")
 
 
-def open_input(uri: str, mode: str = "rb"):
-    fs, path = get_fs(uri)
-    return call(uri, lambda: fs.open(path, mode), "open")
-
-
 # ----------------------------------------------------------------------------- parquet
 
 def write_parquet(table, uri: str, **kw) -> None:
@@ -389,9 +384,6 @@ class StageWriter:
             if name.startswith(VERSION_PREFIX) and name != self.version:
                 remove(join(self.uri, name))
         return marker
-
-    def abort(self) -> None:
-        remove(self.prefix)
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, musicmap, recs_table, run_cmd
 from musicmap import storage, submission, synth
 from musicmap.config import load_config
-from musicmap.train import recommend
+from musicmap.train import context
 from musicmap.train.data import load_eval, uri_index
 from musicmap.train.recommenders import Popularity
 
@@ -39,7 +39,7 @@ def all_recs(trained):
 def test_k_distinct_tracks_never_a_seed_or_own_track(trained, all_recs):
     t, _ = all_recs
     cfg = load_config(root=str(trained))
-    ctx = recommend.load_context(cfg)
+    ctx = context.load_context(cfg)
     per = {}
     for pid, cat, rank, uri in zip(t["pid"].to_pylist(), t["category"].to_pylist(), t["rank"].to_pylist(),
                                    t["track_uri"].to_pylist()):
@@ -134,18 +134,18 @@ def test_sharded_recommend_equals_unsharded(trained, tmp_path):
 
 def test_title_model_beats_popularity_on_title_only(trained):
     cfg = load_config(root=str(trained))
-    ctx = recommend.load_context(cfg, need_model=False)
+    ctx = context.load_context(cfg, need_model=False)
     cases = load_eval(ctx.committed, "val", uri_index(ctx.tracks), categories={"title_only"})
     cases = cases.subset([i for i in range(len(cases)) if cases.name[i]])
     assert len(cases) >= 10
     from musicmap import metrics
-    title = ctx.title_model.rank(cases.seeds, cases.name, 500)
-    pop = Popularity().fit(ctx.graph).rank(cases.seeds, cases.name, 500)
+    title, _ = ctx.title_model.rank(cases.seeds, cases.name, 500)
+    pop, _ = Popularity().fit(ctx.graph).rank(cases.seeds, cases.name, 500)
     nd = [np.mean([metrics.ndcg(r, h) for r, h in zip(x, cases.holdouts)]) for x in (title, pop)]
     assert nd[0] > nd[1] + 0.02, nd
     # an unseen title falls back to popularity
-    assert list(ctx.title_model.rank([np.array([], np.int64)], ["zzqx unheard"], 20)[0]) == \
-        list(Popularity().fit(ctx.graph).rank([np.array([], np.int64)], None, 20)[0])
+    assert list(ctx.title_model.rank([np.array([], np.int64)], ["zzqx unheard"], 20)[0][0]) == \
+        list(Popularity().fit(ctx.graph).rank([np.array([], np.int64)], None, 20)[0][0])
 
 
 def test_evaluate_reports_model_and_baselines_per_category(trained):
@@ -169,11 +169,26 @@ def test_evaluate_reports_model_and_baselines_per_category(trained):
     assert storage.read_bytes(m.path("ndcg.png"))[:4] == b"\x89PNG"
 
 
+def test_evaluate_follows_k_small_in_table_json_and_charts(trained, tmp_path):
+    """evaluate.k_small=10: every @k metric is @10, in metrics.json, the printed table and the charts."""
+    musicmap("recommend", "--root", str(trained), "--playlists", "test", "--set", f"paths.recs={tmp_path / 'recs'}")
+    p = musicmap("evaluate", "--root", str(trained), "--set", "evaluate.k_small=10", "--set",
+                 f"paths.recs={tmp_path / 'recs'}", "--set", f"paths.metrics={tmp_path / 'metrics'}",
+                 "--set", "evaluate.baselines=[popularity]")
+    assert "P@10" in p.stdout and "HR@10" in p.stdout and "P@20" not in p.stdout.split("seed system")[0]
+    m = storage.open_committed(str(tmp_path / "metrics"))
+    row = json.loads(storage.read_bytes(m.path("metrics.json")))["methods"]["lightgcn"]["challenge"]["all"]
+    assert {"precision@10", "hit_rate@10", "recall@10"} <= set(row) and "precision@20" not in row
+    for name in ("precision_at_10", "hit_rate_at_10", "recall_at_10", "r_precision_artist"):
+        png = storage.read_bytes(m.path(f"{name}.png"))
+        assert png[:4] == b"\x89PNG"
+
+
 def test_similar_returns_mostly_the_seed_community(trained):
     info = json.loads((trained / "mpd" / "synth_info.json").read_text())
     cat = synth.Catalog(synth.default_tracks(3000), 24, 7)
     cfg = load_config(root=str(trained))
-    uris = recommend.load_context(cfg, need_model=False).uris.to_pylist()
+    uris = context.load_context(cfg, need_model=False).uris.to_pylist()
     vocab = set(uris)
     shares = []
     for comm in info["communities"][:6]:
@@ -191,7 +206,7 @@ def test_similar_returns_mostly_the_seed_community(trained):
 
 def test_similar_explains_unknown_and_ambiguous_names(trained):
     cfg = load_config(root=str(trained))
-    tracks = recommend.load_context(cfg, need_model=False).tracks
+    tracks = context.load_context(cfg, need_model=False).tracks
     names, artists = tracks["track_name"].to_pylist(), tracks["artist_name"].to_pylist()
     p = musicmap("similar", "--root", str(trained), "--track", "Zzyzx Qwerty", check=False)
     assert p.returncode == 2 and "no track 'Zzyzx Qwerty'" in p.stderr and "Traceback" not in p.stderr

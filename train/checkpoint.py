@@ -102,7 +102,7 @@ def load_latest(ckpt_dir: str, fp: str, map_location="cpu") -> dict | None:
         try:
             state = torch.load(io.BytesIO(storage.read_bytes(uri)), map_location=map_location,
                                weights_only=True)
-        except Exception as e:  # noqa: BLE001 - a damaged file: try the previous one
+        except Exception as e:  # noqa: BLE001 - a damaged file, so try the previous one
             log.warning("skipping unreadable checkpoint %s (%s)", uri, type(e).__name__)
             continue
         if state.get("fingerprint") == fp:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from musicmap import mpd, schemas, storage
+from musicmap import schemas, storage
 from musicmap.errors import InputError
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -150,5 +150,3 @@ def load_eval(graph: storage.Committed, split: str, uri_to_idx: dict[str, int],
 def uri_index(tracks_table) -> dict[str, int]:
     return dict(zip(tracks_table["track_uri"].to_pylist(), tracks_table["track_idx"].to_pylist()))
 
-
-CATEGORY_NAMES = [c.name for c in mpd.CHALLENGE_CATEGORIES] + [mpd.SEED_PROTOCOL]

@@ -22,14 +22,16 @@ from musicmap import metrics, mpd, schemas, storage
 from musicmap.errors import InputError
 from musicmap.log import get_logger
 from musicmap.train.data import EvalCases, load_eval, uri_index
-from musicmap.train.recommend import Context, load_context
+from musicmap.train.context import Context, load_context
 from musicmap.train.recommenders import CoOccurrence, Popularity, RecentPopularity
 
 log = get_logger("evaluate")
 SEED_SYSTEM = {"precision@20": 0.0990, "hit_rate@20": 0.6576,
                "note": "published by the seed system on its own split (23,165 test playlists, "
                        "half of each as seeds); not the same cases"}
-METRICS = ["r_precision", "r_precision_artist", "ndcg", "clicks", "precision@20", "hit_rate@20", "recall@20"]
+# short column heads of the printed table; x@k metrics are headed by their prefix and k
+HEADS = {"r_precision": "R-prec", "r_precision_artist": "R-prec+art", "ndcg": "NDCG", "clicks": "clicks",
+         "precision": "P", "hit_rate": "HR", "recall": "R"}
 CHALLENGE = [c.name for c in mpd.CHALLENGE_CATEGORIES]
 
 
@@ -88,14 +90,14 @@ def run(cfg, split: str) -> dict:
     served = served_method(ctx)
     methods: dict[str, np.ndarray] = {served: model_ranks(ctx, cases, ec.k)}
     if served != "lightgcn":  # what the first stage alone gives, beside what the ranker adds
-        methods["lightgcn"] = ctx.lightgcn().rank(cases.seeds, cases.name, ec.k)
+        methods["lightgcn"] = ctx.lightgcn().rank(cases.seeds, cases.name, ec.k)[0]
     baselines = {"popularity": lambda: Popularity().fit(ctx.graph),
                  "recent_popularity": lambda: RecentPopularity(ctx.train_modified_at(), ec.recent_share).fit(ctx.graph),
                  "cooccurrence": lambda: CoOccurrence(ec.chunk).fit(ctx.graph)}
     for name in ec.baselines:
         if name not in baselines:
             raise InputError(f"evaluate.baselines: unknown baseline {name!r} ({', '.join(baselines)})")
-        methods[name] = baselines[name]().rank(cases.seeds, cases.name, ec.k)
+        methods[name] = baselines[name]().rank(cases.seeds, cases.name, ec.k)[0]
 
     is_seed = np.array([c == mpd.SEED_PROTOCOL for c in cases.category])
     report = {"split": split, "k": ec.k, "k_small": ec.k_small,
@@ -116,7 +118,7 @@ def run(cfg, split: str) -> dict:
     report["seconds"] = round(time.time() - t0, 1)
     out = storage.StageWriter(storage.stage_uri(cfg, "metrics"))
     storage.write_json(out.path("metrics.json"), report)
-    for metric in METRICS:
+    for metric in metrics.metric_names(ec.k_small, artists=True):
         png = chart(report, metric)
         if png:
             storage.write_bytes(out.path(f"{metric.replace('@', '_at_')}.png"), png)
@@ -149,9 +151,8 @@ def chart(report: dict, metric: str) -> bytes | None:
 
 def format_report(report: dict) -> str:
     ks = report["k_small"]
-    cols = ["r_precision", "r_precision_artist", "ndcg", "clicks", f"precision@{ks}", f"hit_rate@{ks}",
-            f"recall@{ks}"]
-    head = ["R-prec", "R-prec+art", "NDCG", "clicks", f"P@{ks}", f"HR@{ks}", f"R@{ks}"]
+    cols = metrics.metric_names(ks, artists=True)
+    head = [HEADS[c] if "@" not in c else f"{HEADS[c.split('@')[0]]}@{ks}" for c in cols]
     methods = report["methods"]
     lines = [f"Evaluation on the {report['split']} split: {report['cases']['challenge_categories']:,} "
              f"challenge-category cases, {report['cases']['seed_protocol']:,} seed-protocol cases "

@@ -29,16 +29,12 @@ def exit_without_teardown(rc: int) -> None:
 
 
 def run_worker(main, prog: str) -> None:
-    """The `__main__` of a torchrun entry script: run main() and leave with its status through
-    exit_without_teardown: 2 after a MusicMapError (one redacted line), 1 after any other error
-    (its traceback)."""
-    from musicmap.errors import MusicMapError
+    """The `__main__` of a torchrun entry script. It runs main() and leaves through
+    exit_without_teardown with main's status, 2 after a MusicMapError (reported in one line) or
+    1 after any other error (its traceback printed)."""
+    from musicmap.errors import exit_status
     try:
-        rc = main()
-    except MusicMapError as e:
-        from musicmap.log import redact
-        print(redact(f"{prog}: error: {e}"), file=sys.stderr)
-        rc = 2
+        rc = exit_status(main, prog)
     except Exception:  # noqa: BLE001 - print it, then leave without teardown (see above)
         import traceback
         traceback.print_exc()

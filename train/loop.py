@@ -91,17 +91,17 @@ def choose_foldin(model: LightGCN, adj, track_degree, val_shard, cfg, world: int
     """Validation NDCG of every fold-in mode (FOLDIN_MODES) on the kept weights, and the one
     recommend uses when recommend.foldin is auto: the best on validation, else (no validation
     cases) the optimized fold-in, the best on the real sets we measured."""
-    rc = cfg.recommend
+    recommend = cfg.recommend
     report = {"formula": {"lightgcn": "sum_{t in S} f_t / sqrt(|S|), f_t = 1/(L+1) sum_{k<L} x_t^(k) / sqrt(d_t)",
                           "mean": "mean of the seeds' final embeddings",
-                          "optimized": f"the mean, then {rc.foldin_steps} Adam steps of BPR against fixed tracks"},
+                          "optimized": f"the mean, then {recommend.foldin_steps} Adam steps of BPR against fixed tracks"},
               "val": {}}
     if val_shard is not None:
         for mode in FOLDIN_MODES:
             report["val"][mode] = validate(model, adj, track_degree, val_shard, cfg.evaluate.k, world,
-                                           FoldIn.from_config(rc, mode))
-    if rc.foldin != "auto":
-        report["chosen"], report["by"] = rc.foldin, "recommend.foldin"
+                                           FoldIn.from_config(recommend, mode))
+    if recommend.foldin != "auto":
+        report["chosen"], report["by"] = recommend.foldin, "recommend.foldin"
     elif report["val"]:
         report["chosen"] = max(FOLDIN_MODES, key=lambda m: report["val"][m]["ndcg"])
         report["by"] = "validation NDCG"
