@@ -19,6 +19,10 @@ Steps, each counted in stats.json so that every playlist and occurrence read is 
     deterministically from eval_seed and pid among those the playlist is long enough for) and the
     seed system's protocol (first half as seeds); seeds as in-vocabulary track_idx, holdouts as
     URIs (out-of-vocabulary ones kept: they count as misses).
+
+build() runs the steps in order (_read, _quarantine, _split, _vocabulary, _graph_playlists, _edges,
+_eval_cases), then _write and _stats. They pass their DataFrames along in one Job, and every
+frame they cache goes through its Cache, released in one finally.
 """
 from __future__ import annotations
 

@@ -132,6 +132,7 @@ def test_ids_are_dense_and_stable_across_reruns(spark, graph_small, tmp_path):
     build_graph(spark, str(root), output_uri=out)
     # a rerun replaces the output cleanly; its edge files hold at most rows_per_part rows each
     build_graph(spark, str(root), output_uri=out, overrides=["graph.rows_per_part=20000"])
+    assert spark._jsparkSession.sharedState().cacheManager().isEmpty()  # nothing left cached
     assert len([n for n in storage.listdir(out) if n.startswith("v-")]) == 1
     assert_same_tables(first, read_tables(out), names=("tracks", "playlists", "edges", "eval", "quarantine"))
     edge_files = sorted(Path(storage.open_committed(out).path("edges")).glob("*.parquet"))
@@ -180,6 +181,8 @@ def test_strict_mode_fails_on_bad_input(spark, mpd_small, tmp_path):
     with pytest.raises(InputError, match="bad inputs with graph.strict=true"):
         build_graph(spark, str(tmp_path), overrides=["graph.strict=true"])
     assert not (tmp_path / "graph" / "_SUCCESS").exists()
+    # the frames cached before the failing step were released all the same
+    assert spark._jsparkSession.sharedState().cacheManager().isEmpty()
 
 
 def test_s3_round_trip_equals_a_local_run(spark, graph_small, s3_server):

@@ -24,7 +24,7 @@ import torch
 from musicmap.mpd import normalize_title
 from musicmap.train.data import Graph
 from musicmap.train.recommenders import CoOccurrence, TitleModel
-from musicmap.train.scoring import _flat
+from musicmap.train.scoring import _flat, select, topk_rows
 
 FEATURES = [
     "lightgcn_score", "lightgcn_gap",        # score, and its distance to the case's best score
@@ -95,7 +95,7 @@ class Sources:
         lists, dense = [], {}
         for name, s, size in (("lightgcn", lg, self.k), ("cooc", co, self.per_source)):
             s = s.masked_fill(seen, -torch.inf)
-            top = torch.topk(s, min(size, T), dim=1).indices
+            top = select(s, min(size, T))[1]
             top[~torch.from_numpy(has)] = -1                             # no seeds: nothing to say
             lists.append(top.numpy())
             dense[name] = (s, top)
@@ -121,7 +121,8 @@ class Sources:
                 continue
             lo, hi = tm.starts[t], tm.starts[t + 1]
             tr, sh = tm.key_track[lo:hi], tm.key_share[lo:hi]   # tracks ascending within a title
-            best = np.lexsort((tr, -sh))[:m]
+            best = topk_rows(torch.from_numpy(sh)[None], m, stable=True)[0][0]   # ties by track
+            best = best[best >= 0]
             top[i, :len(best)] = tr[best]
             shares.append((tr, sh))
         return top, shares

@@ -15,12 +15,14 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
 
 from musicmap import metrics, mpd, storage
 from musicmap.errors import InputError
 from musicmap.log import get_logger, progress
 from musicmap.train.data import EvalCases, load_eval, uri_index
 from musicmap.train.features import FEATURES, Block, Sources
+from musicmap.train.scoring import topk_rows
 
 log = get_logger("ranker")
 
@@ -75,9 +77,8 @@ def order_block(block: Block, predict, k: int) -> tuple[np.ndarray, np.ndarray]:
     s = np.full(block.cand.shape, -np.inf)
     if valid.any():
         s[valid] = predict(block.x[valid])
-    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
-    ids = np.take_along_axis(block.cand, order, 1)
-    sc = np.take_along_axis(s, order, 1).astype(np.float32)
+    order, sc = topk_rows(torch.from_numpy(s), k, stable=True)   # ties in candidate order
+    ids = np.where(order >= 0, np.take_along_axis(block.cand, order.clip(min=0), 1), -1)
     out = np.full((len(ids), k), -1, np.int64)
     out_s = np.full((len(ids), k), -np.inf, np.float32)
     floor = np.nanmin(np.where(np.isfinite(s), s, np.nan)) if np.isfinite(s).any() else 0.0

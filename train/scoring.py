@@ -1,9 +1,12 @@
-"""Top-K scoring shared by validation, the recommend job and the evaluation.
+"""Top-K scoring shared by validation, the recommend job, the ranker and the evaluation.
 
     q = seed_queries(seeds, foldin, tracks_final, FoldIn("optimized"))    # (n, d)
     ids, scores = topk(q, tracks_final, k=500, exclude=seeds, chunk=1024)   # (n, k) each
+    ids, scores = topk_rows(score_block, k=500, exclude=seeds)              # a dense (n, T) block
 
-Memory is bounded by chunk x T scores at a time (one buffer, reused).
+topk_rows is the one top-k: every recommender's ranking goes through it (or through `select`,
+its selection step, for the ranker's candidate lists). topk bounds memory by chunk x T scores at
+a time (one buffer, reused).
 """
 from __future__ import annotations
 
