@@ -459,8 +459,10 @@ def _aggregates(job: Job) -> dict:
     playlist_rows = fr["raw_pl"].where(F.col("reason").isNull()
                                        | ~F.split("reason", ":").getItem(0).isin(*mpd.FILE_RULES))
     c = {"read": playlist_rows.agg(F.count("*").alias("playlists"), F.sum("num_tracks").alias("occ")).first(),
-         "by_split": {r.split: (r.n, r.occ) for r in fr["playlists"].groupBy("split").agg(
+         "by_split": {r.split: (r.n, int(r.occ or 0)) for r in fr["playlists"].groupBy("split").agg(
              F.count("*").alias("n"), F.sum("num_tracks").alias("occ")).collect()}}
+    c["n_valid"] = sum(n for n, _ in c["by_split"].values())
+    c["occ_valid"] = sum(occ for _, occ in c["by_split"].values())
     c["tr"] = fr["track_agg"].agg(
         F.sum("train_playlists").alias("unique_occ"),
         F.sum(F.when(F.col("train_playlists") >= g.min_playlists, F.col("train_playlists"))).alias("vocab_occ"),
@@ -496,7 +498,7 @@ def _reconciliation(job: Job, c: dict) -> dict:
             q["playlists"] += r.n
             q["occurrences"] += int(r.occ or 0)
     by_split, inputs = c["by_split"], job.inputs
-    occ_train = int(by_split.get("train", (0, 0))[1] or 0)
+    occ_train = by_split.get("train", (0, 0))[1]
     unique_occ = int(c["tr"].unique_occ or 0)
     return {
         "files": {"read": len(inputs.slices), "unreadable": file_level, "folder": inputs.folder,
@@ -505,7 +507,7 @@ def _reconciliation(job: Job, c: dict) -> dict:
             "read": c["read"].playlists,
             "quarantined": sum(q["playlists"] for q in quarantine.values()),
             "quarantined_by_rule": {k: v["playlists"] for k, v in quarantine.items()},
-            "valid": sum(v[0] for v in by_split.values()),
+            "valid": c["n_valid"],
             "by_split": {k: v[0] for k, v in by_split.items()},
             "train_in_graph": job.n["graph_playlists"],
             "train_removed_min_tracks": c["removed_pl"],
@@ -513,8 +515,8 @@ def _reconciliation(job: Job, c: dict) -> dict:
         "occurrences": {
             "read": int(c["read"].occ or 0),
             "quarantined": sum(q["occurrences"] for q in quarantine.values()),
-            "valid": sum(int(v[1] or 0) for v in by_split.values()),
-            "by_split": {k: int(v[1] or 0) for k, v in by_split.items()},
+            "valid": c["occ_valid"],
+            "by_split": {k: v[1] for k, v in by_split.items()},
             "train": {
                 "total": occ_train,
                 "repeats_within_playlist": occ_train - unique_occ,
@@ -529,8 +531,7 @@ def _reconciliation(job: Job, c: dict) -> dict:
 
 def _official(c: dict) -> dict:
     """The input's numbers as the MPD's own stats script reports them (valid playlists only)."""
-    n_valid = sum(v[0] for v in c["by_split"].values())
-    occ_valid = sum(int(v[1] or 0) for v in c["by_split"].values())
+    n_valid, occ_valid = c["n_valid"], c["occ_valid"]
     return {"playlists": n_valid, "tracks": occ_valid, "unique_tracks": c["tr"].tracks,
             "unique_albums": c["meta"].albums, "unique_artists": c["meta"].artists,
             "unique_titles": c["titles"].t, "unique_normalized_titles": c["titles"].tn,

@@ -16,7 +16,7 @@ def naive(q, items, k, exclude):
     return np.take_along_axis(s, order, 1), order
 
 
-@pytest.mark.parametrize("T", [64_000, 63_999, 1_000])   # two-level selection at >= 64,000 (k=500)
+@pytest.mark.parametrize("T", [64_000, 64_037, 63_999, 1_000])   # two-level at >= 64,000 (k=500), + a remainder
 def test_topk_equals_a_full_sort(T):
     rng = np.random.default_rng(T)
     items = rng.standard_normal((T, 16)).astype(np.float32)

@@ -30,7 +30,7 @@ METHODS = ("auto", "ranker", "lightgcn")
 
 @dataclass
 class Context:
-    """Everything the recommend, evaluate and similar commands read from storage."""
+    """Everything the recommend, evaluate, similar, map and fit-ranker commands read from storage."""
     cfg: object
     graph: Graph
     committed: storage.Committed

@@ -37,14 +37,17 @@ log = get_logger("train")
 
 @dataclass
 class Run:
-    """Where this process trains: rank `rank` of `world` (ddp when world > 1), on `device`,
-    propagating in `dtype` (bf16 on CUDA when train.bf16, else the weights' float32)."""
-    ddp: bool
+    """Where this process trains: rank `rank` of `world`, on `device`, propagating in `dtype`
+    (bf16 on CUDA when train.bf16, else the weights' float32)."""
     rank: int
     world: int
     local_rank: int
     device: torch.device
     dtype: torch.dtype | None
+
+    @property
+    def ddp(self) -> bool:
+        return self.world > 1
 
     @property
     def master(self) -> bool:
@@ -63,11 +66,12 @@ def torchrun_rank() -> int | None:
 
 def start(tc) -> Run:
     """Join the process group torchrun set up (nccl on CUDA, gloo on CPU), or run alone."""
-    ddp = torchrun_rank() is not None
     use_cuda = tc.device == "cuda" or (tc.device == "auto" and torch.cuda.is_available())
-    rank, local_rank, world = 0, 0, 1
-    if ddp:
-        rank, local_rank = torchrun_rank(), int(os.environ.get("LOCAL_RANK", 0))
+    rank, local_rank, world = torchrun_rank(), 0, 1
+    if rank is None:
+        rank = 0
+    else:
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
         if use_cuda:
             torch.cuda.set_device(local_rank)
         init_distributed("nccl" if use_cuda else "gloo", tc.dist_timeout_s)
@@ -75,7 +79,7 @@ def start(tc) -> Run:
     torch.manual_seed(tc.seed)
     if tc.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    return Run(ddp, rank, world, local_rank, torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"),
+    return Run(rank, world, local_rank, torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"),
                torch.bfloat16 if (tc.bf16 and use_cuda) else None)
 
 

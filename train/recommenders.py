@@ -5,7 +5,8 @@ baselines run in the same harness:
     ids, scores = rec.rank(seeds, names, k=500)          # (n, k) each: track_idx -1 padded, no seed
 
 seeds: per playlist, its in-vocabulary seed track_idx; names: its title or None.
-Ranks never contain a seed. Every top-k goes through train.scoring.topk_rows.
+Ranks never contain a seed. Every per-playlist top-k goes through train.scoring.topk_rows
+(Popularity ranks everyone by one order fixed in fit).
 """
 from __future__ import annotations
 
@@ -144,8 +145,8 @@ class TitleModel:
         out = np.full((len(names), k), -1, np.int64)
         out_s = np.full((len(names), k), -np.inf, np.float32)
         for i, (s, name) in enumerate(zip(seeds, names)):
-            out[i], out_s[i] = (a[0] for a in topk_rows(torch.from_numpy(self.scores(name))[None], k, [s],
-                                                        stable=True))
+            ids, scores = topk_rows(torch.from_numpy(self.scores(name))[None], k, [s], stable=True)
+            out[i], out_s[i] = ids[0], scores[0]
         return out, out_s
 
 

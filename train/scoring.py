@@ -78,7 +78,8 @@ CPU_ROWS = 512    # on CPU, rows per matrix multiply (at most `chunk`)
 
 
 def _two_level_topk(s: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Exact top-k (descending) of each row of s (c, W), W a multiple of GROUP**2.
+    """Exact top-k (descending) of each row of s (c, W), W a multiple of GROUP**2 (s may be a
+    column slice of a wider block: it is never reshaped).
 
     Level-1 groups are the strided column sets {j, j+M1, ..., j+(GROUP-1)M1} (M1 = W/GROUP), whose
     maxima are an elementwise max of GROUP contiguous slices; level-2 groups are strided sets of
@@ -91,7 +92,9 @@ def _two_level_topk(s: Tensor, k: int) -> tuple[Tensor, Tensor]:
     m1n = W // GROUP
     m2n = m1n // GROUP
     step = torch.arange(GROUP, device=s.device)[None, :, None]
-    m1 = s.view(c, GROUP, m1n).amax(1)                                       # (c, M1)
+    m1 = s[:, :m1n].clone()                                                  # (c, M1)
+    for j in range(1, GROUP):
+        torch.maximum(m1, s[:, j * m1n:(j + 1) * m1n], out=m1)
     m2 = m1.view(c, GROUP, m2n).amax(1)                                      # (c, M2)
     top2 = torch.topk(m2, k, dim=1, sorted=False).indices                    # (c, k)
     groups = (top2[:, None, :] + m2n * step).view(c, GROUP * k)              # their level-1 groups
@@ -103,25 +106,32 @@ def _two_level_topk(s: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 
 def select(s: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Exact top-k (descending) of each row of s (c, W): (values, column ids). Wide rows whose
-    width is a multiple of GROUP**2 go through _two_level_topk (topk pads its blocks so), the
-    rest through torch.topk. Equal scores come in torch's order."""
-    W = s.shape[1]
-    if W >= 2 * k * GROUP * GROUP and W % (GROUP * GROUP) == 0:
-        return _two_level_topk(s, k)
-    return torch.topk(s, k, dim=1)
+    """Exact top-k (descending) of each row of s (c, W): (values, column ids). Wide rows go
+    through _two_level_topk on their first multiple of GROUP**2 columns, the few columns left
+    through torch.topk, and the two lists are merged; narrow rows through torch.topk. Equal
+    scores come in either's order."""
+    c, W = s.shape
+    G2 = GROUP * GROUP
+    if W < 2 * k * G2:
+        return torch.topk(s, k, dim=1)
+    main = W - W % G2
+    v, ix = _two_level_topk(s[:, :main], k)
+    if main == W:
+        return v, ix
+    v2, ix2 = torch.topk(s[:, main:], min(k, W - main), dim=1)
+    v, j = torch.topk(torch.cat([v, v2], 1), k, dim=1)
+    return v, torch.gather(torch.cat([ix, ix2 + main], 1), 1, j)
 
 
 @torch.no_grad()
-def topk_rows(s: Tensor, k: int, exclude: list[np.ndarray] | None = None, width: int | None = None,
+def topk_rows(s: Tensor, k: int, exclude: list[np.ndarray] | None = None,
               stable: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The one top-k: ids (n, k) int64 and scores (n, k) float32 of each row of a score block
-    s (n, W), never an excluded id, padded with -1 / -inf when fewer than k are left. `width`:
-    the real columns when s is padded with -inf. stable: equal scores by the lower id (for
-    counts and shares, where ties are common), at the cost of a pass per row; else torch's order.
-    Excluded entries of s are set to -inf in place."""
+    s (n, W), never an excluded id, padded with -1 / -inf when fewer than k are left. stable:
+    equal scores by the lower id (for counts and shares, where ties are common), at the cost of
+    a pass per row; else torch's order. Excluded entries of s are set to -inf in place."""
     n, W = s.shape
-    kk = min(k, width or W)
+    kk = min(k, W)
     out_i, out_s = np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32)
     if n == 0 or kk == 0:
         return out_i, out_s
@@ -148,24 +158,18 @@ def topk(queries: Tensor, items: Tensor, k: int, exclude: list[np.ndarray] | Non
 
     queries (n, d), items (T, d) on the same device; exclude: per query, item ids to skip.
     Returns ids (n, k) int64 and scores (n, k) float32, as topk_rows. Scores one block of rows
-    at a time (`chunk` rows; on CPU at most CPU_ROWS) into one reused buffer, padded to a width
-    the two-level selection takes when the catalog is large."""
+    at a time (`chunk` rows; on CPU at most CPU_ROWS) into one reused buffer."""
     n, T = queries.shape[0], items.shape[0]
-    kk = min(k, T)
-    if n == 0 or kk == 0:
+    if n == 0 or T == 0:
         return topk_rows(torch.zeros(n, T), k)
-    G = GROUP * GROUP
-    W = -(-T // G) * G if T >= 2 * kk * G else T   # padding columns score -inf
     rows = max(1, min(n, chunk if items.device.type != "cpu" else min(chunk, CPU_ROWS)))
     dtype = torch.promote_types(queries.dtype, items.dtype)
-    buf = torch.empty(rows, W, dtype=dtype, device=items.device)
-    if W > T:
-        buf[:, T:] = -torch.inf
+    buf = torch.empty(rows, T, dtype=dtype, device=items.device)
     items_t = items.t().to(dtype)                # a view: the matmul takes the transpose
     out_i, out_s = np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32)
     for lo in range(0, n, rows):
         hi = min(n, lo + rows)
         s = buf[:hi - lo]
-        torch.mm(queries[lo:hi].to(dtype), items_t, out=s[:, :T])
-        out_i[lo:hi], out_s[lo:hi] = topk_rows(s, k, None if exclude is None else exclude[lo:hi], width=T)
+        torch.mm(queries[lo:hi].to(dtype), items_t, out=s)
+        out_i[lo:hi], out_s[lo:hi] = topk_rows(s, k, None if exclude is None else exclude[lo:hi])
     return out_i, out_s
