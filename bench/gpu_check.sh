@@ -14,6 +14,11 @@
 #    as many training seconds as our fp32 run, extrapolated to an epoch, and validated at the same
 #    training seconds as our fp32 epochs (equal wall time).
 # 5. top-500 scoring at the full MPD's width (bench_recommend.py --device cuda --full-mpd).
+# 6. the multi-GPU path (issue 23): torchrun with every visible GPU (NGPU), two epochs on the same
+#    graph, every rank's parameter digest equal (the group is cpu:gloo,cuda:nccl: CPU sums over
+#    gloo, DDP's gradients over NCCL), then `musicmap recommend --nproc NGPU` sharded over them.
+#    NCCL takes one rank per GPU: with fewer than 2 GPUs the step says so and is skipped
+#    (DEVICE=cpu runs it with 2 gloo ranks: the dry run).
 # Target: at most 2 s per epoch for ours at this scale on one H100; top-500 for the full MPD in at
 # most 2 minutes.
 # Results: $OUT/gpu_check.txt (or bench/out/gpu_check.txt) and the JSON files next to it.
@@ -23,7 +28,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 if [[ -n "${PYTHON:-}" ]]; then PY=$PYTHON
 elif [[ -x .venv/bin/python ]] && .venv/bin/python -c "import torch; assert torch.cuda.is_available()" 2>/dev/null; then PY=.venv/bin/python
 else PY=python3; fi
-DEVICE=${DEVICE:-cuda}      # DEVICE=cpu SCALE=tiny: a dry run of this script without a GPU
+DEVICE=${DEVICE:-cuda}      # PYTHON=.venv/bin/python DEVICE=cpu SCALE=tiny: a dry run without a GPU
 SCALE=${SCALE:-seed}
 EPOCHS=${EPOCHS:-3}
 REF_STEPS=${REF_STEPS:-150}
@@ -62,6 +67,31 @@ run fp32-nondet --skip-reference --set train.deterministic=false
 if [[ "$DEVICE" == cuda ]]; then
   say "== top-500 at full MPD width"
   "$PY" bench/bench_recommend.py --device cuda --full-mpd 2>&1 | tee -a "$LOG" | tail -n 25 || say "FAILED: recommend"
+fi
+
+NGPU=${NGPU:-$([[ "$DEVICE" == cuda ]] && (nvidia-smi -L 2>/dev/null | wc -l) || echo 2)}
+if (( NGPU >= 2 )); then
+  say "== multi-GPU: $NGPU ranks, 2 epochs, then recommend --nproc $NGPU"
+  MULTI="--set paths.model=$RES/multi/model --set paths.recs=$RES/multi/recs"
+  # shellcheck disable=SC2086
+  if "$PY" -m torch.distributed.run --standalone --nproc_per_node="$NGPU" train/main.py --root "$ROOT" $MULTI \
+        --set train.epochs=2 --set train.device="$DEVICE" --set train.resume=false --set train.progress=false \
+        >>"$LOG" 2>&1 \
+     && "$PY" -m musicmap.cli recommend --root "$ROOT" $MULTI --playlists test --nproc "$NGPU" \
+        --set recommend.device="$DEVICE" 2>&1 | tee -a "$LOG" | tail -n 3; then
+    "$PY" - "$RES/multi/model" <<'EOF' | tee -a "$LOG"
+import sys
+from musicmap.train.export import load_model
+m = load_model(sys.argv[1]).manifest
+d = m["rank_param_digests"]
+print(f"multi-GPU: world {m['world_size']} on {m['device']}, epochs {m['epochs_run']}, digests {d}: "
+      + ("the same on every rank" if len(set(d)) == 1 else "RANKS DIFFER"))
+EOF
+  else
+    say "FAILED: multi-GPU (the log above)"; tail -n 20 "$LOG"
+  fi
+else
+  say "== multi-GPU: skipped ($NGPU GPU visible; NCCL takes one rank per GPU)"
 fi
 
 say "== summary"

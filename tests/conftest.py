@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -45,9 +46,43 @@ def run_cmd(args: list[str], env: dict | None = None, timeout: int = 600, check:
     return p
 
 
-def musicmap(*args: str, env: dict | None = None, timeout: int = 600, check: bool = True):
-    """The musicmap command line in a subprocess (as a user runs it)."""
-    return run_cmd(["python", "-m", "musicmap.cli", *args], env=env, timeout=timeout, check=check)
+# Where the musicmap commands of the tests run: a folder outside the checkout, so that nothing
+# only importable from the checkout (a folder named train/, conf/) can make a command work.
+WORKDIR = Path(tempfile.mkdtemp(prefix="musicmap-cwd-"))
+# The console script that `pip install` put beside this Python (README: `musicmap ...`).
+MUSICMAP = Path(sys.executable).parent / "musicmap"
+
+
+def musicmap(*args: str, env: dict | None = None, timeout: int = 600, check: bool = True,
+             exe: Path | str = MUSICMAP, cwd: Path = WORKDIR):
+    """The installed musicmap command in a subprocess, from a folder outside the checkout (as a
+    user runs it)."""
+    return run_cmd([str(exe), *args], env=env, timeout=timeout, check=check, cwd=cwd)
+
+
+def make_bare_venv(venv: Path) -> Path:
+    """A venv at `venv` with every dependency (this venv's site-packages) but not the project:
+    site-packages is added by a path line in a .pth file, so the editable install's own .pth hook
+    (which maps `musicmap` to the checkout) never runs."""
+    import sysconfig
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--clear", str(venv)], check=True)
+    site = Path(sysconfig.get_path("purelib", vars={"base": str(venv)}))
+    (site / "musicmap-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return venv
+
+
+def build_wheel(out: Path) -> Path:
+    """The project's wheel, built from a copy of the checkout (setuptools writes build/ into the
+    folder it builds) into `out`."""
+    src = out / "src"
+    for name in ["musicmap", "train", "spark_jobs", "conf"]:
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ["pyproject.toml", "README.md"]:
+        shutil.copy(ROOT / name, src / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "-w", str(out), str(src)], check=True, capture_output=True)
+    (wheel,) = out.glob("musicmap-*.whl")
+    return wheel
 
 
 def recs_table(recs_uri: str):

@@ -20,14 +20,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import sysconfig
 import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, free_port, run_cmd
+from conftest import ROOT, free_port, make_bare_venv, run_cmd
 
 BIN = Path(sys.executable).parent
 JAVA = shutil.which("java") or (os.environ.get("JAVA_HOME") and
@@ -70,15 +69,9 @@ assert not found, f"importable without the zip: {found}"
 
 @pytest.fixture(scope="module")
 def bare_python(tmp_path_factory) -> str:
-    """A Python with every dependency (the project venv's site-packages) but not the project:
-    site-packages is added by a path line in a .pth file, so the editable install's own .pth
-    hook (which maps `musicmap` to the checkout) never runs."""
-    venv = tmp_path_factory.mktemp("bare-python")
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--clear", str(venv)], check=True)
-    site = Path(sysconfig.get_path("purelib", vars={"base": str(venv)}))
-    (site / "musicmap-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    python = str(venv / "bin" / "python")
-    probe = subprocess.run([python, "-c", PROBE], env=clean_env(), cwd=venv, capture_output=True,
+    """A Python with every dependency but not the project (conftest.make_bare_venv)."""
+    python = str(make_bare_venv(tmp_path_factory.mktemp("bare-python")) / "bin" / "python")
+    probe = subprocess.run([python, "-c", PROBE], env=clean_env(), cwd=Path(python).parent, capture_output=True,
                            text=True, check=False)
     assert probe.returncode == 0, f"the bare Python is not what this test needs:\n{probe.stderr}"
     return python

@@ -1,16 +1,18 @@
-"""The whole pipeline as a user runs it (the `musicmap` command line, local Spark, torchrun with 2
-processes): on s3:// against a real S3 server on loopback, equal to the same run on local files;
-and on a dataset mixing every kind of bad input."""
+"""The whole pipeline as a user runs it: the installed `musicmap` command from a folder outside the
+checkout (local Spark, torchrun with 2 processes), every sub-command of README's stage table once;
+on s3:// against a real S3 server on loopback, equal to the same run on local files; a stage run
+from a non-editable install (the wheel); and a dataset mixing every kind of bad input."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-import sys
-
-from conftest import ROOT, TRAIN_SETTINGS, make_bucket, musicmap
+from conftest import ROOT, TRAIN_SETTINGS, WORKDIR, build_wheel, make_bare_venv, make_bucket, musicmap
 from mpd_faults import make_bad_dataset
 from musicmap import schemas, storage
 from musicmap.config import load_config
@@ -23,17 +25,30 @@ SETS = sum((["--set", o] for o in [*TRAIN_SETTINGS, "train.epochs=2"]), [])
 
 
 def pipeline(root: str) -> dict:
-    """synth -> build-graph -> train (2 processes) -> recommend (+ challenge) -> evaluate."""
+    """synth -> build-graph -> train (2 processes) -> fit-ranker -> recommend (+ challenge) -> evaluate."""
     mpd = f"{root}/mpd"
     out = {}
     out["synth"] = musicmap("synth", "--playlists", "2000", "--seed", "11", "--out", mpd, "--challenge",
                             "--set", "synth.challenge_per_category=10")
     out["build"] = musicmap("build-graph", "--root", root)
     out["train"] = musicmap("train", "--root", root, "--nproc", "2", *SETS)
+    out["fit-ranker"] = musicmap("fit-ranker", "--root", root, "--set", "train.progress=false")
     out["recommend"] = musicmap("recommend", "--root", root, "--playlists", "all", "--challenge",
                                 f"{mpd}/challenge_set.json")
     out["evaluate"] = musicmap("evaluate", "--root", root)
     return out
+
+
+def the_other_commands(root: str) -> dict:
+    """check, similar, map and tune: README's stage table beyond the pipeline."""
+    tracks = storage.read_parquet(storage.open_committed(f"{root}/graph").path("tracks"), schema=schemas.TRACKS)
+    top = tracks.sort_by("track_idx").slice(0, 1).to_pylist()[0]
+    return {"check": musicmap("check", f"{root}/mpd"),
+            "similar": musicmap("similar", "--root", root, "--track", top["track_name"], "--artist",
+                                top["artist_name"]),
+            "map": musicmap("map", "--root", root),
+            "tune": musicmap("tune", "--root", root, "--trials", "1", "--set", "tune.ranker_trials=1", *SETS),
+            "top": top}
 
 
 def tables(root: str) -> dict:
@@ -62,7 +77,7 @@ def test_pipeline_on_s3_equals_the_local_run(s3_server, tmp_path):
     pipeline(str(tmp_path / "mm"))
     assert "passes the challenge checks" in s3["recommend"].stdout
     names = sorted(storage.listdir("s3://mm-e2e/mm"))
-    assert names == ["graph", "metrics", "model", "mpd", "recs"]
+    assert names == ["graph", "metrics", "model", "mpd", "ranker", "recs"]
     a, b = tables("s3://mm-e2e/mm"), tables(str(tmp_path / "mm"))
     for name in ("tracks", "playlists", "edges", "eval", "quarantine", "recs"):
         for col in a[name].schema.names:
@@ -77,9 +92,40 @@ def test_pipeline_on_s3_equals_the_local_run(s3_server, tmp_path):
     np.testing.assert_array_equal(ma.playlists, mb.playlists)
     assert ma.manifest["best"] == mb.manifest["best"]
     # nothing of the S3 run landed on local disk: a mis-resolved s3:// URI would be a folder
-    # "s3:" (or "mm-e2e") relative to where the commands ran, the repository root
-    for where in (ROOT, tmp_path):
+    # "s3:" (or "mm-e2e") relative to where the commands ran
+    for where in (ROOT, WORKDIR, tmp_path):
         assert not [p for p in where.iterdir() if p.name.startswith(("s3:", "mm-e2e"))], where
+
+    # the rest of README's stage table, on the local run, as installed
+    root = str(tmp_path / "mm")
+    other = the_other_commands(root)
+    assert "number of playlists 2000" in other["check"].stdout
+    assert f"{other['top']['track_name']} - {other['top']['artist_name']}" in other["similar"].stdout
+    page = other["map"].stdout.strip().splitlines()[-1].removeprefix("open ")
+    assert page.endswith("index.html") and "{{TITLE}}" not in open(page).read()
+    assert "best settings" in other["tune"].stdout
+    assert storage.open_committed(f"{root}/tune").version
+    assert not list(WORKDIR.iterdir()), "a command wrote into the folder it was run from"
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_runs_a_stage(trained_small, tmp_path):
+    """The wheel, installed (not editable) into a Python that has the dependencies but not the
+    project, runs `musicmap map` (which reads its page template from the package) from a folder
+    outside the checkout."""
+    venv = make_bare_venv(tmp_path / "venv")
+    wheel = build_wheel(tmp_path / "wheel")
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
+                    "--no-deps", str(wheel)], check=True, capture_output=True)
+    root = tmp_path / "root"
+    for stage in ("graph", "model"):
+        shutil.copytree(trained_small / stage, root / stage)
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import musicmap; print(musicmap.__file__)"],
+                           capture_output=True, text=True, cwd=tmp_path, check=True).stdout
+    assert where.startswith(str(venv)), where                    # the installed copy, not the checkout
+    p = musicmap("map", "--root", str(root), exe=venv / "bin" / "musicmap", cwd=tmp_path)
+    page = p.stdout.strip().splitlines()[-1].removeprefix("open ")
+    assert "Music Map:" in open(page).read()
 
 
 @pytest.mark.slow

@@ -45,12 +45,12 @@ def _wait_for(pred, timeout: float, proc: subprocess.Popen | None = None, every:
     return False
 
 
-PAUSE_HOOK = ROOT / "tests" / "pause_hook"
+PAUSE_HOOK = ROOT / "tests" / "hooks"
 
 
 def _paused(pattern: str, marker: Path) -> dict:
     """The environment of a stage that hangs right after it writes a file matching pattern
-    (tests/pause_hook/sitecustomize.py): a kill is then exactly mid-write, on any machine."""
+    (tests/hooks/sitecustomize.py): a kill is then exactly mid-write, on any machine."""
     path = os.pathsep.join([str(PAUSE_HOOK), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return {"PYTHONPATH": path, "MUSICMAP_PAUSE_AFTER": pattern, "MUSICMAP_PAUSE_MARKER": str(marker)}
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import build_wheel
+
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
 K8S = INFRA / "k8s"
@@ -271,16 +273,8 @@ def test_dockerignore_keeps_the_context_lean():
 def test_the_installed_package_has_one_top_level_name(tmp_path):
     """The wheel installs `musicmap` only: train/, spark_jobs/ and conf/ go in as musicmap.train,
     musicmap.spark_jobs and musicmap.conf, with the files they read (default.yaml, the map page)."""
-    import sys
     import zipfile
-    src = tmp_path / "src"  # a copy: setuptools writes build/ into the folder it builds
-    for name in ["musicmap", "train", "spark_jobs", "conf"]:
-        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ["pyproject.toml", "README.md"]:
-        shutil.copy(ROOT / name, src / name)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp_path), str(src)], check=True, capture_output=True)
-    (wheel,) = tmp_path.glob("musicmap-*.whl")
+    wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names if ".dist-info/" not in n} == {"musicmap"}
     for f in ["musicmap/train/main.py", "musicmap/spark_jobs/build_graph.py", "musicmap/conf/default.yaml",

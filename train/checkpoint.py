@@ -1,8 +1,9 @@
 """Training checkpoints in storage: <model>/checkpoints/epoch-NNNN.pt, one per epoch, each
 written atomically (one PUT / a rename), loaded with torch.load(weights_only=True).
 
-A run resumes from the newest checkpoint whose fingerprint (graph version + every config key that
-changes the result) matches its own; anything else is ignored.
+A run resumes from the newest readable checkpoint whose fingerprint (graph version + every config
+key that changes the result) matches its own; anything else is ignored. Rank 0 chooses it and
+every other rank loads exactly that one (or fails, naming it).
 """
 from __future__ import annotations
 
@@ -14,14 +15,15 @@ from dataclasses import dataclass, field, fields
 
 import torch
 
-from musicmap import storage
+from musicmap import distributed, storage
+from musicmap.errors import MusicMapError
 from musicmap.log import get_logger
 
 log = get_logger("checkpoint")
 NAME = re.compile(r"epoch-(\d{4,})\.pt$")
 # train.* keys that do not change the trained weights
 NEUTRAL_TRAIN_KEYS = {"progress", "resume", "keep_checkpoints", "device", "epochs", "patience",
-                      "val_every", "dist_timeout_s"}
+                      "val_every", "dist_timeout_s", "dist_backend"}
 
 
 # Bumped when the trained weights mean something else for the same config: checkpoints of
@@ -71,16 +73,37 @@ def save_run(ckpt_dir: str, fp: str, state: TrainState, model, opt, keep: int) -
     return save(ckpt_dir, state.epoch, blob, keep)
 
 
-def resume(ckpt_dir: str, fp: str, model, opt) -> TrainState | None:
-    """Load the newest checkpoint of this run into model, opt and torch's RNG, and return its
-    state; None when there is none."""
-    blob = load_latest(ckpt_dir, fp)
-    if blob is None:
+def resume_together(ckpt_dir: str, fp: str, model, opt, rank: int = 0) -> TrainState | None:
+    """Load the checkpoint rank 0 chose (its newest readable one of this run) into model, opt and
+    torch's RNG on every rank, and return its state; None when there is none. A rank that cannot
+    read that very checkpoint fails, naming it: resuming from another epoch would train apart
+    from the others."""
+    blob = load_latest(ckpt_dir, fp) if rank == 0 else None
+    epoch = distributed.broadcast(None if blob is None else int(blob["epoch"]))
+    if epoch is None:
         return None
+    if blob is None:
+        blob = load_epoch(ckpt_dir, epoch, fp)
     model.load_state_dict(blob["model"])
     opt.load_state_dict(blob["optimizer"])
     torch.set_rng_state(blob["rng"])
     return TrainState(**{f.name: blob[f.name] for f in fields(TrainState) if f.name in blob})
+
+
+def load_epoch(ckpt_dir: str, epoch: int, fp: str) -> dict:
+    """Exactly the checkpoint of `epoch`, of this run (fingerprint fp), or a MusicMapError."""
+    uri = storage.join(ckpt_dir, f"epoch-{epoch:04d}.pt")
+    try:
+        blob = torch.load(io.BytesIO(storage.read_bytes(uri)), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure to read it means the same to the run
+        raise MusicMapError(f"{uri}: rank 0 resumes from this checkpoint, but this rank cannot read "
+                            f"it ({type(e).__name__}: {str(e)[:200]}); check that every node sees the "
+                            f"same model folder, or rerun with --set train.resume=false") from None
+    if blob.get("fingerprint") != fp:
+        raise MusicMapError(f"{uri}: rank 0 resumes from this checkpoint, but this rank reads one of "
+                            f"another run (graph or config); check that every node sees the same "
+                            f"model folder")
+    return blob
 
 
 def save(ckpt_dir: str, epoch: int, state: dict, keep: int) -> str:

@@ -44,33 +44,8 @@ def run_worker(main, prog: str) -> None:
 
 # torchrun's agent keeps one store for all restarts of a job: the keys a restarted attempt's ranks
 # meet by are then the killed attempt's, and gloo connects to dead ranks' ports (refused, or a hang).
-# With this set, rank 0 of each attempt hosts a fresh store instead.
+# With this set, rank 0 of each attempt hosts a fresh store instead (musicmap.distributed.init).
 FRESH_STORE_ENV = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
-
-
-def init_distributed(backend: str, timeout_s: float) -> None:
-    """dist.init_process_group for a torchrun worker, safe under --max-restarts. Where torchrun
-    shares its agent's store across restarts (FRESH_STORE_ENV unset), the ranks of one node meet
-    under a prefix of their attempt number; several nodes cannot (their restart counts may
-    differ), so there the launcher must set FRESH_STORE_ENV (infra/docker/Dockerfile does)."""
-    import datetime
-
-    import torch.distributed as dist
-    timeout = datetime.timedelta(seconds=timeout_s)
-    env = os.environ
-    shared = env.get("TORCHELASTIC_USE_AGENT_STORE") == "True" and int(env.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0
-    if shared and int(env.get("GROUP_WORLD_SIZE", "1")) == 1:
-        world = int(env["WORLD_SIZE"])
-        store = dist.TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), world, is_master=False, timeout=timeout)
-        store = dist.PrefixStore(f"musicmap/attempt-{env['TORCHELASTIC_RESTART_COUNT']}", store)
-        dist.init_process_group(backend, store=store, rank=int(env["RANK"]), world_size=world, timeout=timeout)
-        return
-    if shared:
-        from musicmap.log import get_logger
-        get_logger("train").warning(
-            "torchrun --max-restarts across nodes needs TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its "
-            "environment; without it a restarted attempt may fail to connect")
-    dist.init_process_group(backend, timeout=timeout)
 
 
 def add_arguments(p) -> None:

@@ -13,9 +13,8 @@ import math
 
 import numpy as np
 import torch
-import torch.distributed as dist
 
-from musicmap import metrics
+from musicmap import distributed, metrics
 from musicmap.train.data import Graph
 from musicmap.train.model import LightGCN
 from musicmap.train.scoring import FOLDIN_MODES, FoldIn, seed_queries, topk
@@ -72,19 +71,17 @@ def validate(model: LightGCN, adj, track_degree: torch.Tensor, cases, k: int, wo
     gets the same numbers."""
     final, foldin = model.embeddings(adj, track_degree)
     tracks = final[model.num_playlists:]
-    sums = torch.zeros(4, dtype=torch.float64)
+    sums = np.zeros(4)
     if len(cases):
         q = seed_queries(cases.seeds, foldin, tracks, foldin_spec)
         ranked, _ = topk(q, tracks, k, exclude=cases.seeds)
         for r, h in zip(ranked, cases.holdouts):
             m = metrics.case_metrics(r, h, k=k)
             if m is not None:
-                sums += torch.tensor([m["r_precision"], m["ndcg"], m["clicks"], 1.0], dtype=torch.float64)
-    if world > 1:
-        dist.all_reduce(sums)
-    n = max(sums[3].item(), 1.0)
-    return {"r_precision": sums[0].item() / n, "ndcg": sums[1].item() / n,
-            "clicks": sums[2].item() / n, "cases": int(sums[3].item())}
+                sums += [m["r_precision"], m["ndcg"], m["clicks"], 1.0]
+    r_prec, ndcg, clicks, n = distributed.sum_over_ranks(sums) if world > 1 else sums.tolist()
+    return {"r_precision": r_prec / max(n, 1.0), "ndcg": ndcg / max(n, 1.0),
+            "clicks": clicks / max(n, 1.0), "cases": int(n)}
 
 
 def choose_foldin(model: LightGCN, adj, track_degree, val_shard, cfg, world: int) -> dict:

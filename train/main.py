@@ -6,9 +6,11 @@
 
 Each rank propagates the whole graph (LGConv over a normalised torch.sparse CSR adjacency) and
 draws its BPR batches from its own share of the train edges, reshuffled every epoch from the seed;
-DistributedDataParallel averages the gradients, so all ranks hold the same weights. nccl on CUDA,
-gloo on CPU. Rank 0 logs, checkpoints every epoch (a restarted job resumes by itself) and writes
-the output. Validation (sharded over ranks) picks the best epoch and stops early.
+DistributedDataParallel averages the gradients, so all ranks hold the same weights. The process
+group is cpu:gloo,cuda:nccl on GPUs (DDP's gradients over NCCL, the CPU sums over gloo), gloo on
+CPUs; every collective goes through musicmap.distributed. Rank 0 logs, checkpoints every epoch
+(a restarted job resumes from the checkpoint rank 0 picks) and writes the output. Validation
+(sharded over ranks) picks the best epoch and stops early.
 """
 from __future__ import annotations
 
@@ -20,15 +22,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from musicmap import storage
+from musicmap import distributed, storage
 from musicmap.log import get_logger, progress, setup_logging
 from musicmap.train import checkpoint, loop
 from musicmap.train.data import EvalCases, Graph, load_eval, load_graph, load_tracks, uri_index
 from musicmap.train.export import write_model
-from musicmap.train.launch import _KEEP_ALIVE, init_distributed, run_worker
+from musicmap.train.launch import _KEEP_ALIVE, run_worker
 from musicmap.train.model import LightGCN, bpr_loss
 from musicmap.train.scoring import FoldIn
 
@@ -54,8 +55,7 @@ class Run:
         return self.rank == 0
 
     def barrier(self) -> None:
-        if self.ddp:
-            dist.barrier()
+        distributed.barrier()
 
 
 def torchrun_rank() -> int | None:
@@ -65,8 +65,12 @@ def torchrun_rank() -> int | None:
 
 
 def start(tc) -> Run:
-    """Join the process group torchrun set up (nccl on CUDA, gloo on CPU), or run alone."""
+    """Join the process group torchrun set up (musicmap.distributed.backend_spec), or run alone."""
     use_cuda = tc.device == "cuda" or (tc.device == "auto" and torch.cuda.is_available())
+    if tc.deterministic:
+        # cuBLAS picks reduction orders by workspace unless told a fixed one; read when CUDA
+        # starts, so set before anything touches the GPU (README: what is reproducible on GPU)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     rank, local_rank, world = torchrun_rank(), 0, 1
     if rank is None:
         rank = 0
@@ -74,8 +78,8 @@ def start(tc) -> Run:
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         if use_cuda:
             torch.cuda.set_device(local_rank)
-        init_distributed("nccl" if use_cuda else "gloo", tc.dist_timeout_s)
-        world = dist.get_world_size()
+        distributed.init("cuda" if use_cuda else "cpu", tc.dist_timeout_s, tc.dist_backend)
+        world = torch.distributed.get_world_size()
     torch.manual_seed(tc.seed)
     if tc.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -140,12 +144,9 @@ def train_epoch(step_fn, opt, data: Data, run: Run, tc, epoch: int) -> dict:
         bar.set_postfix(loss=f"{loss.item():.4f}",
                         edges_per_s=f"{seen * run.world / max(time.time() - t0, 1e-9):,.0f}", refresh=False)
     bar.close()
-    totals = torch.tensor([loss_sum, seen], dtype=torch.float64)
-    if run.ddp:
-        dist.all_reduce(totals)
-    return {"epoch": epoch, "loss": totals[0].item() / max(totals[1].item(), 1),
-            "seconds": round(time.time() - t0, 2),
-            "edges_per_s": round(totals[1].item() / max(time.time() - t0, 1e-9))}
+    loss_total, seen_total = distributed.sum_over_ranks([loss_sum, seen])
+    return {"epoch": epoch, "loss": loss_total / max(seen_total, 1), "seconds": round(time.time() - t0, 2),
+            "edges_per_s": round(seen_total / max(time.time() - t0, 1e-9))}
 
 
 def log_epoch(entry: dict, state: checkpoint.TrainState) -> None:
@@ -204,10 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     step_fn = DDP(model, device_ids=[run.local_rank] if run.device.type == "cuda" else None) if run.ddp else model
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
 
-    # ---- resume: a restarted job continues from its newest checkpoint
+    # ---- resume: a restarted job continues from its newest checkpoint, the one rank 0 chose
     ckpt_dir = storage.join(storage.stage_uri(cfg, "model"), "checkpoints")
     fp = checkpoint.fingerprint(cfg, data.committed.version, run.world)
-    state = checkpoint.resume(ckpt_dir, fp, model, opt) if tc.resume else None
+    state = checkpoint.resume_together(ckpt_dir, fp, model, opt, run.rank) if tc.resume else None
     if state is not None:
         log.info("resumed from checkpoint epoch %d (%s)", state.epoch, fp)
     elif run.master:
@@ -235,11 +236,7 @@ def main(argv: list[str] | None = None) -> int:
         run.barrier()
 
     # ---- keep the best validated epoch (the same on every rank), choose the fold-in, export
-    digests = [None] * run.world
-    if run.ddp:
-        dist.all_gather_object(digests, digest(model))
-    else:
-        digests = [digest(model)]
+    digests = distributed.gather(digest(model))
     if state.best_weights is not None:
         model.load_table(state.best_weights)
     else:

@@ -141,7 +141,7 @@ def page_data(tracks: pa.Table, xy, region, labels, nbr, nbr_scores, model, vect
 
 def write_page(writer: storage.StageWriter, data: dict, title: str) -> None:
     """index.html (the page, its scripts inline) and data.js (window.MUSICMAP_DATA = {...})."""
-    html = resources.files("train").joinpath("map_page.html").read_text(encoding="utf-8")
+    html = resources.files(__package__).joinpath("map_page.html").read_text(encoding="utf-8")
     storage.write_bytes(writer.path("index.html"), html.replace("{{TITLE}}", title).encode("utf-8"))
     js = "window.MUSICMAP_DATA = " + json.dumps(data, ensure_ascii=True, separators=(",", ":")) + ";\n"
     storage.write_bytes(writer.path("data.js"), js.encode("ascii"))

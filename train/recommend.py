@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from musicmap import schemas, storage, submission
+from musicmap import distributed, schemas, storage, submission
 from musicmap.errors import InputError, MusicMapError
 from musicmap.log import get_logger, progress
 from musicmap.train.context import Context, load_context
@@ -215,8 +215,6 @@ def main(argv=None) -> int:
     """torchrun entry: shards playlists over ranks; rank 0 commits."""
     import argparse
 
-    import torch.distributed as dist
-
     from musicmap.cli import add_config_args, config_from_args
     from musicmap.log import setup_logging
     parser = argparse.ArgumentParser(prog="train/recommend.py", description=__doc__,
@@ -232,18 +230,18 @@ def main(argv=None) -> int:
         res = run(cfg, cfg.recommend.playlists, args.challenge)
         print_summary(commit(res["out"], [res["summary"]]), res["out"].uri)
         return 0
-    dist.init_process_group("gloo")  # coordination only: scoring runs on each rank's device
-    world = dist.get_world_size()
-    box = [storage.new_version() if rank == 0 else None]
-    dist.broadcast_object_list(box, src=0)
+    # coordination only (a version name, the summaries): CPU objects over gloo; scoring runs on
+    # each rank's own device and never crosses ranks
+    distributed.init("cpu", cfg.train.dist_timeout_s)
+    world = int(os.environ["WORLD_SIZE"])
+    version = distributed.broadcast(storage.new_version() if rank == 0 else None)
     if cfg.recommend.device == "auto" and torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    res = run(cfg, cfg.recommend.playlists, args.challenge, rank, world, box[0])
-    gathered = [None] * world
-    dist.all_gather_object(gathered, res["summary"])
+    res = run(cfg, cfg.recommend.playlists, args.challenge, rank, world, version)
+    gathered = distributed.gather(res["summary"])
     if rank == 0:
         print_summary(commit(res["out"], gathered), res["out"].uri)
-    dist.barrier()  # the process group is left to exit_without_teardown
+    distributed.barrier()  # the process group is left to exit_without_teardown
     return 0
 
 
