@@ -74,7 +74,7 @@ class Context:
         if self.booster is None:
             return self.lightgcn()
         from musicmap.train.ranker import Ranker, sources_for
-        return Ranker(sources_for(self), self.booster, self.cfg.ranker.chunk,
+        return Ranker(sources_for(self, self.ranker_manifest["yardsticks"]), self.booster, self.cfg.ranker.chunk,
                       self.ranker_manifest.get("no_seed_cases", {}).get("chosen", "ranker"))
 
 

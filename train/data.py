@@ -1,6 +1,11 @@
 """Loading the committed graph for the torch side: the train edges, the normalised adjacency,
 the evaluation cases, the track dictionary.
 
+The catalogue (graph/tracks: every track of a train playlist, at graph.min_playlists 1) is what
+the item-based sources, the title model and popularity rank; LightGCN embeds its first
+`embedded_tracks` (model.embed_min_playlists), the ones in enough train playlists to learn a
+vector from.
+
 Node numbering of the bipartite graph (N = P + T nodes): playlists 0..P-1 (graph/playlists
 playlist_idx of the train split), tracks P..P+T-1 (P + graph/tracks track_idx).
 """
@@ -74,6 +79,13 @@ class Graph:
             self._keys = self.playlist * self.num_tracks + self.track  # sorted: edges are sorted
         return self._keys
 
+    def embedded(self, num_tracks: int) -> "Graph":
+        """The graph LightGCN trains on: its first num_tracks tracks (embedded_tracks) with their
+        edges; every playlist stays a node (one whose tracks are all rarer has no edge)."""
+        keep = self.track < num_tracks
+        return Graph(self.num_playlists, num_tracks, self.playlist[keep], self.track[keep],
+                     self.weight[keep], self.version)
+
     def playlist_tracks(self, p: int) -> np.ndarray:
         lo, hi = np.searchsorted(self.playlist, [p, p + 1])
         return self.track[lo:hi]
@@ -91,6 +103,22 @@ def load_graph(graph_uri: str) -> tuple[Graph, storage.Committed]:
         raise InputError(f"{g.path('edges')}: ids out of range for {P} playlists / {T} tracks")
     order = np.lexsort((tr, pl))
     return Graph(P, T, pl[order], tr[order], w[order], g.version), g
+
+
+def embedded_tracks(graph: storage.Committed, min_playlists: int) -> int:
+    """How many tracks LightGCN embeds (model.embed_min_playlists): those in at least
+    min_playlists train playlists. They are the catalogue's first ones, since track_idx is given
+    by train playlist count, descending, so an embedded track keeps its catalogue id."""
+    counts = load_tracks(graph, ["track_idx", "train_playlists"])["train_playlists"].to_numpy()
+    if (np.diff(counts) > 0).any():
+        raise InputError(f"{graph.path('tracks')}: track_idx is not ordered by train_playlists "
+                         f"(descending), as build-graph writes it; rebuild the graph")
+    return int((counts >= min_playlists).sum())
+
+
+def embedded_only(seeds: list[np.ndarray], num_tracks: int) -> list[np.ndarray]:
+    """The seeds LightGCN has a vector for (track_idx below num_tracks)."""
+    return [s[s < num_tracks] for s in seeds]
 
 
 def load_tracks(graph: storage.Committed, columns: list[str] | None = None):

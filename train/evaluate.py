@@ -23,7 +23,7 @@ from musicmap.errors import InputError
 from musicmap.log import get_logger
 from musicmap.train.data import EvalCases, load_eval, uri_index
 from musicmap.train.context import Context, load_context
-from musicmap.train.recommenders import CoOccurrence, Popularity, RecentPopularity
+from musicmap.train import yardsticks
 
 log = get_logger("evaluate")
 SEED_SYSTEM = {"precision@20": 0.0990, "hit_rate@20": 0.6576,
@@ -91,13 +91,11 @@ def run(cfg, split: str) -> dict:
     methods: dict[str, np.ndarray] = {served: model_ranks(ctx, cases, ec.k)}
     if served != "lightgcn":  # what the first stage alone gives, beside what the ranker adds
         methods["lightgcn"] = ctx.lightgcn().rank(cases.seeds, cases.name, ec.k)[0]
-    baselines = {"popularity": lambda: Popularity().fit(ctx.graph),
-                 "recent_popularity": lambda: RecentPopularity(ctx.train_modified_at(), ec.recent_share).fit(ctx.graph),
-                 "cooccurrence": lambda: CoOccurrence(ec.chunk).fit(ctx.graph)}
+    chosen = yardsticks.chosen_for(ctx) if set(ec.baselines) & set(yardsticks.NAMES) else {}
     for name in ec.baselines:
-        if name not in baselines:
-            raise InputError(f"evaluate.baselines: unknown baseline {name!r} ({', '.join(baselines)})")
-        methods[name] = baselines[name]().rank(cases.seeds, cases.name, ec.k)[0]
+        rec = yardsticks.baseline(ctx, name, chosen)
+        if rec is not None:
+            methods[name] = rec.rank(cases.seeds, cases.name, ec.k)[0]
 
     is_seed = np.array([c == mpd.SEED_PROTOCOL for c in cases.category])
     report = {"split": split, "k": ec.k, "k_small": ec.k_small,
@@ -106,7 +104,8 @@ def run(cfg, split: str) -> dict:
               "seed_system_published": SEED_SYSTEM,
               "model": {"version": ctx.model.version, "best": ctx.model.manifest["best"],
                         "served": served, "foldin": ctx.foldin_spec().mode},
-              "graph_version": ctx.committed.version}
+              "graph_version": ctx.committed.version,
+              "yardsticks": {n: {k: v for k, v in p.items() if k != "grid"} for n, p in chosen.items()}}
     for name, ranked in methods.items():
         rows = score(ranked, cases, artist_of, artist_id, ec.k, ec.k_small)
         ch = [i for i in range(len(rows)) if not is_seed[i]]

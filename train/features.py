@@ -1,13 +1,17 @@
 """Candidates and their features for the re-ranker (train.ranker): what each source proposes for
 a playlist, and what the ranker knows about each (case, candidate) pair.
 
-    src = Sources.build(graph, tracks_table, train_modified_at, scorer, title_model)
+    src = Sources(graph, artist_of, album_of, train_modified_at, scorer, title_model, rp3)
     block = src.candidates(seeds, names)               # one chunk of cases
     block.cand  (n, M) int64 track_idx, -1 padded;  block.x  (n, M, F) float32 (NaN = undefined)
+    block.x[..., COL["rp3_score"]]                     # a feature by name
 
-Sources, each proposing its top candidates (never a seed):
-  lightgcn      the trained model (query = fold-in of the seeds): its top k, so the pool always holds k tracks when there are seeds;
+Sources, each proposing its top candidates from the whole catalogue (never a seed):
+  lightgcn      the trained model (query = fold-in of the seeds): its top k among the tracks it
+                embeds, so the pool always holds k tracks when there are seeds;
   cooccurrence  item co-occurrence with the seeds (cosine), top `per_source`;
+  rp3beta       RP3beta's random walk from the seeds (tuned on validation), top `per_source`: it
+                reaches tracks in one or two train playlists, which LightGCN does not embed;
   popularity    the most frequent train tracks, top `per_source`;
   recent        the most frequent tracks of the newest train playlists (by modified_at), top
                 `per_source`: the split is by time, so what is rising at the end of train is a
@@ -30,13 +34,19 @@ FEATURES = [
     "lightgcn_score", "lightgcn_gap",        # score, and its distance to the case's best score
     "lightgcn_rank",                          # log(1 + rank) in the source's list (absent: its length)
     "cooc_score", "cooc_share", "cooc_rank",  # cosine co-occurrence, as a share of the case's best
+    "rp3_score", "rp3_share", "rp3_rank",     # RP3beta, as a share of the case's best
     "popularity", "recent_10", "recent_25",   # log(1 + playlists holding it): all / newest 10% / 25%
     "first_seen", "mean_time",                # time quantile of its first / average train playlist
     "title_share",                            # share of same-title train playlists that hold it
     "num_seeds", "has_title",                 # about the case
     "artist_share", "album_share",            # share of the seeds by its artist / on its album
+    "embedded",                               # 1 when LightGCN has a vector for it, else 0
+    "sources",                                # how many sources proposed it
 ]
+COL = {name: j for j, name in enumerate(FEATURES)}
 RECENT_SHARES = (0.10, 0.25)  # recent_10, recent_25
+# the per-track features, computed once (TrackSignals), in this order
+STATIC = ("popularity", "recent_10", "recent_25", "first_seen", "mean_time")
 
 
 @dataclass
@@ -69,19 +79,31 @@ class TrackSignals:
 
 
 class Sources:
-    """Everything the candidate features are computed from (all fitted on train playlists)."""
+    """Everything the candidate features are computed from (all fitted on train playlists).
+    scorer: LightGCN (train.recommenders.LightGCNRecommender, over its embedded tracks); rp3: a
+    fitted RP3Beta over the catalogue, or None (then it proposes nothing)."""
 
     def __init__(self, graph: Graph, artist_of: np.ndarray, album_of: np.ndarray,
-                 modified_at: np.ndarray, scorer, title_model: TitleModel, k: int = 500,
+                 modified_at: np.ndarray, scorer, title_model: TitleModel, rp3=None, k: int = 500,
                  per_source: int = 200):
         self.graph, self.k, self.per_source = graph, k, per_source
         self.artist_of, self.album_of = artist_of, album_of
         self.signals = TrackSignals(graph, modified_at)
         self.cooc = CoOccurrence().fit(graph)
-        self.scorer, self.titles = scorer, title_model
+        self.scorer, self.titles, self.rp3 = scorer, title_model, rp3
         s = self.signals
         self.static = np.stack([np.log1p(s.pop), np.log1p(s.recent[0]), np.log1p(s.recent[1]),
-                                s.first_seen, s.mean_time], 1).astype(np.float32)   # (T, 5)
+                                s.first_seen, s.mean_time], 1).astype(np.float32)   # (T, len(STATIC))
+
+    def dense_scores(self, seeds: list[np.ndarray]) -> dict:
+        """{source: (n, T) scores over the catalogue} of the seed-based sources (-inf where the
+        source has nothing to say: a track LightGCN does not embed)."""
+        n, T = len(seeds), self.graph.num_tracks
+        lg = torch.full((n, T), -torch.inf)
+        lg[:, :self.scorer.num_tracks] = self.scorer.scores(seeds).float()
+        out = {"lightgcn": lg, "cooc": self.cooc.scores(seeds)}
+        out["rp3"] = self.rp3.scores(seeds) if self.rp3 is not None else torch.full((n, T), -torch.inf)
+        return out
 
     def candidates(self, seeds: list[np.ndarray], names: list) -> Block:
         """Candidates and features of one chunk of cases (new playlists, folded in from their seeds)."""
@@ -90,13 +112,12 @@ class Sources:
         seen = torch.zeros(n, T, dtype=torch.bool)
         rows, cols = _flat(seeds)
         seen[torch.from_numpy(rows), torch.from_numpy(cols)] = True
-        lg = self.scorer.scores(seeds).float()                           # (n, T)
-        co = self.cooc.scores(seeds)                                     # (n, T)
         lists, dense = [], {}
-        for name, s, size in (("lightgcn", lg, self.k), ("cooc", co, self.per_source)):
+        for name, s in self.dense_scores(seeds).items():
+            size = self.k if name == "lightgcn" else self.per_source
             s = s.masked_fill(seen, -torch.inf)
-            top = select(s, min(size, T))[1]
-            top[~torch.from_numpy(has)] = -1                             # no seeds: nothing to say
+            v, top = select(s, min(size, T))
+            top[~torch.from_numpy(has)[:, None] | ~torch.isfinite(v)] = -1   # no seeds, or nothing to say
             lists.append(top.numpy())
             dense[name] = (s, top)
         m = self.per_source
@@ -104,8 +125,11 @@ class Sources:
         lists.append(np.broadcast_to(self.signals.recent_order[:m], (n, min(m, T))))
         title_top, title_share = self._title(names, m)
         lists.append(title_top)
-        cand = _union(np.concatenate(lists, 1), seen.numpy())
+        proposed = np.concatenate(lists, 1)
+        cand = _union(proposed, seen.numpy())
         x = self._features(cand, seeds, names, has, dense, title_share)
+        x[..., COL["sources"]] = _proposals(cand, lists)
+        x[cand < 0] = np.nan
         return Block(cand, x, self.titles.rank(seeds, names, self.k)[0])
 
     def _title(self, names: list, m: int) -> tuple[np.ndarray, list]:
@@ -129,33 +153,51 @@ class Sources:
 
     def _features(self, cand, seeds, names, has, dense, title_share) -> np.ndarray:
         n, M = cand.shape
-        valid = cand >= 0
-        c = np.where(valid, cand, 0)
+        c = np.where(cand >= 0, cand, 0)
         ct = torch.from_numpy(c)
         x = np.full((n, M, len(FEATURES)), np.nan, np.float32)
-        for j, name in ((0, "lightgcn"), (3, "cooc")):
+        for name, relative in (("lightgcn", "gap"), ("cooc", "share"), ("rp3", "share")):
             s, top = dense[name]
             val = torch.gather(s, 1, ct).numpy()
             best = s.max(1).values.numpy()[:, None]
-            rank = torch.full(s.shape, float(top.shape[1]))
-            rank.scatter_(1, top.clamp_min(0), torch.arange(top.shape[1], dtype=torch.float32).expand_as(top))
-            x[..., j] = val
-            x[..., j + 1] = (val - best) if name == "lightgcn" else val / np.maximum(best, 1e-12)
-            x[..., j + 2] = np.log1p(torch.gather(rank, 1, ct).numpy())
-        x[~has, :, 0:6] = np.nan
-        x[..., 6:11] = self.static[c]
-        x[..., 11] = 0.0
+            # rank in the source's list; absent: the list's length (padding goes to a spare column)
+            rank = torch.full((n, s.shape[1] + 1), float(top.shape[1]))
+            rank.scatter_(1, torch.where(top >= 0, top, s.shape[1]),
+                          torch.arange(top.shape[1], dtype=torch.float32).expand_as(top))
+            known = np.isfinite(val)                      # the source scores this track at all
+            x[..., COL[f"{name}_score"]] = np.where(known, val, np.nan)
+            x[..., COL[f"{name}_{relative}"]] = np.where(
+                known, (val - best) if relative == "gap" else val / np.maximum(best, 1e-12), np.nan)
+            x[..., COL[f"{name}_rank"]] = np.where(known, np.log1p(torch.gather(rank, 1, ct).numpy()), np.nan)
+            for f in (f"{name}_score", f"{name}_{relative}", f"{name}_rank"):
+                x[~has, :, COL[f]] = np.nan
+        for j, name in enumerate(STATIC):
+            x[..., COL[name]] = self.static[c, j]
+        x[..., COL["title_share"]] = 0.0
         for i, ts in enumerate(title_share):
             if ts is not None:
                 tr, sh = ts
                 pos = np.searchsorted(tr, c[i]).clip(max=len(tr) - 1)
-                x[i, :, 11] = np.where(tr[pos] == c[i], sh[pos], 0.0)
-        x[..., 12] = np.log1p([len(s) for s in seeds])[:, None]
-        x[..., 13] = np.array([nm is not None for nm in names], np.float32)[:, None]
-        x[..., 14] = _share(seeds, self.artist_of, c)
-        x[..., 15] = _share(seeds, self.album_of, c)
-        x[~valid] = np.nan
+                x[i, :, COL["title_share"]] = np.where(tr[pos] == c[i], sh[pos], 0.0)
+        x[..., COL["num_seeds"]] = np.log1p([len(s) for s in seeds])[:, None]
+        x[..., COL["has_title"]] = np.array([nm is not None for nm in names], np.float32)[:, None]
+        x[..., COL["artist_share"]] = _share(seeds, self.artist_of, c)
+        x[..., COL["album_share"]] = _share(seeds, self.album_of, c)
+        x[..., COL["embedded"]] = (c < self.scorer.num_tracks).astype(np.float32)
         return x
+
+
+def _proposals(cand: np.ndarray, lists: list[np.ndarray]) -> np.ndarray:
+    """(n, M) how many of the sources' lists hold each candidate."""
+    n, M = cand.shape
+    T = int(max(cand.max(initial=0), max((int(l.max(initial=0)) for l in lists), default=0))) + 1
+    keys = (np.arange(n)[:, None] * T + np.where(cand >= 0, cand, 0)).ravel()
+    count = np.zeros(n * M, np.float32)
+    for lst in lists:
+        lk = np.unique((np.arange(n)[:, None] * T + lst)[lst >= 0])
+        pos = np.searchsorted(lk, keys).clip(max=max(len(lk) - 1, 0))
+        count += (lk[pos] == keys) if len(lk) else 0
+    return count.reshape(n, M)
 
 
 def _union(lists: np.ndarray, seen: np.ndarray) -> np.ndarray:

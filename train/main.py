@@ -27,7 +27,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from musicmap import distributed, storage
 from musicmap.log import get_logger, progress, setup_logging
 from musicmap.train import checkpoint, loop
-from musicmap.train.data import EvalCases, Graph, load_eval, load_graph, load_tracks, uri_index
+from musicmap.train.data import (EvalCases, Graph, embedded_only, embedded_tracks, load_eval, load_graph,
+                                 load_tracks, uri_index)
 from musicmap.train.export import write_model
 from musicmap.train.launch import _KEEP_ALIVE, run_worker
 from musicmap.train.model import LightGCN, bpr_loss
@@ -89,7 +90,8 @@ def start(tc) -> Run:
 
 @dataclass
 class Data:
-    """The committed graph as the trainer uses it, and this rank's share of the validation."""
+    """The graph LightGCN trains on (the embedded tracks of the catalogue, Graph.embedded) and
+    this rank's share of the validation (seeds it has no vector for dropped)."""
     graph: Graph
     committed: storage.Committed
     adj: torch.Tensor                # (N, N) normalised sparse CSR, on the device
@@ -102,10 +104,12 @@ class Data:
 
 def load_data(cfg, run: Run) -> Data:
     tc, use_w = cfg.train, cfg.model.use_edge_weight
-    graph, committed = load_graph(storage.stage_uri(cfg, "graph"))
+    catalogue, committed = load_graph(storage.stage_uri(cfg, "graph"))
+    graph = catalogue.embedded(embedded_tracks(committed, cfg.model.embed_min_playlists))
     P, E = graph.num_playlists, graph.num_edges
     track_degree = torch.from_numpy(graph.degrees(use_w)[P:]).float().to(run.device)
     val = load_eval(committed, "val", uri_index(load_tracks(committed, ["track_idx", "track_uri"])))
+    val.seeds = embedded_only(val.seeds, graph.num_tracks)
     with_seeds = [i for i in range(len(val)) if len(val.seeds[i])]
     if tc.val_max_cases and len(with_seeds) > tc.val_max_cases:
         pick = np.random.default_rng([tc.seed, 7]).choice(len(with_seeds), tc.val_max_cases, replace=False)
@@ -114,9 +118,10 @@ def load_data(cfg, run: Run) -> Data:
     data = Data(graph, committed, graph.adjacency(use_w).to(run.device), track_degree,
                 val.subset(with_seeds[run.rank::run.world]), bool(tc.val_every) and len(with_seeds) > 0,
                 batch, loop.steps_per_epoch(E, run.world, batch))
-    log.info("graph %s: %d playlists, %d tracks, %d edges; %d validation cases; world %d on %s; "
-             "%d steps per epoch of %d positives per rank", committed.version, P, graph.num_tracks, E,
-             len(with_seeds), run.world, run.device, data.steps, batch)
+    log.info("graph %s: %d playlists, %d of its %d tracks embedded (in >= %d train playlists), %d of "
+             "%d edges; %d validation cases; world %d on %s; %d steps per epoch of %d positives per rank",
+             committed.version, P, graph.num_tracks, catalogue.num_tracks, cfg.model.embed_min_playlists, E,
+             catalogue.num_edges, len(with_seeds), run.world, run.device, data.steps, batch)
     if tc.val_every and not data.validating:
         log.warning("no validation cases with seeds (graph.val_fraction=0?): nothing to pick an "
                     "epoch by, so training runs all %d epochs and keeps the last", tc.epochs)
@@ -170,6 +175,7 @@ def export(cfg, model: LightGCN, data: Data, run: Run, state, foldin_report: dic
     manifest = {
         "dim": cfg.model.dim, "layers": cfg.model.layers, "use_edge_weight": cfg.model.use_edge_weight,
         "playlists": P, "tracks": graph.num_tracks, "edges": graph.num_edges,
+        "embed_min_playlists": cfg.model.embed_min_playlists,
         "epochs_run": len(state.history) and state.history[-1]["epoch"],
         "best": best, "world_size": run.world, "device": str(run.device), "rank_param_digests": digests,
         "batch_size": data.batch, "steps_per_epoch": data.steps, "foldin": foldin_report,

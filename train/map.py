@@ -106,7 +106,7 @@ def neighbour_lists(ctx, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(T, k) track_idx (-1 pads) and scores of each track's nearest tracks, exactly as `musicmap
     similar --track-uri <it> --k k` lists them (train.similar.similar, in blocks)."""
     from musicmap.train.similar import recommender
-    rec, T = recommender(ctx), ctx.graph.num_tracks
+    rec, T = recommender(ctx), len(ctx.model.tracks)
     ids, scores = np.full((T, k), -1, np.int32), np.zeros((T, k), np.float32)
     for lo in progress(range(0, T, NEIGHBOUR_CHUNK), desc="neighbours", unit="block",
                        disable=not ctx.cfg.train.progress):
@@ -153,12 +153,16 @@ def run(cfg) -> dict:
     mc = cfg.map
     t0 = time.time()
     ctx = load_context(cfg, ranker=False)
-    T = ctx.graph.num_tracks
-    log.info("laying out %d tracks (UMAP, %d neighbours, seed %d)", T, mc.n_neighbors, mc.seed)
+    # the map lays out the tracks LightGCN embeds (the catalogue's first T): a track in fewer
+    # train playlists has no vector to place
+    T = len(ctx.model.tracks)
+    graph, tracks = ctx.graph.embedded(T), ctx.tracks.slice(0, T)
+    log.info("laying out the %d tracks LightGCN embeds of the %d in the catalogue (UMAP, %d neighbours, "
+             "seed %d)", T, ctx.graph.num_tracks, mc.n_neighbors, mc.seed)
     xy = layout(ctx.model.tracks, mc.n_neighbors, mc.min_dist, mc.seed)
     t_layout = time.time() - t0
     region = regions(xy, mc.regions, mc.seed)
-    labels = region_labels(region, ctx.tracks, ctx.graph, ctx.train_playlists["name"].to_pylist(),
+    labels = region_labels(region, tracks, graph, ctx.train_playlists["name"].to_pylist(),
                            mc.label_artists, mc.label_words)
     log.info("%d regions labelled; neighbour lists of %d tracks", len(labels), T)
     nbr, nbr_scores = neighbour_lists(ctx, mc.neighbours)
@@ -170,7 +174,7 @@ def run(cfg) -> dict:
     if T > mc.vector_tracks:
         log.warning("%d tracks > map.vector_tracks (%d): the page lists each track's neighbours but "
                     "cannot fold several seeds into a playlist", T, mc.vector_tracks)
-    write_page(writer, page_data(ctx.tracks, xy, region, labels, nbr, nbr_scores, ctx.model, mc.vector_tracks),
+    write_page(writer, page_data(tracks, xy, region, labels, nbr, nbr_scores, ctx.model, mc.vector_tracks),
                f"Music Map: {T:,} tracks")
     summary = {"tracks": T, "regions": len(labels), "labels": labels, "layout": "umap",
                "layout_seconds": round(t_layout, 1), "seconds": round(time.time() - t0, 1),

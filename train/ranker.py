@@ -20,6 +20,7 @@ import torch
 from musicmap import metrics, mpd, storage
 from musicmap.errors import InputError
 from musicmap.log import get_logger, progress
+from musicmap.train import yardsticks
 from musicmap.train.data import EvalCases, load_eval, uri_index
 from musicmap.train.features import FEATURES, Block, Sources
 from musicmap.train.scoring import topk_rows
@@ -206,16 +207,18 @@ def cross_validate(pool: Pool, fit_pid: np.ndarray, n_val: int, rk, k: int) -> n
 
 # ------------------------------------------------------------------ the stage
 
-def sources_for(ctx) -> Sources:
-    """The candidate sources of a loaded recommend Context (train.context.load_context)."""
+def sources_for(ctx, tuned: dict) -> Sources:
+    """The candidate sources of a loaded recommend Context (train.context.load_context), with
+    RP3beta as tuned on validation (`tuned`: train.yardsticks.tune's result)."""
 
     def ids(col):
         values = ctx.tracks[col].to_pylist()
         index = {v: i for i, v in enumerate(dict.fromkeys(values))}
         return np.array([index[v] for v in values], np.int64)
     rk = ctx.cfg.ranker
+    rp3 = yardsticks.make("rp3beta", tuned, ctx.graph)
     return Sources(ctx.graph, ids("artist_uri"), ids("album_uri"), ctx.train_modified_at(),
-                   ctx.lightgcn(), ctx.title_model, k=ctx.cfg.recommend.k, per_source=rk.per_source)
+                   ctx.lightgcn(), ctx.title_model, rp3, k=ctx.cfg.recommend.k, per_source=rk.per_source)
 
 
 def load_booster(cfg, model_version: str):
@@ -252,12 +255,14 @@ def fitting_cases(ctx, rk) -> tuple[EvalCases, int]:
     return concat(val, extra), len(val)
 
 
-def single_methods(ctx, cases: EvalCases, k: int) -> dict:
-    """Ranked lists of each method alone on the cases (what each stage adds)."""
-    from musicmap.train.recommenders import CoOccurrence, Popularity, RecentPopularity
-    recs = {"lightgcn": ctx.lightgcn(), "cooccurrence": CoOccurrence(ctx.cfg.evaluate.chunk).fit(ctx.graph),
-            "popularity": Popularity().fit(ctx.graph),
-            "recent_popularity": RecentPopularity(ctx.train_modified_at(), ctx.cfg.evaluate.recent_share).fit(ctx.graph)}
+def single_methods(ctx, cases: EvalCases, k: int, tuned: dict) -> dict:
+    """Ranked lists of each method alone on the cases (what each stage adds); RP3beta and EASE^R
+    with their validation-tuned settings (on the cases they were tuned on: an upper bound)."""
+    recs = {"lightgcn": ctx.lightgcn()}
+    for name in ("cooccurrence", "popularity", "recent_popularity", *yardsticks.NAMES):
+        rec = yardsticks.baseline(ctx, name, tuned)
+        if rec is not None:
+            recs[name] = rec
     return {name: rec.rank(cases.seeds, cases.name, k)[0] for name, rec in recs.items()}
 
 
@@ -285,10 +290,11 @@ def run(cfg) -> dict:
     cases, n_val = fitting_cases(ctx, rk)
     log.info("fitting the ranker on %d validation cases of %d playlists (+%d drawn from the same "
              "playlists)", n_val, len(np.unique(cases.pid)), len(cases) - n_val)
-    sources = sources_for(ctx)
+    tuned = yardsticks.tune(ctx.graph, cases.subset(range(n_val)), cfg.baselines, k=k)
+    sources = sources_for(ctx, tuned)
     pool = Pool(sources, cases, rk.chunk, show=cfg.train.progress)
     val = cases.subset(range(n_val))
-    report = {name: mean_metrics(r, val, k) for name, r in single_methods(ctx, val, k).items()}
+    report = {name: mean_metrics(r, val, k) for name, r in single_methods(ctx, val, k, tuned).items()}
     cv = cross_validate(pool, cases.pid, n_val, rk, k)
     cold = cold_choice(cv, val, ctx.title_model, k)
     if cold["chosen"] == "title":
@@ -311,6 +317,7 @@ def run(cfg) -> dict:
         "no_seed_cases": {"chosen": cold["chosen"], "ndcg": cold["ndcg"], "cases": len(cold["cases"])},
         "input": {"graph_version": ctx.committed.version, "model_version": ctx.model.version,
                   "foldin": ctx.foldin_spec().mode},
+        "yardsticks": tuned,
         "config": cfg.ranker.to_dict(), "seconds": round(time.time() - t0, 1),
     }
     out = storage.StageWriter(storage.stage_uri(cfg, "ranker"))

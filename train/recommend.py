@@ -26,7 +26,7 @@ from musicmap import distributed, schemas, storage, submission
 from musicmap.errors import InputError, MusicMapError
 from musicmap.log import get_logger, progress
 from musicmap.train.context import Context, load_context
-from musicmap.train.data import load_eval, uri_index
+from musicmap.train.data import embedded_only, load_eval, uri_index
 from musicmap.train.launch import run_worker
 from musicmap.train.scoring import topk
 
@@ -84,7 +84,7 @@ def recommend_train(ctx: Context, idx: np.ndarray, k: int, writer: PartWriter, s
     for lo in progress(range(0, len(idx), block), desc="recommend train", unit="block", disable=not show):
         b = idx[lo:lo + block]
         q = torch.from_numpy(ctx.model.playlists[b]).to(dev)
-        own = [ctx.graph.playlist_tracks(int(p)) for p in b]
+        own = embedded_only([ctx.graph.playlist_tracks(int(p)) for p in b], len(tracks))
         ranked, scores = topk(q, tracks, k, exclude=own, chunk=ctx.cfg.recommend.chunk)
         writer.add(_rows(pid[b], ["train"] * len(b), ranked, scores, ctx.uris))
     return len(idx)

@@ -13,10 +13,11 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from musicmap.mpd import normalize_title
-from musicmap.train.data import Graph
+from musicmap.train.data import Graph, embedded_only
 from musicmap.train.export import TrainedModel
 from musicmap.train.scoring import FoldIn, _flat, seed_queries, topk, topk_rows
 
@@ -70,14 +71,171 @@ class RecentPopularity(Popularity):
         return self
 
 
-class CoOccurrence:
+# ------------------------------------------------------------------ item-based yardsticks
+
+def binary_matrix(graph: Graph) -> sp.csr_matrix:
+    """(P, T) 0/1 playlist-track matrix of the train graph (float64, one entry per edge)."""
+    A = sp.csr_matrix((np.ones(graph.num_edges), (graph.playlist, graph.track)),
+                      shape=(graph.num_playlists, graph.num_tracks))
+    A.sum_duplicates()
+    A.data[:] = 1.0
+    return A
+
+
+def inverse_power(d: np.ndarray, a: float) -> np.ndarray:
+    """d^-a where d > 0, else 0 (a track or playlist without edges gets nothing, never inf)."""
+    out = np.zeros(len(d))
+    nz = d > 0
+    out[nz] = d[nz].astype(np.float64) ** -a
+    return out
+
+
+def top_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """m with only the k largest entries of each row kept (ties by column)."""
+    m.sum_duplicates()
+    counts = np.diff(m.indptr)
+    if k <= 0 or counts.max(initial=0) <= k:
+        return m
+    row = np.repeat(np.arange(m.shape[0]), counts)
+    order = np.lexsort((m.indices, -m.data, row))
+    rank = np.arange(len(order)) - np.repeat(m.indptr[:-1], counts)
+    keep = order[rank < k]
+    keep.sort()
+    return sp.csr_matrix((m.data[keep], m.indices[keep], np.concatenate([[0], np.cumsum(np.minimum(counts, k))])),
+                         shape=m.shape)
+
+
+def row_blocks(work: np.ndarray, budget: float) -> list[tuple[int, int]]:
+    """Consecutive row ranges whose summed work stays under budget (at least one row each)."""
+    out, lo, acc = [], 0, 0.0
+    for i, w in enumerate(work):
+        if i > lo and acc + w > budget:
+            out.append((lo, i))
+            lo, acc = i, 0.0
+        acc += w
+    if lo < len(work):
+        out.append((lo, len(work)))
+    return out
+
+
+class ItemBased:
+    """What the item-to-item methods share: scores of new playlists as sums of item rows over
+    their seeds, a list filled by popularity (track_idx order breaks ties: ids are given by train
+    count), and the title model (else popularity) for playlists without a seed."""
+    name = "itembased"
+    title_model = None
+    chunk = 256
+
+    def scores(self, seeds: list[np.ndarray]) -> torch.Tensor:
+        """(n, T) float32 scores of one chunk of playlists."""
+        raise NotImplementedError
+
+    def rank(self, seeds: list[np.ndarray], names=None, k: int = 500) -> tuple[np.ndarray, np.ndarray]:
+        n, T = len(seeds), self.num_tracks
+        out_i, out_s = np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32)
+        rows = max(1, min(self.chunk, 2 ** 26 // max(T, 1)))     # at most 256 MB of scores at once
+        for lo in range(0, n, rows):
+            part = seeds[lo:lo + rows]
+            s = self.scores(part)
+            s = s / s.abs().amax(1, keepdim=True).clamp_min(1e-30) + self.tiebreak   # ties by popularity
+            out_i[lo:lo + rows], out_s[lo:lo + rows] = topk_rows(s, k, part)
+        cold = [i for i, s in enumerate(seeds) if len(s) == 0]
+        if cold and self.title_model is not None and names is not None:
+            out_i[cold], out_s[cold] = self.title_model.rank([seeds[i] for i in cold], [names[i] for i in cold], k)
+        return out_i, out_s
+
+    def _fit_popularity(self, A: sp.csr_matrix) -> np.ndarray:
+        d = np.asarray(A.sum(0)).ravel()
+        self.num_tracks = A.shape[1]
+        self.tiebreak = torch.from_numpy((d / max(d.max(initial=0), 1) * 1e-6).astype(np.float32))
+        return d
+
+
+class RP3Beta(ItemBased):
+    """RP3beta (Paudel et al. 2017): a two-step random walk track -> playlist -> track whose
+    transition probabilities are raised to alpha, each reached track's score divided by its
+    degree^beta (pushing popular tracks down), and each track's `neighbours` best kept.
+
+        W[i, j] = Σ_u (A_ui / d_i)^α (A_uj / d_u)^α / d_j^β     (i ≠ j; top `neighbours` of row i)
+        score(j | seeds S) = Σ_{i ∈ S} W[i, j]
+
+    A is the 0/1 playlist-track matrix, d_i a track's and d_u a playlist's degree; a track without
+    a train edge (degree 0) has an empty row and column. W is built a block of rows at a time
+    (scipy.sparse, blocks sized by the walk's work), so nothing T x T is ever dense."""
+    name = "rp3beta"
+
+    def __init__(self, alpha: float = 0.6, beta: float = 0.0, neighbours: int = 200,
+                 title_model: "TitleModel | None" = None, chunk: int = 256, block_work: float = 2e7):
+        self.alpha, self.beta, self.neighbours = alpha, beta, neighbours
+        self.title_model, self.chunk, self.block_work = title_model, chunk, block_work
+
+    def fit(self, graph: Graph) -> "RP3Beta":
+        A = binary_matrix(graph)
+        d_i = self._fit_popularity(A)
+        d_u = np.asarray(A.sum(1)).ravel()
+        up = (sp.diags(inverse_power(d_i, self.alpha)) @ A.T).tocsr()        # (T, P) track -> playlist
+        down = (sp.diags(inverse_power(d_u, self.alpha)) @ A).tocsr()        # (P, T) playlist -> track
+        push = sp.diags(inverse_power(d_i, self.beta))
+        work = A.T.tocsr() @ d_u                                             # entries each row touches
+        blocks = []
+        for lo, hi in row_blocks(work, self.block_work):
+            w = ((up[lo:hi] @ down) @ push).tocoo()
+            keep = w.row + lo != w.col                                       # no track is its own neighbour
+            w = sp.csr_matrix((w.data[keep], (w.row[keep], w.col[keep])), shape=(hi - lo, A.shape[1]))
+            blocks.append(top_per_row(w, self.neighbours))
+        self.W = sp.vstack(blocks, format="csr").astype(np.float32) if blocks else sp.csr_matrix((0, 0))
+        return self
+
+    def scores(self, seeds: list[np.ndarray]) -> torch.Tensor:
+        rows, cols = _flat(seeds)
+        q = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(seeds), self.num_tracks))
+        return torch.from_numpy((q @ self.W).toarray())
+
+
+class EASE(ItemBased):
+    """EASE^R (Steck 2019): the closed-form item-to-item weights
+        B = I - P diag(1 / diag(P)),   P = (AᵀA + λI)⁻¹,   score(j | seeds S) = Σ_{i ∈ S} B[i, j].
+    B is dense T x T, so it only runs up to `max_tracks` tracks (TooLarge above: callers skip it
+    with a log line)."""
+    name = "ease"
+
+    class TooLarge(ValueError):
+        pass
+
+    def __init__(self, lam: float = 500.0, title_model: "TitleModel | None" = None, max_tracks: int = 20000,
+                 chunk: int = 256):
+        self.lam, self.title_model, self.max_tracks, self.chunk = lam, title_model, max_tracks, chunk
+
+    def fit(self, graph: Graph) -> "EASE":
+        if graph.num_tracks > self.max_tracks:
+            raise EASE.TooLarge(f"EASE^R needs a dense {graph.num_tracks:,} x {graph.num_tracks:,} matrix "
+                                f"(more than baselines.ease_max_tracks = {self.max_tracks:,} tracks)")
+        A = binary_matrix(graph)
+        self._fit_popularity(A)
+        G = (A.T @ A).toarray()
+        G[np.diag_indices_from(G)] += self.lam
+        P = np.linalg.inv(G)
+        B = P / -np.diag(P)
+        np.fill_diagonal(B, 0.0)
+        self.B = torch.from_numpy(B.astype(np.float32))
+        return self
+
+    def scores(self, seeds: list[np.ndarray]) -> torch.Tensor:
+        rows, cols = _flat(seeds)
+        q = torch.zeros(len(seeds), self.num_tracks)
+        q[torch.from_numpy(rows), torch.from_numpy(cols)] = 1.0
+        return q @ self.B
+
+
+class CoOccurrence(ItemBased):
     """Item-based kNN on train co-occurrence: score(t) = Σ_{s∈S} C[s,t] / sqrt(n_s n_t), where
     C[s,t] counts train playlists holding both tracks and n_t the playlists holding t (cosine
-    similarity); popularity breaks ties and fills the list."""
+    similarity); popularity breaks ties and fills the list, the title model (when given) serves
+    playlists without a seed."""
     name = "cooccurrence"
 
-    def __init__(self, chunk: int = 256):
-        self.chunk = chunk
+    def __init__(self, chunk: int = 256, title_model: "TitleModel | None" = None):
+        self.chunk, self.title_model = chunk, title_model
 
     def fit(self, graph: Graph) -> "CoOccurrence":
         P, T = graph.num_playlists, graph.num_tracks
@@ -86,9 +244,11 @@ class CoOccurrence:
         self.X = torch.sparse_coo_tensor(idx, ones, (P, T), check_invariants=False).coalesce().to_sparse_csr()
         self.Xt = torch.sparse_coo_tensor(idx.flip(0), ones, (T, P),
                                           check_invariants=False).coalesce().to_sparse_csr()
-        n = torch.from_numpy(np.bincount(graph.track, minlength=T).astype(np.float32))
+        n = np.bincount(graph.track, minlength=T).astype(np.float32)
+        self.num_tracks = T
+        self.tiebreak = torch.from_numpy(n / max(n.max(initial=0), 1) * 1e-6)
+        n = torch.from_numpy(n)
         self.inv_sqrt = torch.where(n > 0, n.clamp_min(1).rsqrt(), torch.zeros_like(n))
-        self.tiebreak = n / (n.max() + 1) * 1e-6
         return self
 
     @torch.no_grad()
@@ -100,13 +260,6 @@ class CoOccurrence:
         q[torch.from_numpy(cols), torch.from_numpy(rows)] = self.inv_sqrt[torch.from_numpy(cols)]
         per_playlist = torch.sparse.mm(self.X, q)                 # (P, n)
         return (torch.sparse.mm(self.Xt, per_playlist).t() * self.inv_sqrt).contiguous()
-
-    def rank(self, seeds: list[np.ndarray], names=None, k: int = 500) -> tuple[np.ndarray, np.ndarray]:
-        out = [topk_rows(self.scores(seeds[lo:lo + self.chunk]) + self.tiebreak, k, seeds[lo:lo + self.chunk])
-               for lo in range(0, len(seeds), self.chunk)]
-        if not out:
-            return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
-        return np.concatenate([i for i, _ in out]), np.concatenate([s for _, s in out])
 
 
 class TitleModel:
@@ -152,7 +305,9 @@ class TitleModel:
 
 class LightGCNRecommender:
     """The trained model for playlists outside the graph: the fold-in of their seeds (see
-    train.model.foldin_vectors); a playlist with no in-vocabulary seed goes to the title model."""
+    train.model.foldin_vectors). It ranks the tracks it embeds (the catalogue's first T; seeds
+    beyond them are left out of the fold-in); a playlist with no embedded seed goes to the title
+    model."""
     name = "lightgcn"
 
     def __init__(self, model: TrainedModel, title_model: TitleModel | None = None,
@@ -160,16 +315,17 @@ class LightGCNRecommender:
         self.device = torch.device(device)
         self.tracks = torch.from_numpy(model.tracks).to(self.device)
         self.foldin = torch.from_numpy(model.foldin).to(self.device)
+        self.num_tracks = len(model.tracks)
         self.title_model, self.mode, self.chunk = title_model, foldin, chunk
 
     def queries(self, seeds: list[np.ndarray]) -> torch.Tensor:
         """(n, d) vectors of new playlists from their seeds (the fold-in mode)."""
-        return seed_queries(seeds, self.foldin, self.tracks, self.mode)
+        return seed_queries(embedded_only(seeds, self.num_tracks), self.foldin, self.tracks, self.mode)
 
     @torch.no_grad()
     def scores(self, seeds: list[np.ndarray]) -> torch.Tensor:
-        """(n, T) dot products of the seeds' fold-in with every track, on the CPU (one chunk of
-        playlists)."""
+        """(n, T) dot products of the seeds' fold-in with every embedded track, on the CPU (one
+        chunk of playlists)."""
         return (self.queries(seeds) @ self.tracks.t()).cpu()
 
     def fit(self, graph: Graph) -> "LightGCNRecommender":
@@ -177,8 +333,9 @@ class LightGCNRecommender:
         return self
 
     def rank(self, seeds: list[np.ndarray], names: list[str | None], k: int = 500) -> tuple[np.ndarray, np.ndarray]:
-        ranked, scores = topk(self.queries(seeds), self.tracks, k, exclude=seeds, chunk=self.chunk)
-        cold = [i for i, s in enumerate(seeds) if len(s) == 0]
+        known = embedded_only(seeds, self.num_tracks)
+        ranked, scores = topk(self.queries(known), self.tracks, k, exclude=known, chunk=self.chunk)
+        cold = [i for i, s in enumerate(known) if len(s) == 0]
         if cold and self.title_model is not None:
             ranked[cold], scores[cold] = self.title_model.rank([seeds[i] for i in cold], [names[i] for i in cold], k)
         return ranked, scores

@@ -16,6 +16,9 @@ import numpy as np
 import pyarrow as pa
 
 from musicmap.errors import InputError
+from musicmap.log import get_logger
+
+log = get_logger("similar")
 
 
 def resolve(tracks: pa.Table, names: list[str], artist: str | None, uris: list[str]) -> list[int]:
@@ -27,8 +30,8 @@ def resolve(tracks: pa.Table, names: list[str], artist: str | None, uris: list[s
     by_uri = {u: i for i, u in enumerate(uri_col)}
     for u in uris:
         if u not in by_uri:
-            raise InputError(f"track URI {u!r} is not in the model's vocabulary (tracks in fewer "
-                             f"than graph.min_playlists train playlists are left out)")
+            raise InputError(f"track URI {u!r} is not in the catalogue (the tracks of train "
+                             f"playlists, graph.min_playlists)")
         out.append(by_uri[u])
     lname = [n.lower() for n in name_col]
     for name in names:
@@ -37,7 +40,7 @@ def resolve(tracks: pa.Table, names: list[str], artist: str | None, uris: list[s
             hits = [i for i in hits if artist_col[i].lower() == artist.lower()]
         label = f"{name!r}" + (f" by {artist!r}" if artist else "")
         if not hits:
-            raise InputError(f"no track {label} in the vocabulary"
+            raise InputError(f"no track {label} in the catalogue"
                              + _closest(name, artist, name_col, artist_col))
         if len(hits) > 1:
             choices = sorted({f"{name_col[i]} - {artist_col[i]} ({uri_col[i]})" for i in hits})
@@ -73,6 +76,21 @@ def similar(ctx, seeds: list[int], k: int) -> tuple[np.ndarray, np.ndarray]:
     return ranked[0][keep], scores[0][keep]
 
 
+def embedded_seeds(ctx, seeds: list[int]) -> list[int]:
+    """The seeds LightGCN has a vector for; fails, saying why, when none has one."""
+    T, counts = len(ctx.model.tracks), ctx.tracks["train_playlists"].to_numpy()
+    rare = [s for s in seeds if s >= T]
+    if rare:
+        names = ctx.tracks["track_name"].to_pylist()
+        why = "; ".join(f"{names[s]!r} is in {counts[s]} train playlist(s)" for s in rare[:5])
+        msg = (f"LightGCN embeds only tracks in at least {ctx.model.manifest.get('embed_min_playlists', 1)} "
+               f"train playlists (model.embed_min_playlists): {why}")
+        if len(rare) == len(seeds):
+            raise InputError(msg + "; `musicmap recommend` still reaches them through RP3beta and co-occurrence")
+        log.warning("%s; left out of the seeds", msg)
+    return [s for s in seeds if s < T]
+
+
 def format_table(tracks: pa.Table, seeds: list[int], ranked, scores) -> str:
     name, artist = tracks["track_name"].to_pylist(), tracks["artist_name"].to_pylist()
     lines = [f"--- Top {len(ranked)} tracks for a new playlist with {len(seeds)} seed track"
@@ -101,7 +119,7 @@ def run_cli(args) -> int:
         raise InputError("give at least one --track NAME or --track-uri URI")
     cfg = config_from_args(args)
     ctx = load_context(cfg, ranker=False)   # similar never uses the ranker
-    seeds = resolve(ctx.tracks, args.track, args.artist, args.track_uri)
+    seeds = embedded_seeds(ctx, resolve(ctx.tracks, args.track, args.artist, args.track_uri))
     ranked, scores = similar(ctx, seeds, args.k)
     print(format_table(ctx.tracks, seeds, ranked, scores))
     return 0

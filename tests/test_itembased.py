@@ -1,0 +1,96 @@
+"""The item-based yardsticks against scores worked out by hand on a five-track graph, and their
+tuning on validation."""
+from __future__ import annotations
+
+from math import sqrt
+
+import numpy as np
+import pytest
+
+from musicmap.config import load_config
+from musicmap.train.data import EvalCases, Graph
+from musicmap.train.recommenders import EASE, RP3Beta, TitleModel
+from musicmap.train import yardsticks
+
+# p0 = {t0, t1}, p1 = {t0, t1, t2}, p2 = {t1, t2, t3}, p3 = {t3, t4}; t5 is in the catalogue with
+# no train edge (degree 0). Track degrees: t0 2, t1 3, t2 2, t3 2, t4 1, t5 0; playlists 2, 3, 3, 2.
+EDGES = [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2), (2, 1), (2, 2), (2, 3), (3, 3), (3, 4)]
+GRAPH = Graph(4, 6, np.array([p for p, _ in EDGES]), np.array([t for _, t in EDGES]),
+              np.ones(len(EDGES), np.float32))
+
+
+def scores_of(rec, seeds) -> np.ndarray:
+    return rec.scores([np.array(seeds)]).numpy()[0]
+
+
+def test_rp3beta_alpha_one_beta_zero_by_hand():
+    # W[i, j] = Σ_u (1/d_i)(1/d_u) over the playlists u holding both
+    rec = RP3Beta(alpha=1.0, beta=0.0, neighbours=10).fit(GRAPH)
+    np.testing.assert_allclose(scores_of(rec, [0]), [0, (1 / 2) * (1 / 2 + 1 / 3), (1 / 2) * (1 / 3), 0, 0, 0],
+                               atol=1e-7)
+    # t4 reaches t3 through p3 only: (1/1)(1/2); t0 as above
+    s = scores_of(rec, [0, 4])
+    np.testing.assert_allclose(s[[1, 2, 3]], [5 / 12, 1 / 6, 1 / 2], atol=1e-7)
+    ids, _ = rec.rank([np.array([0, 4])], None, k=4)
+    assert ids[0].tolist() == [3, 1, 2, 5]         # t5 (never played) fills the list last
+
+
+def test_rp3beta_alpha_and_beta_by_hand():
+    rec = RP3Beta(alpha=0.5, beta=0.5, neighbours=10).fit(GRAPH)
+    # W[t1, t2] = (1/3)^.5 [(1/3)^.5 (p1) + (1/3)^.5 (p2)] / 2^.5; W[t1, t0] = (1/3)^.5 [(1/2)^.5 + (1/3)^.5] / 2^.5
+    s = scores_of(rec, [1])
+    assert s[2] == pytest.approx(sqrt(1 / 3) * 2 * sqrt(1 / 3) / sqrt(2), rel=1e-6)
+    assert s[0] == pytest.approx(sqrt(1 / 3) * (sqrt(1 / 2) + sqrt(1 / 3)) / sqrt(2), rel=1e-6)
+    assert s[3] == pytest.approx(sqrt(1 / 3) * sqrt(1 / 3) / sqrt(2), rel=1e-6)
+    assert s[1] == 0 and np.isfinite(s).all()       # never itself; degree 0 gives 0, not inf
+
+
+def test_rp3beta_keeps_the_top_neighbours_of_each_track():
+    rec = RP3Beta(alpha=1.0, beta=0.0, neighbours=1).fit(GRAPH)
+    np.testing.assert_allclose(scores_of(rec, [0]), [0, 5 / 12, 0, 0, 0, 0], atol=1e-7)
+    assert (np.diff(rec.W.indptr) <= 1).all()
+
+
+def test_ease_closed_form_by_hand():
+    # two tracks: t0 in 3 playlists, t1 in 2, together in 1; λ = 1:
+    # B[1, 0] = (a1·a0) / (a1·a1 + λ) = 1/3 and B[0, 1] = 1/4 (each column a ridge regression)
+    g = Graph(4, 2, np.array([0, 1, 2, 2, 3]), np.array([0, 0, 0, 1, 1]), np.ones(5, np.float32))
+    rec = EASE(lam=1.0).fit(g)
+    np.testing.assert_allclose(rec.B.numpy(), [[0, 1 / 4], [1 / 3, 0]], atol=1e-6)
+    # on the five-track graph: the KKT conditions of its objective hold off the diagonal
+    rec = EASE(lam=2.0).fit(GRAPH)
+    A = np.zeros((4, 6))
+    A[tuple(np.array(EDGES).T)] = 1
+    G = A.T @ A
+    residual = (G + 2.0 * np.eye(6)) @ rec.B.numpy() - G
+    np.testing.assert_allclose(residual[~np.eye(6, dtype=bool)], 0, atol=1e-5)
+    assert np.diag(rec.B.numpy()).tolist() == [0] * 6
+
+
+def test_ease_refuses_a_catalogue_above_its_limit():
+    with pytest.raises(EASE.TooLarge, match="ease_max_tracks"):
+        EASE(max_tracks=5).fit(GRAPH)
+
+
+def test_title_only_playlists_go_to_the_title_model():
+    titles = TitleModel(["rock", "rock", "chill", "chill"]).fit(GRAPH)
+    rec = RP3Beta(title_model=titles).fit(GRAPH)
+    ids, _ = rec.rank([np.zeros(0, np.int64)], ["Chill"], k=3)
+    assert ids[0].tolist() == titles.rank([np.zeros(0, np.int64)], ["Chill"], 3)[0][0].tolist()
+
+
+def test_tuning_picks_the_grid_point_with_the_best_validation_ndcg():
+    # validation: seeds t4, held out t3 (t4 only ever sits beside t3); and seeds t0, held out t2
+    val = EvalCases(np.array([10, 11]), ["first5"] * 2, [None] * 2, [np.array([4]), np.array([0])],
+                    [[], []], [np.array([3]), np.array([2])], [[], []], [[], []])
+    bc = load_config(overrides=["baselines.rp3beta_alpha=[0.5, 1.0]", "baselines.rp3beta_beta=[0.0, 1.0]",
+                                "baselines.ease_lambda=[1.0]", "baselines.ease_max_tracks=5"]).baselines
+    chosen = yardsticks.tune(GRAPH, val, bc, k=5)
+    assert len(chosen["rp3beta"]["grid"]) == 4
+    best = max(chosen["rp3beta"]["grid"], key=lambda p: p["val_ndcg"])
+    assert chosen["rp3beta"]["val_ndcg"] == best["val_ndcg"]
+    # alpha 1, beta 0: t4 -> [t3, ...] (NDCG 1); t0 -> [t1, t2, ...] (t2 second: 1 / log2(3))
+    point = next(p for p in chosen["rp3beta"]["grid"] if p["alpha"] == 1.0 and p["beta"] == 0.0)
+    assert point["val_ndcg"] == pytest.approx((1 + 1 / np.log2(3)) / 2)
+    assert "skipped" in chosen["ease"]
+    assert yardsticks.make("ease", chosen, GRAPH) is None
