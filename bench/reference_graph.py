@@ -19,9 +19,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-from musicmap import mpd, schemas  # noqa: E402
+from musicmap import cases, mpd, schemas  # noqa: E402
 from musicmap.check import slice_files  # noqa: E402
 from musicmap.config import load_config  # noqa: E402
+
+
+def first_occurrences(p):
+    """The playlist's tracks, each URI at its first position only."""
+    seen = set()
+    for t in p["tracks"]:
+        if t["track_uri"] not in seen:
+            seen.add(t["track_uri"])
+            yield t
 
 
 def build(mpd_dir: str, cfg) -> dict:
@@ -75,13 +84,17 @@ def build(mpd_dir: str, cfg) -> dict:
     n_val = int(round((g.train_fraction + g.val_fraction) * n)) - n_train
     split = {p["pid"]: ("train" if i < n_train else "val" if i < n_train + n_val else "test")
              for i, p in enumerate(kept)}
+    # graph playlists' held-out tracks (musicmap.cases): first occurrences, never counted below
+    held = {p["pid"]: {t["track_uri"] for t in first_occurrences(p) if cases.held_out(
+        p["pid"], t["pos"], g.eval_seed, g.holdout_playlists, g.holdout_tracks)}
+        for p in kept if split[p["pid"]] == "train"}
     # vocabulary from train playlists, first occurrence per playlist
     counts, meta = Counter(), {}
     for p in kept:
         for t in p["tracks"]:
             meta.setdefault(t["track_uri"], t)
         if split[p["pid"]] == "train":
-            counts.update({t["track_uri"] for t in p["tracks"]})
+            counts.update({t["track_uri"] for t in p["tracks"]} - held[p["pid"]])
     vocab = sorted((u for u, c in counts.items() if c >= g.min_playlists), key=lambda u: (-counts[u], u))
     track_idx = {u: i for i, u in enumerate(vocab)}
     # train playlists with too few vocabulary tracks leave the graph; ids
@@ -89,15 +102,8 @@ def build(mpd_dir: str, cfg) -> dict:
     for p in kept:
         if split[p["pid"]] != "train":
             continue
-        seen, e = set(), []
-        for t in p["tracks"]:
-            u = t["track_uri"]
-            if u in seen:
-                continue
-            seen.add(u)
-            if u in track_idx:
-                e.append((track_idx[u], t["pos"]))
-        edges_of[p["pid"]] = e
+        edges_of[p["pid"]] = [(track_idx[t["track_uri"]], t["pos"]) for t in first_occurrences(p)
+                              if t["track_uri"] in track_idx and t["track_uri"] not in held[p["pid"]]]
     graph_train = [p for p in kept if split[p["pid"]] == "train" and len(edges_of[p["pid"]]) >= g.min_tracks]
     ordered = graph_train + [p for p in kept if split[p["pid"]] == "val"] + \
         [p for p in kept if split[p["pid"]] == "test"]
@@ -124,11 +130,13 @@ def build(mpd_dir: str, cfg) -> dict:
                                                     "album_uri", "album_name", "duration_ms")},
         "train_playlists": [counts[u] for u in vocab]}, schema=schemas.TRACKS)
     cases = eval_cases([p for p in kept if split[p["pid"]] != "train"], split, track_idx, g)
+    cases = pa.concat_tables([cases, graph_cases(graph_train, held, track_idx, g)])
     q = pa.table({k: [r[i] for r in quarantine] for i, k in enumerate(schemas.QUARANTINE.names)},
                  schema=schemas.QUARANTINE)
     train = [p for p in kept if split[p["pid"]] == "train"]
     train_total = sum(p["num_tracks"] for p in train)
     unique = sum(len({t["track_uri"] for t in p["tracks"]}) for p in train)
+    n_held = sum(len(h) for h in held.values())
     in_vocab = sum(len(edges_of[p["pid"]]) for p in train)
     gone = [p for p in train if len(edges_of[p["pid"]]) < g.min_tracks]
     q_playlists = [r for r in quarantine if r[2] not in mpd.FILE_RULES]
@@ -143,7 +151,8 @@ def build(mpd_dir: str, cfg) -> dict:
                        "occurrences_by_split": {s: sum(p["num_tracks"] for p in kept if split[p["pid"]] == s)
                                                 for s in ("train", "val", "test")},
                        "repeats_within_playlist": train_total - unique,
-                       "removed_track_filter": unique - in_vocab,
+                       "held_out_for_evaluation": n_held,
+                       "removed_track_filter": unique - n_held - in_vocab,
                        "removed_playlists_min_tracks": len(gone),
                        "removed_with_playlist_min_tracks": sum(len(edges_of[p["pid"]]) for p in gone)}}
 
@@ -178,6 +187,25 @@ def eval_cases(playlists, split, track_idx, g) -> pa.Table:
             emit(p, c.name, p["name"] if c.title else None, pos)
         if g.seed_protocol:
             emit(p, mpd.SEED_PROTOCOL, p["name"], list(range(n // 2)))
+    return pa.table(dict(rows), schema=schemas.EVAL)
+
+
+def graph_cases(graph_train, held, track_idx, g) -> pa.Table:
+    """The case of each graph playlist with held-out tracks: the rest of its tracks as seeds."""
+    rows = defaultdict(list)
+    for p in graph_train:
+        if not held[p["pid"]]:
+            continue
+        firsts = list(first_occurrences(p))
+        kept = [t for t in firsts if t["track_uri"] not in held[p["pid"]]]
+        out = [t for t in firsts if t["track_uri"] in held[p["pid"]]]
+        for k, v in (("pid", p["pid"]), ("split", cases.split_of(p["pid"], g.eval_seed)),
+                     ("category", cases.CATEGORY), ("name", p["name"]), ("num_tracks", p["num_tracks"]),
+                     ("seed_idx", [track_idx[t["track_uri"]] for t in kept if t["track_uri"] in track_idx]),
+                     ("seed_uris", [t["track_uri"] for t in kept]),
+                     ("holdout_uris", [t["track_uri"] for t in out]),
+                     ("holdout_artist_uris", [t["artist_uri"] for t in out])):
+            rows[k].append(v)
     return pa.table(dict(rows), schema=schemas.EVAL)
 
 

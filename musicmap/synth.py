@@ -123,7 +123,7 @@ class Catalog:
     seed: int
     exponent: float = 0.9
     niche_share: float = 0.8
-    niche_mass: float = 0.03
+    niche_mass: float = 0.22
     new_share: float = 0.5
     trend_days: float = 180.0
 
@@ -260,7 +260,12 @@ class Catalog:
 
 
 def default_tracks(playlists: int) -> int:
-    return max(5000, int(2.3 * playlists))
+    """The catalog for `playlists` playlists: 6,000 N^0.4 tracks. With the niche share of plays
+    (niche_mass 0.22, spread evenly over the niche artists' tracks) the distinct tracks drawn then
+    grow about as the real MPD's (476 N^0.613: 32.8K in 1,000 playlists) from 1K to 100K
+    playlists, within 0.84-1.14 of it, and a few thousand playlists hold as many rare tracks as
+    real ones (bench/bench_synth_tail.py, bench/BENCHMARKS.md)."""
+    return max(5000, int(6000 * playlists ** 0.4))
 
 
 class Generator:
@@ -423,7 +428,7 @@ class Generator:
 
 def generate(out: str, playlists: int, seed: int = 0, tracks: int | None = None,
              communities: int = 24, focus: float = 0.6, exponent: float = 0.9,
-             niche_share: float = 0.8, niche_mass: float = 0.03,
+             niche_share: float = 0.8, niche_mass: float = 0.22,
              challenge_per_category: int = 0, show_progress: bool = True,
              new_share: float = 0.5, trend_days: float = 180.0) -> dict:
     """Write ceil(playlists / 1000) slices (and optionally a challenge set) under `out`

@@ -65,9 +65,12 @@ def summary(stats: dict) -> str:
         f"train in graph {p['train_in_graph']:,}, removed (< min_tracks) {p['train_removed_min_tracks']:,}",
         f"  occurrences read {o['read']:,} = valid {o['valid']:,} + quarantined {o['quarantined']:,}",
         f"  train occurrences {o['train']['total']:,} = edges {o['train']['edges']:,} + repeats "
-        f"{o['train']['repeats_within_playlist']:,} + track filter {o['train']['removed_track_filter']:,}"
+        f"{o['train']['repeats_within_playlist']:,} + held out {o['train']['held_out_for_evaluation']:,}"
+        f" + track filter {o['train']['removed_track_filter']:,}"
         f" + removed playlists {o['train']['removed_with_playlist_min_tracks']:,}",
-        f"  eval cases: {sum(g['eval_cases'].values()):,} over {g['eval_playlists']:,} val/test playlists",
+        f"  eval cases: {sum(n for k, n in g['eval_cases'].items() if not k.startswith('graph_')):,} over "
+        f"{g['eval_playlists']:,} val/test playlists; "
+        f"{sum(n for k, n in g['eval_cases'].items() if k.startswith('graph_')):,} graph playlists with held-out tracks",
         f"  checks: {'all reconcile' if all(rec['checks'].values()) else rec['checks']}",
         f"  {stats['seconds']}s",
     ]

@@ -18,7 +18,9 @@ Steps, each counted in stats.json so that every playlist and occurrence read is 
  7. evaluation cases for val/test playlists: one of the ten challenge categories (chosen
     deterministically from eval_seed and pid among those the playlist is long enough for) and the
     seed system's protocol (first half as seeds); seeds as in-vocabulary track_idx, holdouts as
-    URIs (out-of-vocabulary ones kept: they count as misses).
+    URIs (out-of-vocabulary ones kept: they count as misses); and for a share of the graph's
+    train playlists (musicmap.cases) a share of their tracks held out before steps 3-6, so they
+    never reach the edges or the counts, as their case (split graph_val / graph_test).
 
 build() runs the steps in order (_read, _quarantine, _split, _vocabulary, _graph_playlists, _edges,
 _eval_cases), then _write and _stats. They pass their DataFrames along in one Job, and every
@@ -35,7 +37,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from musicmap import mpd, schemas, storage
+from musicmap import cases, mpd, schemas, storage
 from musicmap.errors import InputError
 from musicmap.log import get_logger
 from musicmap.spark_jobs.datasources import MPDSource, ParquetSink, storage_options
@@ -238,7 +240,7 @@ def _graph_playlists(job: Job) -> None:
     """Steps 4 and 5: train playlists with too few vocabulary tracks leave the graph; playlist ids
     for the graph's train playlists, then val, then test, each in time order."""
     fr, g, c = job.frames, job.g, job.cache
-    train_occ = (_occurrences(fr["good"].where("split = 'train'"), "pid").where("first")
+    train_occ = (_occurrences(fr["good"].where("split = 'train'"), "pid", "split").where(F.col("first") & ~_held(g))
                  .select("pid", "pos", "track_uri"))
     idx_map = fr["vocab"].select("track_uri", "track_idx")
     train_edges = c.keep(train_occ.join(F.broadcast(idx_map), "track_uri").drop("track_uri"))
@@ -276,7 +278,45 @@ def _eval_cases(job: Job) -> None:
         "pid", "split", "name", F.col("tracks.track_uri").alias("uris"),
         F.col("tracks.artist_uri").alias("artists"))
     fn = _eval_cases_fn(vocab_bc, g.eval_seed, g.seed_protocol)
-    fr["cases"] = job.cache.keep(eval_in.mapInArrow(fn, schemas.spark_schema(schemas.EVAL)))
+    new_playlists = eval_in.mapInArrow(fn, schemas.spark_schema(schemas.EVAL))
+    fr["cases"] = job.cache.keep(new_playlists.unionByName(_graph_cases(job, vocab_bc)))
+
+
+def _graph_cases(job: Job, vocab_bc) -> DataFrame:
+    """Cases of the graph playlists with held-out tracks (musicmap.cases): their other tracks
+    as seeds, in playlist order."""
+    fr, g = job.frames, job.g
+    chosen = _mix(F.col("pid"), g.eval_seed, cases.PLAYLIST) < F.lit(g.holdout_playlists * cases.MOD)
+    in_graph = fr["pl"].where("split = 'train'").select("pid")
+    occ = (_occurrences(fr["good"].where(F.col("split") == "train").where(chosen), "pid", "split", "name",
+                        "num_tracks").where("first").withColumn("held", _held(g)).join(in_graph, "pid"))
+    per_playlist = occ.groupBy("pid", "name", "num_tracks").agg(
+        F.sort_array(F.collect_list(F.struct("pos", "track_uri", "artist_uri", "held"))).alias("occ"),
+        F.max(F.col("held").cast("int")).alias("any_held")).where("any_held = 1").drop("any_held")
+    return per_playlist.mapInArrow(_graph_cases_fn(vocab_bc, g.eval_seed), schemas.spark_schema(schemas.EVAL))
+
+
+def _graph_cases_fn(vocab_bc, eval_seed: int):
+    """mapInArrow function: a graph playlist's first occurrences (sorted by pos, held flags) ->
+    its EVAL row (split by musicmap.cases.split_of)."""
+
+    def fn(batches):
+        import pyarrow as pa
+        vocab = vocab_bc.value
+        for batch in batches:
+            rows = {f: [] for f in schemas.EVAL.names}
+            for r in batch.to_pylist():
+                kept = [o for o in r["occ"] if not o["held"]]
+                held = [o for o in r["occ"] if o["held"]]
+                seed_uris = [o["track_uri"] for o in kept]
+                for f, v in (("pid", r["pid"]), ("split", cases.split_of(r["pid"], eval_seed)),
+                             ("category", cases.CATEGORY), ("name", r["name"]), ("num_tracks", r["num_tracks"]),
+                             ("seed_idx", [vocab[u] for u in seed_uris if u in vocab]), ("seed_uris", seed_uris),
+                             ("holdout_uris", [o["track_uri"] for o in held]),
+                             ("holdout_artist_uris", [o["artist_uri"] for o in held])):
+                    rows[f].append(v)
+            yield pa.RecordBatch.from_pydict(rows, schema=schemas.EVAL)
+    return fn
 
 
 def _write(job: Job, out: storage.StageWriter) -> None:
@@ -322,7 +362,7 @@ def _split_and_count(good: DataFrame, good_pl: DataFrame, job: Job):
         keys["modified_at"].to_numpy(), keys["pid"].to_numpy(), job.g.train_fraction, job.g.val_fraction)
     split = F.when(_le(cut_train), "train").when(_le(cut_val), "val").otherwise("test")
     good, good_pl = good.withColumn("split", split), good_pl.withColumn("split", split)
-    return good, good_pl, keys, job.cache.keep(_track_aggregate(good))
+    return good, good_pl, keys, job.cache.keep(_track_aggregate(good, job.g))
 
 
 def _occurrences(good: DataFrame, *cols: str) -> DataFrame:
@@ -333,17 +373,34 @@ def _occurrences(good: DataFrame, *cols: str) -> DataFrame:
         + F.col("pos").cast("long"))
 
 
-def _track_aggregate(good: DataFrame) -> DataFrame:
+def _mix(x, seed: int, salt: int):
+    """musicmap.cases.mix as a Spark column (every product fits a long)."""
+    c = seed * cases.SEED_MULT + salt * cases.SALT_MULT
+    return F.pmod(F.pmod(x, F.lit(cases.MOD)) * F.lit(cases.MULT) + F.lit(c), F.lit(cases.MOD))
+
+
+def _held(g) -> "F.Column":
+    """musicmap.cases.held_out for an occurrence row (pid, pos, first, split): the first occurrence
+    of a track in a train playlist whose track is held out for evaluation."""
+    playlist = _mix(F.col("pid"), g.eval_seed, cases.PLAYLIST) < F.lit(g.holdout_playlists * cases.MOD)
+    track = _mix(F.col("pid") * 256 + F.col("pos"), g.eval_seed, cases.TRACK) < F.lit(g.holdout_tracks * cases.MOD)
+    return (F.col("split") == "train") & F.col("first") & playlist & track
+
+
+def _track_aggregate(good: DataFrame, g) -> DataFrame:
     """One row per distinct track URI of the valid playlists: where it first occurs in file order
     (first_order, see _occurrences), the least and greatest hash of the names it was given (equal
-    unless it has two names), and the number of train playlists holding it (train_playlists).
+    unless it has two names), the number of train playlists holding it (train_playlists; a held-out
+    occurrence does not count) and of its held-out occurrences (held_out).
     Only fixed-width values: Spark aggregates them in a hash map (metadata strings here would make
     it sort all occurrences); the metadata is fetched by first_order (_first_metadata)."""
     name_h = F.xxhash64("track_name")
-    return _occurrences(good, "split").groupBy("track_uri").agg(
+    held = _held(g)
+    return _occurrences(good, "pid", "split").groupBy("track_uri").agg(
         F.min("order").alias("first_order"),
         F.min(name_h).alias("name_h_min"), F.max(name_h).alias("name_h_max"),
-        F.sum(((F.col("split") == "train") & F.col("first")).cast("int")).cast("long").alias("train_playlists"),
+        F.sum(((F.col("split") == "train") & F.col("first") & ~held).cast("int")).cast("long").alias("train_playlists"),
+        F.sum(held.cast("int")).cast("long").alias("held_out"),
     )
 
 
@@ -464,7 +521,7 @@ def _aggregates(job: Job) -> dict:
     c["n_valid"] = sum(n for n, _ in c["by_split"].values())
     c["occ_valid"] = sum(occ for _, occ in c["by_split"].values())
     c["tr"] = fr["track_agg"].agg(
-        F.sum("train_playlists").alias("unique_occ"),
+        F.sum("train_playlists").alias("unique_occ"), F.sum("held_out").alias("held_out"),
         F.sum(F.when(F.col("train_playlists") >= g.min_playlists, F.col("train_playlists"))).alias("vocab_occ"),
         F.sum(F.when(F.col("train_playlists") > 0, 1)).alias("train_tracks"),
         F.count("*").alias("tracks")).first()
@@ -500,6 +557,7 @@ def _reconciliation(job: Job, c: dict) -> dict:
     by_split, inputs = c["by_split"], job.inputs
     occ_train = by_split.get("train", (0, 0))[1]
     unique_occ = int(c["tr"].unique_occ or 0)
+    held = int(c["tr"].held_out or 0)
     return {
         "files": {"read": len(inputs.slices), "unreadable": file_level, "folder": inputs.folder,
                   "ignored": len(inputs.ignored), "ignored_names": inputs.ignored[:50]},
@@ -519,7 +577,8 @@ def _reconciliation(job: Job, c: dict) -> dict:
             "by_split": {k: v[1] for k, v in by_split.items()},
             "train": {
                 "total": occ_train,
-                "repeats_within_playlist": occ_train - unique_occ,
+                "repeats_within_playlist": occ_train - unique_occ - held,
+                "held_out_for_evaluation": held,
                 "removed_track_filter": unique_occ - int(c["tr"].vocab_occ or 0),
                 "removed_with_playlist_min_tracks": int(c["kept"].removed_occ or 0),
                 "edges": job.n["edges"],
@@ -548,7 +607,7 @@ def _checks(rec: dict) -> dict:
         == p["train_in_graph"] + p["train_removed_min_tracks"],
         "occurrences: read = valid + quarantined": o["read"] == o["valid"] + o["quarantined"],
         "occurrences: valid = train + val + test": o["valid"] == sum(o["by_split"].values()),
-        "occurrences: train = edges + repeats + track filter + removed playlists":
-            t["total"] == t["edges"] + t["repeats_within_playlist"] + t["removed_track_filter"]
-            + t["removed_with_playlist_min_tracks"],
+        "occurrences: train = edges + repeats + held out + track filter + removed playlists":
+            t["total"] == t["edges"] + t["repeats_within_playlist"] + t["held_out_for_evaluation"]
+            + t["removed_track_filter"] + t["removed_with_playlist_min_tracks"],
     }

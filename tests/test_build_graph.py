@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 import pytest
 
 from conftest import ROOT, build_graph, make_bucket
 from mpd_faults import make_bad_dataset
-from musicmap import check, mpd, schemas, storage
+from musicmap import cases, check, mpd, schemas, storage
 from musicmap.config import load_config
 from musicmap.errors import InputError
 
@@ -73,6 +74,7 @@ def assert_terms_match(rec: dict, ref: dict) -> None:
     assert o["by_split"] == ref["occurrences_by_split"]
     assert t["total"] == ref["train_occurrences"] and t["edges"] == ref["edges"]
     assert t["repeats_within_playlist"] == ref["repeats_within_playlist"]
+    assert t["held_out_for_evaluation"] == ref["held_out_for_evaluation"]
     assert t["removed_track_filter"] == ref["removed_track_filter"]
     assert t["removed_with_playlist_min_tracks"] == ref["removed_with_playlist_min_tracks"]
     assert p["train_removed_min_tracks"] == ref["removed_playlists_min_tracks"]
@@ -86,7 +88,8 @@ def test_reconciliation_adds_up(graph_small):
     assert rec["playlists"]["read"] == 3000
     assert rec["playlists"]["by_split"] == {"train": 2400, "val": 300, "test": 300}
     t = rec["occurrences"]["train"]
-    assert t["removed_track_filter"] > 0 and t["repeats_within_playlist"] > 0   # both happen here
+    assert t["held_out_for_evaluation"] > 0 and t["repeats_within_playlist"] > 0   # both happen here
+    assert t["removed_track_filter"] == 0        # the catalogue keeps every track (graph.min_playlists 1)
     assert stats["graph"]["interactions"] == t["edges"]
     written = json.loads((root / "graph" / storage.open_committed(str(root / "graph")).version
                           / "stats.json").read_text())
@@ -101,24 +104,45 @@ def test_reconciliation_adds_up(graph_small):
         len(report.norm_titles), report.occurrences)
 
 
-def test_vocabulary_comes_from_train_playlists_only(graph_small):
+def test_catalogue_comes_from_train_playlists_without_their_held_out_tracks(graph_small):
+    """The catalogue and its counts come from train playlists only, and the tracks held out of
+    graph playlists (musicmap.cases) reach neither the counts nor the edges: they are those
+    playlists' cases, the rest of each playlist its seeds."""
     root, _ = graph_small
+    g = load_config().graph
     t = read_tables(str(root / "graph"))
     split = dict(zip(t["playlists"]["pid"].to_pylist(), t["playlists"]["split"].to_pylist()))
-    train_count, other = Counter(), set()
+    train_count, other, held = Counter(), set(), {}
     for f in (root / "mpd").glob("mpd.slice.*.json"):
         for p in json.loads(f.read_text())["playlists"]:
             uris = {x["track_uri"] for x in p["tracks"]}
-            if split.get(p["pid"]) == "train":
-                train_count.update(uris)
-            else:
+            if split.get(p["pid"]) != "train":
                 other |= uris
+                continue
+            first = {}
+            for x in p["tracks"]:
+                first.setdefault(x["track_uri"], x["pos"])
+            held[p["pid"]] = {u for u, pos in first.items()
+                              if cases.held_out(p["pid"], pos, g.eval_seed, g.holdout_playlists, g.holdout_tracks)}
+            train_count.update(uris - held[p["pid"]])
     vocab = t["tracks"]["track_uri"].to_pylist()
-    assert all(train_count[u] >= 5 for u in vocab)
-    assert set(vocab) == {u for u, c in train_count.items() if c >= 5}
+    assert set(vocab) == {u for u, c in train_count.items() if c >= g.min_playlists}
     only_eval = other - set(train_count)
     assert only_eval and not only_eval & set(vocab)
     assert t["tracks"]["train_playlists"].to_pylist() == [train_count[u] for u in vocab]
+    # no held-out (playlist, track) pair is an edge
+    idx = {u: i for i, u in enumerate(vocab)}
+    pl = dict(zip(t["playlists"]["pid"].to_pylist(), t["playlists"]["playlist_idx"].to_pylist()))
+    edges = set(zip(t["edges"]["playlist_idx"].to_pylist(), t["edges"]["track_idx"].to_pylist()))
+    pairs = [(pl[pid], idx[u]) for pid, h in held.items() if pid in pl for u in h if u in idx]
+    assert sum(map(len, held.values())) > 50 and not edges & set(pairs)
+    # each is its playlist's case (half graph_val, half graph_test)
+    ev = t["eval"].filter(pa.compute.equal(t["eval"]["category"], cases.CATEGORY)).to_pylist()
+    assert {r["pid"]: set(r["holdout_uris"]) for r in ev} == {p: h for p, h in held.items() if h and p in pl}
+    assert {r["split"] for r in ev} == set(cases.SPLITS)
+    for r in ev:
+        assert not set(r["seed_uris"]) & set(r["holdout_uris"])
+        assert r["seed_idx"] == [idx[u] for u in r["seed_uris"]]
 
 
 def test_ids_are_dense_and_stable_across_reruns(spark, graph_small, tmp_path):

@@ -136,7 +136,8 @@ def test_bad_input_end_to_end(mpd_small, tmp_path):
     faults = make_bad_dataset(mpd_small / "mpd", root / "mpd")
     check = musicmap("check", str(root / "mpd"), check=False)
     assert check.returncode == 1
-    build = musicmap("build-graph", "--root", str(root))
+    # a catalogue cut at 2 train playlists: the track filter's term is checked too
+    build = musicmap("build-graph", "--root", str(root), "--set", "graph.min_playlists=2")
     assert "checks: all reconcile" in build.stdout
     musicmap("train", "--root", str(root), "--nproc", "2", *SETS)
     musicmap("recommend", "--root", str(root), "--playlists", "test")
@@ -157,7 +158,8 @@ def test_bad_input_end_to_end(mpd_small, tmp_path):
         assert f"{file}: pid -: {rule}:" in check.stdout
     stats = json.loads(storage.read_bytes(g.path("stats.json")))["reconciliation"]
     from test_build_graph import assert_terms_match
-    assert_terms_match(stats, reference_graph.build(str(root / "mpd"), load_config())["counts"])
+    assert_terms_match(stats, reference_graph.build(str(root / "mpd"), load_config(overrides=["graph.min_playlists=2"]))["counts"])
+    assert stats["occurrences"]["train"]["removed_track_filter"] > 0
     assert stats["files"]["read"] == 3 + len(faults.files)
     assert stats["playlists"]["read"] == 3000 + 1                    # the readable files' playlists
     assert stats["playlists"]["quarantined"] == len(faults.playlists)

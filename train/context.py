@@ -7,7 +7,7 @@ served, the re-ranker.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -17,6 +17,7 @@ import torch
 from musicmap import schemas, storage
 from musicmap.errors import InputError
 from musicmap.log import get_logger
+from musicmap.train import yardsticks
 from musicmap.train.data import Graph, load_graph, load_tracks
 from musicmap.train.export import TrainedModel, load_model
 from musicmap.train.recommenders import LightGCNRecommender, TitleModel
@@ -41,6 +42,8 @@ class Context:
     title_model: TitleModel
     booster: object = None    # the committed ranker's LightGBM booster, when it is served
     ranker_manifest: dict | None = None
+    fitted: dict | None = None      # the committed ranker's manifest when fitted on this model
+    _yardsticks: dict = field(default_factory=dict, repr=False)
 
     @property
     def uris(self) -> pa.Array:
@@ -69,6 +72,25 @@ class Context:
         return LightGCNRecommender(self.model, self.title_model, self.foldin_spec(),
                                    self.device(), self.cfg.recommend.chunk)
 
+    def graph_method(self) -> str:
+        """What graph playlists are served (recommend.graph_method; auto: what fit-ranker chose on
+        the graph_val cases, else LightGCN)."""
+        method = self.cfg.recommend.graph_method
+        if method != "auto":
+            return method
+        return ((self.fitted or {}).get("graph_playlists") or {}).get("chosen", "lightgcn")
+
+    def yardstick(self, name: str):
+        """A fitted baseline (train.yardsticks.baseline) with the settings tuned for this graph."""
+        if name not in self._yardsticks:
+            if "tuned" not in self._yardsticks and name in yardsticks.NAMES:
+                self._yardsticks["tuned"] = yardsticks.chosen_for(self)
+            rec = yardsticks.baseline(self, name, self._yardsticks.get("tuned", {}))
+            if rec is None:
+                raise InputError(f"{name} cannot serve this graph: {self._yardsticks['tuned'][name]['skipped']}")
+            self._yardsticks[name] = rec
+        return self._yardsticks[name]
+
     def recommender(self):
         """The served recommender (recommend.method): the ranker or LightGCN alone."""
         if self.booster is None:
@@ -90,9 +112,21 @@ def load_context(cfg, need_model: bool = True, ranker: bool = True) -> Context:
     train_pl = playlists.filter(pc.equal(playlists["split"], "train")).sort_by("playlist_idx")
     titles = TitleModel(train_pl["name"].to_pylist()).fit(graph)
     ctx = Context(cfg, graph, committed, tracks, playlists, train_pl, model, titles)
+    if model is not None:
+        ctx.fitted = fitted_report(cfg, model.version)
     if ranker and model is not None:
         ctx.booster, ctx.ranker_manifest = served_ranker(cfg, model.version)
     return ctx
+
+
+def fitted_report(cfg, model_version: str) -> dict | None:
+    """The committed ranker's manifest when it was fitted on this model, else None."""
+    try:
+        r = storage.open_committed(storage.stage_uri(cfg, "ranker"))
+    except storage.NotCommittedError:
+        return None
+    manifest = storage.read_json(r.path("manifest.json"))
+    return manifest if manifest.get("input", {}).get("model_version") == model_version else None
 
 
 def served_ranker(cfg, model_version: str):

@@ -41,27 +41,53 @@ def served_method(ctx: Context) -> str:
     return storage.read_json(recs.path("summary.json")).get("method", "lightgcn")
 
 
-def model_ranks(ctx: Context, cases: EvalCases, k: int) -> np.ndarray:
-    """(n, k) track_idx of the committed recs for each case (by pid and category)."""
-    recs_uri = storage.stage_uri(ctx.cfg, "recs")
-    recs = storage.open_committed(recs_uri, "recommend")
+def model_ranks(ctx: Context, cases: EvalCases, k: int, category: str | None = None) -> np.ndarray | None:
+    """(n, k) track_idx of the committed recs for each case, by pid and the case's category (or
+    `category` for all: graph playlists' rows are "train"); None when some case has none."""
+    recs = storage.open_committed(storage.stage_uri(ctx.cfg, "recs"), "recommend")
     t = storage.read_parquet(recs.path(), columns=["pid", "category", "rank", "track_uri"], schema=schemas.RECS)
-    t = t.filter(pc.is_in(t["category"], pa.array(sorted(set(cases.category)))))
-    t = t.filter(pc.is_in(t["pid"], pa.array(np.unique(cases.pid))))
-    index = uri_index(ctx.tracks)
-    key = {(int(p), c): i for i, (p, c) in enumerate(zip(cases.pid, cases.category))}
+    cats = [category] * len(cases) if category else cases.category
+    keys = pa.table({"pid": pa.array(cases.pid, pa.int64()), "category": pa.array(cats, pa.string()),
+                     "case": pa.array(np.arange(len(cases)), pa.int64())})
+    t = t.filter(pc.less_equal(t["rank"], k)).join(keys, ["pid", "category"], join_type="inner")
     out = np.full((len(cases), k), -1, np.int64)
+    case, rank = t["case"].to_numpy(), t["rank"].to_numpy().astype(np.int64)
+    out[case, rank - 1] = pc.fill_null(pc.index_in(t["track_uri"], value_set=ctx.uris), -1).to_numpy()
     found = np.zeros(len(cases), bool)
-    for p, c, r, u in zip(t["pid"].to_numpy(), t["category"].to_pylist(), t["rank"].to_numpy(),
-                          t["track_uri"].to_pylist()):
-        i = key.get((int(p), c))
-        if i is not None and r <= k:
-            out[i, r - 1] = index.get(u, -1)
-            found[i] = True
-    if not found.all():
-        raise InputError(f"{recs_uri}: no recommendations for {int((~found).sum())} of {len(cases)} "
-                         f"cases (e.g. pid {cases.pid[~found][0]}); run `musicmap recommend "
-                         f"--playlists all` (or the evaluated split) first")
+    found[case] = True
+    return out if found.all() else None
+
+
+def served_ranks(ctx: Context, cases: EvalCases, k: int) -> np.ndarray:
+    ranked = model_ranks(ctx, cases, k)
+    if ranked is None:
+        raise InputError(f"{storage.stage_uri(ctx.cfg, 'recs')}: no recommendations for some of the "
+                         f"{len(cases)} cases; run `musicmap recommend --playlists all` (or the evaluated "
+                         f"split) first")
+    return ranked
+
+
+def graph_playlists(ctx: Context, split: str, artist_of, artist_id) -> dict | None:
+    """The graph playlists' held-out tracks (graph_<split>): what recommend wrote for them (when it
+    wrote graph playlists), and each method ranking them from their own tracks."""
+    from musicmap.train.recommend import GRAPH_METHODS, graph_cases, rank_graph_playlists
+    ec = ctx.cfg.evaluate
+    cases, idx = graph_cases(ctx, f"graph_{split}")
+    if not len(cases):
+        return None
+    methods = {}
+    served = model_ranks(ctx, cases, ec.k, category="train")
+    if served is not None:
+        methods[f"served ({ctx.graph_method()})"] = served
+    for m in GRAPH_METHODS:
+        try:
+            methods[m] = rank_graph_playlists(ctx, idx, ec.k, m)[0]
+        except InputError as e:
+            log.info("graph playlists: %s skipped (%s)", m, e)
+    methods["popularity"] = ctx.yardstick("popularity").rank(cases.seeds, cases.name, ec.k)[0]
+    out = {"cases": len(cases), "served_written": served is not None, "methods": {}}
+    for name, ranked in methods.items():
+        out["methods"][name] = metrics.aggregate(score(ranked, cases, artist_of, artist_id, ec.k, ec.k_small))["all"]
     return out
 
 
@@ -88,7 +114,7 @@ def run(cfg, split: str) -> dict:
     artist_of = np.array([artist_id[a] for a in artists], np.int64)
 
     served = served_method(ctx)
-    methods: dict[str, np.ndarray] = {served: model_ranks(ctx, cases, ec.k)}
+    methods: dict[str, np.ndarray] = {served: served_ranks(ctx, cases, ec.k)}
     if served != "lightgcn":  # what the first stage alone gives, beside what the ranker adds
         methods["lightgcn"] = ctx.lightgcn().rank(cases.seeds, cases.name, ec.k)[0]
     chosen = yardsticks.chosen_for(ctx) if set(ec.baselines) & set(yardsticks.NAMES) else {}
@@ -114,6 +140,7 @@ def run(cfg, split: str) -> dict:
             "challenge": metrics.aggregate([rows[i] for i in ch], [cases.category[i] for i in ch]),
             "seed_protocol": metrics.aggregate([rows[i] for i in sp])["all"],
         }
+    report["graph_playlists"] = graph_playlists(ctx, split, artist_of, artist_id)
     report["seconds"] = round(time.time() - t0, 1)
     out = storage.StageWriter(storage.stage_uri(cfg, "metrics"))
     storage.write_json(out.path("metrics.json"), report)
@@ -181,6 +208,12 @@ def format_report(report: dict) -> str:
                      f"   ({s['cases']:,} playlists)")
     lines.append(f"  {'seed system':<19} P@20 {100 * SEED_SYSTEM['precision@20']:6.2f}%   "
                  f"HR@20 {100 * SEED_SYSTEM['hit_rate@20']:6.2f}%   (published; its own split and data)")
+    g = report.get("graph_playlists")
+    if g:
+        lines += ["", f"Graph playlists ({g['cases']:,} with held-out tracks; ranked from their other tracks"
+                      + ("" if g["served_written"] else "; recommend wrote no graph playlists") + "):"]
+        for m, r in g["methods"].items():
+            lines.append(f"  {m:<24} NDCG {r['ndcg']:.4f}   R-prec {r['r_precision']:.4f}   clicks {r['clicks']:.2f}")
     return "\n".join(lines)
 
 

@@ -284,6 +284,7 @@ def cold_choice(cv: np.ndarray, val: EvalCases, title_model, k: int) -> dict:
 
 def run(cfg) -> dict:
     from musicmap.train.context import load_context
+    from musicmap.train.recommend import choose_graph_method
     t0 = time.time()
     rk, k = cfg.ranker, cfg.recommend.k
     ctx = load_context(cfg, ranker=False)
@@ -302,6 +303,8 @@ def run(cfg) -> dict:
                                                  [val.name[i] for i in cold["cases"]], k)[0]
     report["ranker"] = mean_metrics(cv, val, k)
     booster = fit_booster(pool, range(len(cases)), rk)
+    ctx._yardsticks["tuned"] = tuned
+    graph_choice = choose_graph_method(ctx, k)
     chosen = "ranker" if report["ranker"]["all"]["ndcg"] > report["lightgcn"]["all"]["ndcg"] else "lightgcn"
     strongest = max(report, key=lambda m: report[m]["all"]["ndcg"])
     gain = booster.feature_importance("gain")
@@ -317,7 +320,7 @@ def run(cfg) -> dict:
         "no_seed_cases": {"chosen": cold["chosen"], "ndcg": cold["ndcg"], "cases": len(cold["cases"])},
         "input": {"graph_version": ctx.committed.version, "model_version": ctx.model.version,
                   "foldin": ctx.foldin_spec().mode},
-        "yardsticks": tuned,
+        "yardsticks": tuned, "graph_playlists": graph_choice,
         "config": cfg.ranker.to_dict(), "seconds": round(time.time() - t0, 1),
     }
     out = storage.StageWriter(storage.stage_uri(cfg, "ranker"))
@@ -337,6 +340,11 @@ def format_report(manifest: dict) -> str:
         fmt = lambda v: f"{v:.4f}" if v is not None else "-"  # noqa: E731
         lines.append(f"{m:<19}{fmt(c['ndcg']):>9}{fmt(c['r_precision']):>9}{fmt(s['ndcg']):>16}{fmt(s['r_precision']):>9}")
     lines.append(f"served by default (recommend.method=auto): {manifest['chosen']}")
+    g = manifest.get("graph_playlists", {})
+    if g.get("val_ndcg"):
+        lines.append(f"graph playlists ({g['cases']:,} graph_val cases, NDCG): "
+                     + ", ".join(f"{m} {v:.4f}" for m, v in sorted(g["val_ndcg"].items(), key=lambda kv: -kv[1]))
+                     + f"; served (recommend.graph_method=auto): {g['chosen']}")
     if manifest["strongest_on_validation"] not in ("ranker", "lightgcn"):
         lines.append(f"note: {manifest['strongest_on_validation']} is stronger on validation than both")
     top = sorted(manifest["importance_gain"].items(), key=lambda kv: -kv[1])[:6]

@@ -22,11 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from musicmap import distributed, schemas, storage, submission
+from musicmap import distributed, metrics, schemas, storage, submission
 from musicmap.errors import InputError, MusicMapError
 from musicmap.log import get_logger, progress
 from musicmap.train.context import Context, load_context
-from musicmap.train.data import embedded_only, load_eval, uri_index
+from musicmap.train.data import EvalCases, embedded_only, load_eval, uri_index
 from musicmap.train.launch import run_worker
 from musicmap.train.scoring import topk
 
@@ -72,20 +72,62 @@ class PartWriter:
             self.buf, self.n = [], 0
 
 
-def recommend_train(ctx: Context, idx: np.ndarray, k: int, writer: PartWriter, show: bool) -> int:
-    """Graph playlists `idx`: their propagated embedding x track embeddings, own tracks out.
-    Always LightGCN alone: the ranker is fitted and cross-validated on new playlists (validation
-    cases folded in from their seeds), never on graph playlists, whose embeddings were trained on
-    their own tracks; and on the MPD's 1M playlists it would cost ~38x more (bench/BENCHMARKS.md)."""
+def rank_graph_playlists(ctx: Context, idx: np.ndarray, k: int, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Top k of graph playlists `idx` (playlist_idx), never one of their own tracks. lightgcn
+    scores their trained embedding against the tracks it embeds; an item-based method
+    (rp3beta, cooccurrence, ease) ranks the whole catalogue from their tracks as seeds."""
+    own = [ctx.graph.playlist_tracks(int(p)) for p in idx]
+    if method != "lightgcn":
+        names = ctx.train_playlists["name"].take(pa.array(idx)).to_pylist()
+        return ctx.yardstick(method).rank(own, names, k)
     dev = torch.device(ctx.device())
     tracks = torch.from_numpy(ctx.model.tracks).to(dev)
+    q = torch.from_numpy(ctx.model.playlists[idx]).to(dev)
+    return topk(q, tracks, k, exclude=embedded_only(own, len(tracks)), chunk=ctx.cfg.recommend.chunk)
+
+
+GRAPH_METHODS = ("lightgcn", "rp3beta", "cooccurrence", "ease")
+
+
+def graph_cases(ctx: Context, split: str) -> tuple[EvalCases, np.ndarray]:
+    """The held-out cases of graph playlists (split graph_val or graph_test, musicmap.cases) and
+    their playlist_idx."""
+    cases = load_eval(ctx.committed, split, uri_index(ctx.tracks))
+    index = dict(zip(ctx.train_playlists["pid"].to_pylist(), range(ctx.train_playlists.num_rows)))
+    return cases, np.array([index[int(p)] for p in cases.pid], np.int64)
+
+
+def choose_graph_method(ctx: Context, k: int) -> dict:
+    """NDCG of each method on the graph_val cases, and the best (what recommend.graph_method=auto
+    serves graph playlists)."""
+    cases, idx = graph_cases(ctx, "graph_val")
+    if not len(cases):
+        return {"chosen": "lightgcn", "by": "default (no graph_val cases: graph.holdout_playlists=0?)"}
+    val = {}
+    for method in GRAPH_METHODS:
+        try:
+            ranked = rank_graph_playlists(ctx, idx, k, method)[0]
+        except InputError as e:     # EASE^R above its size
+            log.info("graph playlists: %s skipped (%s)", method, e)
+            continue
+        val[method] = float(np.mean([metrics.ndcg(r, h, k) for r, h in zip(ranked, cases.holdouts)]))
+    chosen = max(val, key=val.get)
+    log.info("graph playlists (%d graph_val cases): %s; serving %s", len(cases),
+             ", ".join(f"{m} NDCG {v:.4f}" for m, v in val.items()), chosen)
+    return {"chosen": chosen, "by": "graph_val NDCG", "val_ndcg": val, "cases": len(cases)}
+
+
+def recommend_train(ctx: Context, idx: np.ndarray, k: int, writer: PartWriter, show: bool) -> int:
+    """Graph playlists `idx`, by ctx.graph_method() (the ranker is fitted and cross-validated on
+    new playlists, never on graph playlists, whose embeddings were trained on their own tracks;
+    on the MPD's 1M playlists it would cost ~38x more than LightGCN: bench/BENCHMARKS.md)."""
     pid = ctx.train_playlists["pid"].to_numpy()
+    method = ctx.graph_method()
     block = max(ctx.cfg.recommend.chunk, 4096)
-    for lo in progress(range(0, len(idx), block), desc="recommend train", unit="block", disable=not show):
+    for lo in progress(range(0, len(idx), block), desc=f"recommend train ({method})", unit="block",
+                       disable=not show):
         b = idx[lo:lo + block]
-        q = torch.from_numpy(ctx.model.playlists[b]).to(dev)
-        own = embedded_only([ctx.graph.playlist_tracks(int(p)) for p in b], len(tracks))
-        ranked, scores = topk(q, tracks, k, exclude=own, chunk=ctx.cfg.recommend.chunk)
+        ranked, scores = rank_graph_playlists(ctx, b, k, method)
         writer.add(_rows(pid[b], ["train"] * len(b), ranked, scores, ctx.uris))
     return len(idx)
 
@@ -150,7 +192,7 @@ def run(cfg, which: str, challenge: str | None = None, rank: int = 0, world: int
         summary["challenge"] = recommend_challenge(ctx, challenge_set, out, writer)
     writer.flush()
     summary.update({"k": k, "playlists": which, "cases_by_rank": {rank: counts}, "rows_by_rank": {rank: writer.rows},
-                    "method": ctx.method, "graph_playlists_method": "lightgcn", "foldin": ctx.foldin_spec().mode,
+                    "method": ctx.method, "graph_playlists_method": ctx.graph_method(), "foldin": ctx.foldin_spec().mode,
                     "ranker_version": (ctx.ranker_manifest or {}).get("version"),
                     "model_version": ctx.model.version, "graph_version": ctx.committed.version,
                     "seconds": round(time.time() - t0, 2)})
