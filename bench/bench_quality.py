@@ -72,19 +72,43 @@ def make_data(name: str, root: Path, quick: bool) -> None:
                  "--playlists", "5000" if quick else "20000", "--challenge")
 
 
+METRICS = ("ndcg", "r_precision", "clicks")
+
+
 def summarise(report: dict) -> dict:
-    """Per method: NDCG / R-precision overall (challenge categories), per group, seed protocol."""
+    """Per method: NDCG / R-precision / clicks overall (challenge categories), per group, on the
+    seed protocol, and on the graph playlists' held-out tracks."""
     out = {}
     for m, r in report["methods"].items():
         ch = r["challenge"]
-        row = {"all": {k: ch["all"][k] for k in ("ndcg", "r_precision")},
-               "seed_protocol": {k: r["seed_protocol"][k] for k in ("ndcg", "r_precision")}}
+        row = {"all": {k: ch["all"][k] for k in METRICS},
+               "seed_protocol": {k: r["seed_protocol"][k] for k in METRICS}}
         for g, cats in GROUPS.items():
             n = sum(ch[c]["cases"] for c in cats if c in ch)
             if n:
-                row[g] = {k: sum(ch[c][k] * ch[c]["cases"] for c in cats if c in ch) / n
-                          for k in ("ndcg", "r_precision")}
+                row[g] = {k: sum(ch[c][k] * ch[c]["cases"] for c in cats if c in ch) / n for k in METRICS}
         out[m] = row
+    for m, r in ((report.get("graph_playlists") or {}).get("methods") or {}).items():
+        out.setdefault(f"graph: {m}", {})["all"] = {k: r[k] for k in METRICS}
+    return out
+
+
+def paired(report: dict, a: str, b: str) -> dict:
+    """{group: {metric: (mean of a - b, its standard error)}} over the same challenge cases."""
+    cats = [c for _, c in report["cases"]["challenge_keys"]]
+    groups = {"all": list(range(len(cats)))}
+    for g, members in GROUPS.items():
+        groups[g] = [i for i, c in enumerate(cats) if c in members]
+    out = {}
+    for g, idx in groups.items():
+        out[g] = {}
+        for k in METRICS:
+            x = [report["methods"][a]["per_case"][k][i] for i in idx]
+            y = [report["methods"][b]["per_case"][k][i] for i in idx]
+            d = [u - v for u, v in zip(x, y) if u is not None and v is not None]
+            if len(d) > 1:
+                import numpy as np
+                out[g][k] = (float(np.mean(d)), float(np.std(d, ddof=1) / np.sqrt(len(d))))
     return out
 
 
@@ -101,7 +125,7 @@ def run_set(name: str, seeds: list[int], quick: bool, transductive: bool) -> dic
         s = [*common, "--set", f"train.seed={seed}", "--set", f"ranker.seed={seed}", "--set", "train.progress=false"]
         t = {"train": musicmap("train", *s, "--nproc", "2"),
              "fit-ranker": musicmap("fit-ranker", *s),
-             "recommend": musicmap("recommend", *s, "--playlists", "test"),
+             "recommend": musicmap("recommend", *s, "--playlists", "all"),
              "evaluate": musicmap("evaluate", *s)}
         from musicmap import storage
         report = storage.read_json(storage.open_committed(str(root / "metrics")).path("metrics.json"))
@@ -111,7 +135,11 @@ def run_set(name: str, seeds: list[int], quick: bool, transductive: bool) -> dic
         history = storage.read_json(committed_model.path("history.json"))
         (root / f"training-seed{seed}.png").write_bytes(storage.read_bytes(committed_model.path("training.png")))
         from bench_quality_lib import score_foldins, transductive_scores
-        res["seeds"][seed] = {"test": summarise(report), "served": report["model"]["served"],
+        yard = [m for m in ("rp3beta", "ease", "cooccurrence", "lightgcn") if m in report["methods"]]
+        served = report["model"]["served"]
+        res["seeds"][seed] = {"test": summarise(report), "served": served,
+                              "vs": {m: paired(report, served, m) for m in yard if m != served},
+                              "reachable": report["reachable"], "yardsticks": report.get("yardsticks"),
                               "times": t, "foldin_val": {m: v["ndcg"] for m, v in model["foldin"]["val"].items()},
                               "foldin_chosen": model["foldin"]["chosen"], "best_epoch": model["best"]["epoch"],
                               "steps_per_epoch": model["steps_per_epoch"],
@@ -129,24 +157,26 @@ def run_set(name: str, seeds: list[int], quick: bool, transductive: bool) -> dic
 
 
 def table(res: dict) -> str:
-    """Markdown: mean ± std over seeds of NDCG and R-precision per method and group."""
+    """Markdown: mean ± std over seeds of NDCG, R-precision and clicks per method and group, then
+    the served method against each yardstick (paired over the same cases: mean difference and
+    whether it is more than two standard errors), reachability and the graph playlists."""
     import numpy as np
     seeds = list(res["seeds"].values())
-    methods = list(seeds[0]["test"])
-    cols = ["all", "seed_protocol", *GROUPS]
-    head = "| method | " + " | ".join(f"{c} NDCG | {c} R-prec" for c in cols) + " |"
-    lines = [head, "|" + " --- |" * (1 + 2 * len(cols))]
+    methods = [m for m in seeds[0]["test"] if not m.startswith("graph: ")]
+    cols = ["all", *GROUPS, "seed_protocol"]
+    head = "| method | " + " | ".join(f"{c} NDCG | R-prec | clicks" for c in cols) + " |"
+    lines = [head, "|" + " --- |" * (1 + 3 * len(cols))]
 
-    def cell(vals):
+    def cell(vals, digits=4):
         vals = [v for v in vals if v is not None]
         if not vals:
             return "-"
-        return f"{np.mean(vals):.4f}" + (f" ± {np.std(vals):.4f}" if len(vals) > 1 else "")
+        return f"{np.mean(vals):.{digits}f}" + (f" ± {np.std(vals):.{digits}f}" if len(vals) > 1 else "")
     for m in methods:
         row = [m]
         for c in cols:
-            for k in ("ndcg", "r_precision"):
-                row.append(cell([s["test"][m].get(c, {}).get(k) for s in seeds]))
+            for k in METRICS:
+                row.append(cell([s["test"][m].get(c, {}).get(k) for s in seeds], 2 if k == "clicks" else 4))
         lines.append("| " + " | ".join(row) + " |")
     extra = {}
     for s in seeds:
@@ -157,9 +187,50 @@ def table(res: dict) -> str:
     for label, vs in extra.items():
         row = [label]
         for c in cols:
-            for k in ("ndcg", "r_precision"):
-                row.append(cell([v.get(c, {}).get(k) for v in vs]))
+            for k in METRICS:
+                row.append(cell([v.get(c, {}).get(k) for v in vs], 2 if k == "clicks" else 4))
         lines.append("| " + " | ".join(row) + " |")
+    lines += ["", verdicts(seeds), "", reach_and_graph(seeds)]
+    return "\n".join(lines)
+
+
+def verdicts(seeds: list[dict]) -> str:
+    """The served method against each yardstick: mean difference over seeds and cases, and
+    'beats' / 'ties' (within two standard errors) / 'loses' per group and metric."""
+    import numpy as np
+    served = seeds[0]["served"]
+    lines = [f"| {served} against | " + " | ".join(f"{g} NDCG | R-prec | clicks" for g in ("all", *GROUPS)) + " |",
+             "|" + " --- |" * (1 + 3 * (1 + len(GROUPS)))]
+    for other in seeds[0]["vs"]:
+        row = [other]
+        for g in ("all", *GROUPS):
+            for k in METRICS:
+                got = [s["vs"][other].get(g, {}).get(k) for s in seeds]
+                got = [x for x in got if x is not None]
+                if not got:
+                    row.append("-")
+                    continue
+                d = float(np.mean([x[0] for x in got]))
+                se = float(np.sqrt(sum(x[1] ** 2 for x in got)) / len(got))
+                better = -d if k == "clicks" else d          # clicks: lower is better
+                word = "beats" if better > 2 * se else "loses" if better < -2 * se else "ties"
+                row.append(f"{d:+.4f} ± {2 * se:.4f} {word}")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def reach_and_graph(seeds: list[dict]) -> str:
+    import numpy as np
+    r = seeds[0]["reachable"]
+    lines = [f"Held-out test tracks that can be recommended at all: {r['catalogue']:.1%} (in the catalogue), "
+             f"{r['embedded']:.1%} (embedded by LightGCN), of {r['holdouts']:,}.", ""]
+    graph = [m for m in seeds[0]["test"] if m.startswith("graph: ")]
+    if graph:
+        lines += ["| graph playlists (held-out tracks) | NDCG | R-prec | clicks |", "| --- | --- | --- | --- |"]
+        for m in graph:
+            vals = {k: [s["test"][m]["all"][k] for s in seeds if m in s["test"]] for k in METRICS}
+            lines.append(f"| {m[7:]} | " + " | ".join(f"{np.mean(v):.4f}" if k != "clicks" else f"{np.mean(v):.2f}"
+                                                  for k, v in vals.items()) + " |")
     return "\n".join(lines)
 
 

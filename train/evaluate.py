@@ -91,6 +91,15 @@ def graph_playlists(ctx: Context, split: str, artist_of, artist_id) -> dict | No
     return out
 
 
+def reachable(ctx: Context, cases: EvalCases) -> dict:
+    """Shares of the held-out tracks (occurrences of the cases) that can be recommended at all:
+    in the catalogue (every source but LightGCN), and among the tracks LightGCN embeds."""
+    held = np.concatenate(cases.holdouts) if len(cases) else np.zeros(0, np.int64)
+    n = max(len(held), 1)
+    return {"holdouts": int(len(held)), "catalogue": float((held >= 0).sum() / n),
+            "embedded": float(((held >= 0) & (held < len(ctx.model.tracks))).sum() / n)}
+
+
 def score(ranked: np.ndarray, cases: EvalCases, artist_of: np.ndarray, artist_id: dict, k: int,
           k_small: int) -> list[dict | None]:
     rows = []
@@ -139,7 +148,13 @@ def run(cfg, split: str) -> dict:
         report["methods"][name] = {
             "challenge": metrics.aggregate([rows[i] for i in ch], [cases.category[i] for i in ch]),
             "seed_protocol": metrics.aggregate([rows[i] for i in sp])["all"],
+            # per challenge-category case, in the order of "cases" below: paired comparisons
+            # between methods (standard errors of a difference) need them
+            "per_case": {m: [None if rows[i] is None else round(float(rows[i][m]), 6) for i in ch]
+                         for m in ("ndcg", "r_precision", "clicks")},
         }
+    report["cases"]["challenge_keys"] = [[int(cases.pid[i]), cases.category[i]] for i in ch]
+    report["reachable"] = reachable(ctx, cases)
     report["graph_playlists"] = graph_playlists(ctx, split, artist_of, artist_id)
     report["seconds"] = round(time.time() - t0, 1)
     out = storage.StageWriter(storage.stage_uri(cfg, "metrics"))
@@ -183,6 +198,8 @@ def format_report(report: dict) -> str:
     lines = [f"Evaluation on the {report['split']} split: {report['cases']['challenge_categories']:,} "
              f"challenge-category cases, {report['cases']['seed_protocol']:,} seed-protocol cases "
              f"(NDCG: 1/log2(i+1) discount, organisers' code; clicks: lower is better)",
+             f"held-out tracks that can be recommended at all: {report['reachable']['catalogue']:.0%} (in the "
+             f"catalogue), {report['reachable']['embedded']:.0%} (embedded by LightGCN)",
              f"{'method':<19}" + "".join(f"{h:>11}" for h in head)]
     if report["split"] == "val" and report["model"].get("served") == "ranker":
         lines.insert(1, "(the ranker was fitted on these validation playlists, so its numbers here are "
