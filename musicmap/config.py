@@ -80,6 +80,54 @@ def _check_type(key: str, default: Any, value: Any, source: str) -> Any:
     return value
 
 
+# Allowed values of the keys that name a choice, and the ranges of the numbers, checked when a
+# config loads (what each key means: conf/default.yaml). A typo fails here, with the closest
+# valid value, not deep inside a stage.
+CHOICES = {
+    "train.device": ("auto", "cpu", "cuda"),
+    "recommend.device": ("auto", "cpu", "cuda"),
+    "recommend.method": ("auto", "ranker", "lightgcn"),
+    "recommend.foldin": ("auto", "lightgcn", "mean", "optimized"),
+    "recommend.graph_method": ("auto", "lightgcn", "rp3beta", "cooccurrence", "ease"),
+    "recommend.playlists": ("train", "val", "test", "all", "none"),
+    "evaluate.split": ("val", "test"),
+}
+POSITIVE = ["train.dist_timeout_s", "recommend.foldin_lr", "ranker.learning_rate",
+            "synth.trend_days", "storage.retry_backoff_s"]
+AT_LEAST_1 = ["train.batch_size", "train.negatives", "model.dim", "model.layers",
+              "model.embed_min_playlists", "graph.min_playlists", "graph.min_tracks", "graph.rows_per_part",
+              "recommend.k", "recommend.chunk", "recommend.foldin_negatives", "ranker.per_source", "ranker.rounds",
+              "ranker.min_data_in_leaf", "ranker.chunk", "evaluate.k", "evaluate.k_small", "evaluate.chunk",
+              "storage.retries", "storage.keep_versions", "synth.playlists", "synth.communities",
+              "baselines.rp3beta_neighbours", "map.neighbours", "tune.trials", "tune.nproc"]
+NOT_NEGATIVE = ["train.epochs", "train.lr", "train.l2", "train.patience", "train.val_every", "train.val_max_cases", "train.keep_checkpoints",
+                "train.min_steps_per_epoch", "recommend.foldin_steps", "recommend.foldin_l2",
+                "ranker.cases_per_playlist", "ranker.max_playlists", "ranker.fit_negatives", "ranker.threads",
+                "graph.position_decay", "graph.followers_gain", "graph.edits_gain", "baselines.ease_max_tracks",
+                "baselines.tune_cases", "map.min_dist", "map.regions", "tune.max_minutes", "tune.ranker_trials"]
+SHARES = ["graph.train_fraction", "graph.val_fraction", "graph.holdout_playlists", "graph.holdout_tracks",
+          "ranker.feature_fraction", "evaluate.recent_share", "synth.community_focus", "synth.niche_share",
+          "synth.niche_mass", "synth.new_share"]
+RANGES = {**{k: (0, None, False) for k in POSITIVE}, **{k: (1, None, True) for k in AT_LEAST_1},
+          **{k: (0, None, True) for k in NOT_NEGATIVE}, **{k: (0, 1, True) for k in SHARES},
+          "ranker.folds": (2, None, True), "ranker.num_leaves": (2, None, True), "map.n_neighbors": (2, None, True)}
+
+
+def _check_value(key: str, value: Any, source: str) -> None:
+    if value is None:
+        return
+    if key in CHOICES and value not in CHOICES[key]:
+        close = difflib.get_close_matches(str(value), CHOICES[key], n=1, cutoff=0.5)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"{source}: '{key}' must be one of {', '.join(CHOICES[key])}, got {value!r}{hint}")
+    if key in RANGES:
+        low, high, inclusive = RANGES[key]
+        ok = (value >= low if inclusive else value > low) and (high is None or value <= high)
+        if not ok:
+            want = f"between {low} and {high}" if high is not None else f"{'at least' if inclusive else 'above'} {low}"
+            raise ConfigError(f"{source}: '{key}' must be {want}, got {value!r}")
+
+
 def _set(data: dict, defaults_flat: dict, key: str, value: Any, source: str) -> None:
     if key not in defaults_flat:
         sections = {k.rsplit(".", 1)[0] for k in defaults_flat if "." in k}
@@ -90,6 +138,7 @@ def _set(data: dict, defaults_flat: dict, key: str, value: Any, source: str) -> 
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"{source}: unknown config key '{key}'{hint}")
     value = _check_type(key, defaults_flat[key], value, source)
+    _check_value(key, value, source)
     node = data
     *parents, leaf = key.split(".")
     for p in parents:

@@ -10,7 +10,9 @@ Every stage output is committed atomically:
     read_parquet(graph.path("edges"))
 
 A committed output is the version folder named by `_SUCCESS`. A writer killed before commit
-leaves the previous version (or nothing) visible; the next commit deletes stale versions.
+leaves the previous version (or nothing) visible. A commit keeps the newest storage.keep_versions
+committed versions (a reader that opened one reads it to the end) and fails cleanly when another
+run of the stage committed since it started (StageWriter).
 
 Endpoint and credentials come from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...,
 GOOGLE_APPLICATION_CREDENTIALS) or from the storage config; they are never printed or logged.
@@ -59,6 +61,7 @@ class StorageOptions:
     s3_secret_access_key: str | None = field(default=None, repr=False)
     retries: int = 5
     retry_backoff_s: float = 0.5
+    keep_versions: int = 2
 
 
 _options = StorageOptions()
@@ -142,17 +145,45 @@ def get_fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
 
 # ----------------------------------------------------------------------------- errors, retries
 
+# Transient failures, told by what they are, never by words of a message (a key may be named
+# mpd.slice.503000-503999.json): HTTP statuses of a server that may answer next time, the S3 error
+# codes that mean the same, and the exception types of a connection that broke or timed out.
+TRANSIENT_STATUS = {408, 429, 500, 502, 503, 504}
+TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeTooSkewed",
+                   "InternalError", "ServiceUnavailable", "RequestLimitExceeded", "TooManyRequestsException"}
+TRANSIENT_TYPES = {"ConnectTimeoutError", "ReadTimeoutError", "EndpointConnectionError", "ConnectionClosedError",
+                   "ServerDisconnectedError", "ClientOSError", "IncompleteReadError", "ResponseStreamingError",
+                   "ClientConnectorError", "ServerTimeoutError"}
+
+
+def _chain(e: BaseException):
+    """e and the exceptions it was raised from (s3fs turns a botocore ClientError into an OSError
+    whose cause it is)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def _status(e: BaseException) -> tuple[int | None, str | None]:
+    """(HTTP status, service error code) of a botocore ClientError or an aiohttp response error."""
+    response = getattr(e, "response", None)
+    if isinstance(response, dict):
+        meta, err = response.get("ResponseMetadata") or {}, response.get("Error") or {}
+        return meta.get("HTTPStatusCode"), err.get("Code")
+    status = getattr(e, "status", None)
+    return (status if isinstance(status, int) else None), None
+
+
 def _is_transient(e: BaseException) -> bool:
-    name = type(e).__name__
-    if name in ("ConnectTimeoutError", "ReadTimeoutError", "EndpointConnectionError",
-                "ConnectionClosedError", "ServerDisconnectedError", "ClientOSError",
-                "TimeoutError", "IncompleteReadError", "ResponseStreamingError"):
-        return True
-    if isinstance(e, (ConnectionError, TimeoutError)):
-        return True
-    text = str(e)
-    return any(s in text for s in ("SlowDown", "Throttl", "RequestTimeout", "InternalError",
-                                   "ServiceUnavailable", "503", "500 Internal"))
+    for x in _chain(e):
+        if type(x).__name__ in TRANSIENT_TYPES or isinstance(x, (ConnectionError, TimeoutError)):
+            return True
+        status, code = _status(x)
+        if status in TRANSIENT_STATUS or code in TRANSIENT_CODES:
+            return True
+    return False
 
 
 def _translate(e: BaseException, uri: str) -> BaseException:
@@ -360,30 +391,103 @@ def read_parquet(uri: str, columns: list[str] | None = None, schema=None):
 # ----------------------------------------------------------------------------- atomic stage outputs
 
 def new_version() -> str:
-    return f"{VERSION_PREFIX}{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    """v-<UTC time to the microsecond>-<random>: names sort in the order the versions began."""
+    return f"{VERSION_PREFIX}{datetime.now(timezone.utc):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}"
+
+
+CLAIMS = "_claims"
+
+
+class CommitConflict(StorageError):
+    """Another run of the same stage committed while this one was writing."""
+
+
+def create_exclusive(uri: str, data: bytes) -> bool:
+    """Write a new file only if there is none: True when this call created it, False when it was
+    there. One call wins however many race (O_EXCL locally, a conditional PUT on S3)."""
+    fs, path = get_fs(uri)
+    if is_local(uri):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return True
+
+    def put():
+        try:
+            fs.pipe_file(path, data, mode="create")
+            return True
+        except FileExistsError:
+            return False
+        except TypeError:          # a filesystem without exclusive writes: check, then write
+            if fs.exists(path):
+                return False
+            fs.pipe_file(path, data)
+            return True
+    return call(uri, put, "create")
 
 
 class StageWriter:
-    """Stage output written under a fresh version folder and made visible by commit()."""
+    """Stage output written under a fresh version folder and made visible by commit().
 
-    def __init__(self, uri: str, version: str | None = None):
+    The writer remembers the version that was committed when it started (its base). commit()
+    first claims that base (`_claims/<base>`, created exclusively): of two runs that started from
+    the same base, the first to commit wins and the other fails with CommitConflict, its own
+    folder left uncommitted. Then the marker is written, naming this version and the committed
+    ones before it; the newest `keep` committed versions stay (a reader holding one finishes it),
+    older ones go. A folder of another writer, still writing, is never removed: only committed
+    versions past the newest `keep`, and uncommitted folders older than the oldest kept one
+    (runs killed long ago)."""
+
+    def __init__(self, uri: str, version: str | None = None, keep: int | None = None):
         self.uri = uri.rstrip("/")
         self.version = version or new_version()
         self.prefix = join(self.uri, self.version)
+        self.keep = max(1, keep if keep is not None else _options.keep_versions)
+        marker = join(self.uri, SUCCESS)
+        self.base = read_json(marker) if exists(marker) else None
 
     def path(self, *parts: str) -> str:
         return join(self.prefix, *parts)
 
     def commit(self, info: dict | None = None) -> dict:
-        """Write the commit marker (last), then delete every other version folder."""
+        """Claim the base, write the commit marker (last), then remove what is no longer kept."""
+        base = self.base["version"] if self.base else "none"
+        claim = join(self.uri, CLAIMS, base)
+        if not create_exclusive(claim, self.version.encode()) and not self._stale_claim(claim):
+            winner = read_text(claim)
+            raise CommitConflict(f"{self.uri}: another run committed {winner} while this one wrote "
+                                 f"{self.version} (both started from {base}); this run's output is left "
+                                 f"uncommitted: rerun the stage if you want it to be the newest")
+        history = [self.version] + (self.base.get("history") or [base] if self.base else [])
         marker = {"version": self.version,
                   "committed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  **(info or {})}
+                  **(info or {}), "history": history[:self.keep]}
         write_json(join(self.uri, SUCCESS), marker)
-        for name in listdir(self.uri):
-            if name.startswith(VERSION_PREFIX) and name != self.version:
-                remove(join(self.uri, name))
+        self._prune(set(history[:self.keep]), history[self.keep:])
         return marker
+
+    def _stale_claim(self, claim: str) -> bool:
+        """A first commit's claim left by an output since deleted by hand (no marker, no folder):
+        take it over. True when this writer now holds it."""
+        if self.base or exists(join(self.uri, SUCCESS)) or exists(join(self.uri, read_text(claim))):
+            return False
+        remove(claim)
+        return create_exclusive(claim, self.version.encode())
+
+    def _prune(self, kept: set[str], dropped: list[str]) -> None:
+        oldest_kept = min(kept)
+        for name in listdir(self.uri):
+            if not name.startswith(VERSION_PREFIX) or name in kept:
+                continue
+            if name in dropped or name < oldest_kept:
+                remove(join(self.uri, name))
+        for name in listdir(join(self.uri, CLAIMS)):
+            if name != "none" and name < oldest_kept:
+                remove(join(self.uri, CLAIMS, name))
 
 
 @dataclass

@@ -62,3 +62,25 @@ def test_cli_rejects_a_bad_key_in_one_line(tmp_path):
     assert p.returncode == 2
     assert "unknown config key 'train.epoch' (did you mean 'train.epochs'?)" in p.stderr
     assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("override, message", [
+    ("recommend.method=rankr", "'recommend.method' must be one of auto, ranker, lightgcn, got 'rankr' (did you mean 'ranker'?)"),
+    ("recommend.foldin=optimised", "'recommend.foldin' must be one of auto, lightgcn, mean, optimized, got 'optimised' (did you mean 'optimized'?)"),
+    ("train.device=cudaa", "'train.device' must be one of auto, cpu, cuda, got 'cudaa' (did you mean 'cuda'?)"),
+    ("train.lr=-0.01", "'train.lr' must be at least 0, got -0.01"),
+    ("train.epochs=-1", "'train.epochs' must be at least 0, got -1"),
+    ("graph.train_fraction=1.5", "'graph.train_fraction' must be between 0 and 1, got 1.5"),
+])
+def test_a_bad_value_fails_when_the_config_loads(override, message, tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=[override])
+    assert str(e.value) == f"--set {override}: {message}"
+    # from a file too, and from the command line in one line before anything runs
+    key, value = override.split("=")
+    f = tmp_path / "bad.yaml"
+    f.write_text(f"{key.split('.')[0]}:\n  {key.split('.')[1]}: {value}\n")
+    with pytest.raises(ConfigError, match=f"^{f}: "):
+        load_config(f)
+    p = musicmap("recommend", "--root", str(tmp_path), "--set", override, check=False)
+    assert p.returncode == 2 and p.stderr.strip().endswith(message) and "Traceback" not in p.stderr

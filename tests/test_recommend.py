@@ -156,7 +156,7 @@ def test_evaluate_reports_model_and_baselines_per_category(trained):
         assert word in p.stdout, word
     m = storage.open_committed(str(trained / "metrics"))
     report = json.loads(storage.read_bytes(m.path("metrics.json")))
-    assert set(report["methods"]) == {"lightgcn", "popularity", "recent_popularity", "cooccurrence"}
+    assert set(report["methods"]) == {"lightgcn", "popularity", "recent_popularity", "cooccurrence", "rp3beta", "ease"}
     for method in report["methods"].values():
         ch = method["challenge"]
         assert {"all", "title_only", "first5"} <= set(ch)
@@ -247,3 +247,24 @@ def test_a_malformed_challenge_set_is_one_line_and_nothing_is_committed(trained,
         err = p.stderr.strip().splitlines()
         assert len(err) == 1 and str(path) in err[0] and "Traceback" not in p.stderr, (label, err)
         assert not (recs / "_SUCCESS").exists(), label
+
+
+def test_evaluate_refuses_recommendations_from_an_older_model(trained, tmp_path):
+    """Recommend, then train again (a new committed model), then evaluate: it says what to rerun
+    instead of scoring the old model's recommendations; --force scores them anyway."""
+    root = tmp_path / "root"
+    for d in ("mpd", "graph", "model"):
+        shutil.copytree(trained / d, root / d)
+    musicmap("recommend", "--root", str(root), "--playlists", "test")
+    old = storage.open_committed(str(root / "model"))
+    again = storage.StageWriter(str(root / "model"))                 # "musicmap train" again
+    shutil.copytree(old.path(), again.path())
+    again.commit({k: v for k, v in old.info.items() if k not in ("version", "committed_at", "history")})
+    p = musicmap("evaluate", "--root", str(root), check=False)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert (f"were made from model {old.version}, the committed model is {again.version}: rerun "
+            f"`musicmap recommend`") in p.stderr
+    assert not storage.exists(str(root / "metrics" / "_SUCCESS"))
+    musicmap("evaluate", "--root", str(root), "--force")
+    report = storage.read_json(storage.open_committed(str(root / "metrics")).path("metrics.json"))
+    assert report["input"]["model_version"] == old.version and report["input"]["forced"]

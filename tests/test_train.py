@@ -1,6 +1,7 @@
 """The trainer: real torchrun processes (gloo, 2 CPU ranks) on a small generated graph."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 
@@ -28,10 +29,27 @@ def trained(trained_small):
 
 
 def test_ranks_end_with_identical_parameters(trained):
-    _, _, m = trained
+    _, model_dir, m = trained
     digests = m.manifest["rank_param_digests"]
     assert len(digests) == 2 and digests[0] == digests[1]
     assert m.manifest["world_size"] == 2
+    # they are the digests of the best epoch's weights (what was exported)
+    ckpt = sorted((model_dir / "checkpoints").glob("epoch-*.pt"))[-1]
+    best = torch.load(ckpt, weights_only=True)["best_weights"]
+    assert digests[0] == hashlib.sha256(best.numpy().tobytes()).hexdigest()[:16]
+
+
+def test_the_digests_are_of_the_weights_that_ship():
+    """keep_best loads the best epoch's table before the digests are taken (they were taken of
+    the last epoch's)."""
+    from musicmap.train.checkpoint import TrainState
+    from musicmap.train.main import digest, keep_best
+    model = LightGCN(3, 4, dim=2, layers=1)
+    best = torch.arange(14, dtype=torch.float32).reshape(7, 2)
+    state = TrainState(best={"epoch": 1, "ndcg": 0.5}, best_weights=best)
+    assert digest(model) != hashlib.sha256(best.numpy().tobytes()).hexdigest()[:16]
+    keep_best(model, state)
+    assert digest(model) == hashlib.sha256(best.numpy().tobytes()).hexdigest()[:16]
 
 
 def test_loss_falls_and_history_is_written(trained):

@@ -100,7 +100,7 @@ class Context:
                       self.ranker_manifest.get("no_seed_cases", {}).get("chosen", "ranker"))
 
 
-def load_context(cfg, need_model: bool = True, ranker: bool = True) -> Context:
+def load_context(cfg, need_model: bool = True, ranker: bool = True, force: bool = False) -> Context:
     graph, committed = load_graph(storage.stage_uri(cfg, "graph"))
     model = load_model(storage.stage_uri(cfg, "model")) if need_model else None
     if model is not None and model.manifest["input"]["graph_version"] != committed.version:
@@ -115,7 +115,7 @@ def load_context(cfg, need_model: bool = True, ranker: bool = True) -> Context:
     if model is not None:
         ctx.fitted = fitted_report(cfg, model.version)
     if ranker and model is not None:
-        ctx.booster, ctx.ranker_manifest = served_ranker(cfg, model.version)
+        ctx.booster, ctx.ranker_manifest = served_ranker(cfg, model.version, force)
     return ctx
 
 
@@ -129,8 +129,9 @@ def fitted_report(cfg, model_version: str) -> dict | None:
     return manifest if manifest.get("input", {}).get("model_version") == model_version else None
 
 
-def served_ranker(cfg, model_version: str):
-    """(booster, manifest) when recommend.method says the ranker serves, else (None, None)."""
+def served_ranker(cfg, model_version: str, force: bool = False):
+    """(booster, manifest) when recommend.method says the ranker serves, else (None, None). With
+    auto, a ranker fitted on another model stops the command unless `force` (LightGCN alone)."""
     method = cfg.recommend.method
     if method not in METHODS:
         raise InputError(f"recommend.method {method!r}: use {', '.join(METHODS)}")
@@ -145,8 +146,11 @@ def served_ranker(cfg, model_version: str):
                  "serving LightGCN alone")
         return None, None
     if method == "auto" and manifest.get("stale"):
-        log.warning("the ranker is stale (%s): serving LightGCN alone; rerun `musicmap fit-ranker`, "
-                    "or set recommend.method=ranker to use it anyway", manifest["stale"])
+        if not force:
+            raise InputError(f"{storage.stage_uri(cfg, 'ranker')}: the ranker was {manifest['stale']}: rerun "
+                             f"`musicmap fit-ranker` (or pass --force to serve LightGCN alone, or set "
+                             f"recommend.method=ranker to serve this ranker anyway)")
+        log.warning("the ranker is stale (%s): serving LightGCN alone (--force)", manifest["stale"])
         return None, None
     if method == "auto" and manifest["chosen"] != "ranker":
         log.info("the ranker's cross-validation did not beat LightGCN alone: serving LightGCN")

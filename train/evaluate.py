@@ -35,10 +35,21 @@ HEADS = {"r_precision": "R-prec", "r_precision_artist": "R-prec+art", "ndcg": "N
 CHALLENGE = [c.name for c in mpd.CHALLENGE_CATEGORIES]
 
 
-def served_method(ctx: Context) -> str:
-    """What the committed recs were made with (their summary.json)."""
+def committed_recs(ctx: Context, force: bool = False) -> tuple[storage.Committed, dict]:
+    """The committed recs and their summary, checked to have been made from the committed graph,
+    model and (when it served) ranker; otherwise a one-line error naming what to rerun."""
     recs = storage.open_committed(storage.stage_uri(ctx.cfg, "recs"), "recommend")
-    return storage.read_json(recs.path("summary.json")).get("method", "lightgcn")
+    summary = storage.read_json(recs.path("summary.json"))
+    now = {"graph": ctx.committed.version, "model": ctx.model.version}
+    if summary.get("method") == "ranker":
+        now["ranker"] = storage.open_committed(storage.stage_uri(ctx.cfg, "ranker"), "fit-ranker").version
+    for stage, version in now.items():
+        made = summary.get(f"{stage}_version")
+        if made != version and not force:
+            raise InputError(f"{recs.uri}: the recommendations ({recs.version}) were made from {stage} {made}, "
+                             f"the committed {stage} is {version}: rerun `musicmap recommend` (or pass --force "
+                             f"to score them anyway)")
+    return recs, summary
 
 
 def model_ranks(ctx: Context, cases: EvalCases, k: int, category: str | None = None) -> np.ndarray | None:
@@ -111,7 +122,7 @@ def score(ranked: np.ndarray, cases: EvalCases, artist_of: np.ndarray, artist_id
     return rows
 
 
-def run(cfg, split: str) -> dict:
+def run(cfg, split: str, force: bool = False) -> dict:
     t0 = time.time()
     ec = cfg.evaluate
     ctx = load_context(cfg, ranker=False)
@@ -122,7 +133,8 @@ def run(cfg, split: str) -> dict:
     artist_id = {a: i for i, a in enumerate(dict.fromkeys(artists))}
     artist_of = np.array([artist_id[a] for a in artists], np.int64)
 
-    served = served_method(ctx)
+    recs, summary = committed_recs(ctx, force)
+    served = summary.get("method", "lightgcn")
     methods: dict[str, np.ndarray] = {served: served_ranks(ctx, cases, ec.k)}
     if served != "lightgcn":  # what the first stage alone gives, beside what the ranker adds
         methods["lightgcn"] = ctx.lightgcn().rank(cases.seeds, cases.name, ec.k)[0]
@@ -139,6 +151,9 @@ def run(cfg, split: str) -> dict:
               "seed_system_published": SEED_SYSTEM,
               "model": {"version": ctx.model.version, "best": ctx.model.manifest["best"],
                         "served": served, "foldin": ctx.foldin_spec().mode},
+              "input": {"recs_version": recs.version, "model_version": summary.get("model_version"),
+                        "graph_version": summary.get("graph_version"),
+                        "ranker_version": summary.get("ranker_version"), "forced": force},
               "graph_version": ctx.committed.version,
               "yardsticks": {n: {k: v for k, v in p.items() if k != "grid"} for n, p in chosen.items()}}
     for name, ranked in methods.items():
@@ -236,12 +251,15 @@ def format_report(report: dict) -> str:
 
 def add_arguments(p) -> None:
     p.add_argument("--split", choices=["val", "test"], help="cases to evaluate on (evaluate.split)")
+    p.add_argument("--force", action="store_true",
+                   help="score the committed recommendations even if they were made from another model, "
+                        "graph or ranker than the committed ones")
 
 
 def run_cli(args) -> int:
     from musicmap.cli import config_from_args
     cfg = config_from_args(args, [f"evaluate.split={args.split}"] if args.split else [])
-    report = run(cfg, cfg.evaluate.split)
+    report = run(cfg, cfg.evaluate.split, force=args.force)
     print(format_report(report))
     print(f"metrics written to {report['out']}")
     return 0

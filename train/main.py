@@ -162,6 +162,15 @@ def log_epoch(entry: dict, state: checkpoint.TrainState) -> None:
              f" - no improvement for {state.bad_validations} validations, stopping" if state.stopped else "")
 
 
+def keep_best(model: LightGCN, state: checkpoint.TrainState) -> None:
+    """Load the best validated epoch's weights (what is exported); without validation the last
+    epoch's are kept, and state.best says so."""
+    if state.best_weights is not None:
+        model.load_table(state.best_weights)
+    else:
+        state.best = {"epoch": state.history[-1]["epoch"] if state.history else 0, "ndcg": None}
+
+
 def digest(model: LightGCN) -> str:
     """A short hash of the weights: every rank must end with the same one."""
     return hashlib.sha256(model.table().numpy().tobytes()).hexdigest()[:16]
@@ -242,11 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         run.barrier()
 
     # ---- keep the best validated epoch (the same on every rank), choose the fold-in, export
-    digests = distributed.gather(digest(model))
-    if state.best_weights is not None:
-        model.load_table(state.best_weights)
-    else:
-        state.best = {"epoch": state.history[-1]["epoch"] if state.history else 0, "ndcg": None}
+    keep_best(model, state)
+    digests = distributed.gather(digest(model))      # of the weights that ship, on every rank
     model.eval()
     foldin_report = loop.choose_foldin(model, data.adj, data.track_degree,
                                   data.val_shard if data.validating else None, cfg, run.world)

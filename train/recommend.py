@@ -168,14 +168,14 @@ def recommend_challenge(ctx: Context, challenge: list[dict], out: storage.StageW
 
 
 def run(cfg, which: str, challenge: str | None = None, rank: int = 0, world: int = 1,
-        version: str | None = None) -> dict:
+        version: str | None = None, force: bool = False) -> dict:
     """Write this rank's share of the recommendations; rank 0 commits when all are done."""
     t0 = time.time()
     if which not in ("train", "val", "test", "all", "none"):
         raise InputError(f"--playlists {which!r}: use train, val, test, all or none")
     # a malformed challenge set stops the job before any work (and nothing is committed)
     challenge_set = submission.read_challenge(challenge) if challenge and rank == 0 else None
-    ctx = load_context(cfg)
+    ctx = load_context(cfg, force=force)
     k = cfg.recommend.k
     out = storage.StageWriter(storage.stage_uri(cfg, "recs"), version)
     writer = PartWriter(out, rank)
@@ -215,6 +215,9 @@ def add_arguments(p) -> None:
     p.add_argument("--playlists", help="train, val, test, all or none (recommend.playlists)")
     p.add_argument("--challenge", metavar="FILE", help="challenge_set.json to answer (submission.csv.gz)")
     p.add_argument("--nproc", type=int, default=1, help="processes (torchrun), playlists sharded over them")
+    p.add_argument("--force", action="store_true",
+                   help="with recommend.method=auto and a ranker fitted on another model, serve LightGCN "
+                        "alone instead of stopping")
 
 
 def _extra(args) -> list[str]:
@@ -243,11 +246,12 @@ def run_cli(args) -> int:
     if args.nproc > 1:
         import subprocess
         from musicmap.train.launch import torchrun_command
-        rc = subprocess.call(torchrun_command(__file__, args, args.nproc, extra=_extra(args)))
+        own = (["--challenge", args.challenge] if args.challenge else []) + (["--force"] if args.force else [])
+        rc = subprocess.call(torchrun_command(__file__, args, args.nproc, extra=_extra(args)) + own)
         if rc:
             raise MusicMapError(f"recommend failed (exit status {rc})")
         return 0
-    res = run(cfg, cfg.recommend.playlists, args.challenge)
+    res = run(cfg, cfg.recommend.playlists, args.challenge, force=args.force)
     s = commit(res["out"], [res["summary"]])
     print_summary(s, res["out"].uri)
     return 0
@@ -269,7 +273,7 @@ def main(argv=None) -> int:
     setup_logging(rank=rank if ddp else None, quiet=rank != 0)
     cfg = config_from_args(args, _extra(args))
     if not ddp:
-        res = run(cfg, cfg.recommend.playlists, args.challenge)
+        res = run(cfg, cfg.recommend.playlists, args.challenge, force=args.force)
         print_summary(commit(res["out"], [res["summary"]]), res["out"].uri)
         return 0
     # coordination only (a version name, the summaries): CPU objects over gloo; scoring runs on
@@ -279,7 +283,7 @@ def main(argv=None) -> int:
     version = distributed.broadcast(storage.new_version() if rank == 0 else None)
     if cfg.recommend.device == "auto" and torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    res = run(cfg, cfg.recommend.playlists, args.challenge, rank, world, version)
+    res = run(cfg, cfg.recommend.playlists, args.challenge, rank, world, version, args.force)
     gathered = distributed.gather(res["summary"])
     if rank == 0:
         print_summary(commit(res["out"], gathered), res["out"].uri)
