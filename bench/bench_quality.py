@@ -112,13 +112,14 @@ def paired(report: dict, a: str, b: str) -> dict:
     return out
 
 
-def run_set(name: str, seeds: list[int], quick: bool, transductive: bool) -> dict:
+def run_set(name: str, seeds: list[int], quick: bool, transductive: bool, overrides=(), rebuild=True) -> dict:
     root = OUT / name
     make_data(name, root, quick)
     conf = SETS[name]["config"]
-    common = ["--root", str(root)] + (["--config", conf] if conf else [])
-    res = {"set": name, "seeds": {}, "times": {}}
-    res["times"]["build-graph"] = musicmap("build-graph", *common)
+    common = ["--root", str(root)] + (["--config", conf] if conf else []) + [a for o in overrides for a in ("--set", o)]
+    res = {"set": name, "seeds": {}, "times": {}, "overrides": list(overrides)}
+    if rebuild or not (root / "graph" / "_SUCCESS").exists():
+        res["times"]["build-graph"] = musicmap("build-graph", *common)
     g = json.loads((root / "graph" / "_SUCCESS").read_text())
     res["graph"] = {k: g[k] for k in ("graph_playlists", "tracks", "edges")}
     for seed in seeds:
@@ -143,6 +144,8 @@ def run_set(name: str, seeds: list[int], quick: bool, transductive: bool) -> dic
                               "times": t, "foldin_val": {m: v["ndcg"] for m, v in model["foldin"]["val"].items()},
                               "foldin_chosen": model["foldin"]["chosen"], "best_epoch": model["best"]["epoch"],
                               "steps_per_epoch": model["steps_per_epoch"],
+                              "embedded": model["tracks"], "lightgcn_edges": model["edges"],
+                              "epoch_seconds": round(sum(h["seconds"] for h in history) / max(len(history), 1), 2),
                               "curve": [(h["epoch"], round(h["loss"], 4), h.get("val", {}).get("ndcg"))
                                         for h in history],
                               "ranker_cv": ranker["cross_validation"]["methods"],
@@ -240,6 +243,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="0,1,2", help="train.seed / ranker.seed values")
     ap.add_argument("--transductive", action="store_true", help="also measure the transductive mode")
     ap.add_argument("--quick", action="store_true", help="synth at 5,000 playlists")
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    help="a config override for every stage (e.g. model.embed_min_playlists=5)")
+    ap.add_argument("--tag", default="", help="results saved under <set>/<tag> (e.g. cap5)")
+    ap.add_argument("--reuse-graph", action="store_true", help="keep the committed graph (no build-graph)")
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     OUT.mkdir(parents=True, exist_ok=True)
@@ -247,12 +254,19 @@ def main(argv=None) -> int:
     everything = json.loads(saved.read_text()) if saved.exists() else {}   # other sets' runs stay
     for name in args.sets.split(","):
         print(f"== {name}", flush=True)
-        results[name] = everything[name] = run_set(name, seeds, args.quick, args.transductive)
+        key = f"{name}/{args.tag}" if args.tag else name
+        results[key] = everything[key] = run_set(name, seeds, args.quick, args.transductive, args.overrides,
+                                                 rebuild=not args.reuse_graph)
         saved.write_text(json.dumps(everything, indent=1, default=str))
     for name, res in results.items():
         t = {k: round(sum(s["times"][k] for s in res["seeds"].values()) / len(res["seeds"]), 1)
              for k in next(iter(res["seeds"].values()))["times"]}
-        print(f"\n### {name}: {res['graph']}; seconds per stage {t} (build-graph {res['times']['build-graph']:.1f})")
+        built = f" (build-graph {res['times']['build-graph']:.1f})" if "build-graph" in res["times"] else ""
+        print(f"\n### {name} {' '.join(res.get('overrides', []))}: {res['graph']}; seconds per stage {t}{built}")
+        one = next(iter(res["seeds"].values()))
+        print(f"LightGCN embeds {one['embedded']:,} of {res['graph']['tracks']:,} catalogue tracks "
+              f"({one['lightgcn_edges']:,} of {res['graph']['edges']:,} edges), "
+              f"{one['epoch_seconds']:.1f} s per epoch, {one['best_epoch']} epochs to its best")
         print(table(res))
     print(f"\nresults in {OUT / 'quality.json'}")
     return 0

@@ -129,8 +129,8 @@ def build(mpd_dir: str, cfg) -> dict:
         **{k: [meta[u][k] for u in vocab] for k in ("track_name", "artist_uri", "artist_name",
                                                     "album_uri", "album_name", "duration_ms")},
         "train_playlists": [counts[u] for u in vocab]}, schema=schemas.TRACKS)
-    cases = eval_cases([p for p in kept if split[p["pid"]] != "train"], split, track_idx, g)
-    cases = pa.concat_tables([cases, graph_cases(graph_train, held, track_idx, g)])
+    eval_table = pa.concat_tables([eval_cases([p for p in kept if split[p["pid"]] != "train"], split, track_idx, g),
+                                   graph_cases(graph_train, held, track_idx, g)])
     q = pa.table({k: [r[i] for r in quarantine] for i, k in enumerate(schemas.QUARANTINE.names)},
                  schema=schemas.QUARANTINE)
     train = [p for p in kept if split[p["pid"]] == "train"]
@@ -140,7 +140,7 @@ def build(mpd_dir: str, cfg) -> dict:
     in_vocab = sum(len(edges_of[p["pid"]]) for p in train)
     gone = [p for p in train if len(edges_of[p["pid"]]) < g.min_tracks]
     q_playlists = [r for r in quarantine if r[2] not in mpd.FILE_RULES]
-    return {"tracks": tracks, "playlists": playlists, "edges": edges, "eval": cases, "quarantine": q,
+    return {"tracks": tracks, "playlists": playlists, "edges": edges, "eval": eval_table, "quarantine": q,
             "counts": {"playlists_read": read_pl, "occurrences_read": read_occ,
                        "valid": n, "train_occurrences": train_total, "edges": edges.num_rows,
                        # the reconciliation's terms, counted here the plain way

@@ -154,10 +154,11 @@ def test_ids_are_dense_and_stable_across_reruns(spark, graph_small, tmp_path):
     assert e["playlist_idx"].to_numpy().max() < sum(s == "train" for s in first["playlists"]["split"].to_pylist())
     out = str(tmp_path / "graph")
     build_graph(spark, str(root), output_uri=out)
-    # a rerun replaces the output cleanly; its edge files hold at most rows_per_part rows each
+    # a rerun commits a new version (the previous one kept for readers, storage.keep_versions);
+    # its edge files hold at most rows_per_part rows each
     build_graph(spark, str(root), output_uri=out, overrides=["graph.rows_per_part=20000"])
     assert spark._jsparkSession.sharedState().cacheManager().isEmpty()  # nothing left cached
-    assert len([n for n in storage.listdir(out) if n.startswith("v-")]) == 1
+    assert len([n for n in storage.listdir(out) if n.startswith("v-")]) == 2
     assert_same_tables(first, read_tables(out), names=("tracks", "playlists", "edges", "eval", "quarantine"))
     edge_files = sorted(Path(storage.open_committed(out).path("edges")).glob("*.parquet"))
     rows = [pq.ParquetFile(f).metadata.num_rows for f in edge_files]
