@@ -91,17 +91,19 @@ def inverse_power(d: np.ndarray, a: float) -> np.ndarray:
 
 
 def top_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """m with only the k largest entries of each row kept (ties by column)."""
-    m.sum_duplicates()
+    """m with only the k largest entries of each row kept (a row with more is cut by
+    np.argpartition: equal values at the cut are kept reproducibly, in no promised order)."""
     counts = np.diff(m.indptr)
-    if k <= 0 or counts.max(initial=0) <= k:
+    long = np.flatnonzero(counts > k) if k > 0 else np.zeros(0, np.int64)
+    if not len(long):
         return m
-    row = np.repeat(np.arange(m.shape[0]), counts)
-    order = np.lexsort((m.indices, -m.data, row))
-    rank = np.arange(len(order)) - np.repeat(m.indptr[:-1], counts)
-    keep = order[rank < k]
-    keep.sort()
-    return sp.csr_matrix((m.data[keep], m.indices[keep], np.concatenate([[0], np.cumsum(np.minimum(counts, k))])),
+    keep = np.ones(len(m.data), bool)
+    for r in long:
+        lo, hi = m.indptr[r], m.indptr[r + 1]
+        drop = np.argpartition(-m.data[lo:hi], k)[k:]
+        keep[lo + drop] = False
+    rows = np.repeat(np.arange(m.shape[0]), counts)[keep]
+    return sp.csr_matrix((m.data[keep], m.indices[keep], np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=m.shape[0]))])),
                          shape=m.shape)
 
 
@@ -174,14 +176,15 @@ class RP3Beta(ItemBased):
         d_i = self._fit_popularity(A)
         d_u = np.asarray(A.sum(1)).ravel()
         up = (sp.diags(inverse_power(d_i, self.alpha)) @ A.T).tocsr()        # (T, P) track -> playlist
-        down = (sp.diags(inverse_power(d_u, self.alpha)) @ A).tocsr()        # (P, T) playlist -> track
-        push = sp.diags(inverse_power(d_i, self.beta))
+        # playlist -> track, the reached track pushed down by its degree^beta
+        down = (sp.diags(inverse_power(d_u, self.alpha)) @ A @ sp.diags(inverse_power(d_i, self.beta))).tocsr()
         work = A.T.tocsr() @ d_u                                             # entries each row touches
         blocks = []
         for lo, hi in row_blocks(work, self.block_work):
-            w = ((up[lo:hi] @ down) @ push).tocoo()
-            keep = w.row + lo != w.col                                       # no track is its own neighbour
-            w = sp.csr_matrix((w.data[keep], (w.row[keep], w.col[keep])), shape=(hi - lo, A.shape[1]))
+            w = (up[lo:hi] @ down).tocsr()
+            self_ = w.indices == np.repeat(np.arange(lo, hi), np.diff(w.indptr))
+            w.data[self_] = 0.0                                               # no track is its own neighbour
+            w.eliminate_zeros()
             blocks.append(top_per_row(w, self.neighbours))
         self.W = sp.vstack(blocks, format="csr").astype(np.float32) if blocks else sp.csr_matrix((0, 0))
         return self
