@@ -11,6 +11,7 @@ Data sets (written once under bench/out/quality/<set>/mpd):
             project's reference real set; MUSICMAP_REALDATA names the folder of that script).
   ml-100k   MovieLens 100K as MPD slices: bench/realdata/ml100k.sh.
   synth     `musicmap synth` at the demo's size (20,000 playlists), conf/demo.yaml.
+  synth-5k  the same at 5,000 playlists (a quick comparison of settings, e.g. the LightGCN cap).
 
 Per set, as a user runs it (each a `musicmap` command in a subprocess, default config unless
 the set says otherwise): build-graph once, then for each seed (train.seed and ranker.seed):
@@ -41,7 +42,8 @@ GROUPS = {"title-only": ["title_only"],
           "1-10 seeds": ["title_first1", "title_first5", "first5", "title_first10", "first10"],
           "25-100 seeds": ["title_first25", "title_random25", "title_first100", "title_random100"]}
 SETS = {"ml-small": {"config": None}, "ml-100k": {"config": None},
-        "synth": {"config": str(REPO / "conf" / "demo.yaml")}}
+        "synth": {"config": str(REPO / "conf" / "demo.yaml")},
+        "synth-5k": {"config": str(REPO / "conf" / "demo.yaml")}}   # 5,000 generated playlists
 
 
 def sh(cmd: list[str], env: dict | None = None) -> float:
@@ -69,7 +71,7 @@ def make_data(name: str, root: Path, quick: bool) -> None:
            env={"MUSICMAP_REALDATA": str(shared), "PYTHON": sys.executable})
     else:
         musicmap("synth", "--config", SETS["synth"]["config"], "--out", str(mpd),
-                 "--playlists", "5000" if quick else "20000", "--challenge")
+                 "--playlists", "5000" if quick or name == "synth-5k" else "20000", "--challenge")
 
 
 METRICS = ("ndcg", "r_precision", "clicks")

@@ -33,6 +33,11 @@ PLAN = {
             ["--demo-root", "demo-data", "--scale", "seed", "--page-points", "600000"]),
     "quality": ("bench_quality.py", ["--sets", "synth", "--seeds", "0", "--quick"],
                 ["--sets", "ml-small,ml-100k,synth", "--seeds", "0,1,2", "--transductive"]),
+    # after quality: it measures the caps and the graph-playlist methods on quality's synth root
+    "catalogue": ("bench_catalogue.py", ["--root", "bench/out/quality/synth", "--caps", "1,2", "--steps", "3",
+                                         "--playlists", "200"],
+                  ["--root", "bench/out/quality/synth"]),
+    "synth_tail": ("bench_synth_tail.py", ["--sizes", "1000,3000"], []),
 }
 
 

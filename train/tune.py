@@ -159,13 +159,15 @@ def report_md(res: dict) -> str:
 
 def run(args, cfg) -> dict:
     t0 = time.time()
+    graph = storage.open_committed(storage.stage_uri(cfg, "graph"), "build-graph")   # the trials' input
     res = search(args, cfg)
     best = {**res["best"]["point"], **res["best_ranker"]["point"]}
     out = storage.StageWriter(storage.stage_uri(cfg, "tune"))
     storage.write_bytes(out.path("best.yaml"), (
         "# musicmap tune: the best settings on validation (only what differs from the starting config)\n"
         + yaml.safe_dump(nested(best), sort_keys=True)).encode())
-    storage.write_json(out.path("report.json"), {**res, "seconds": round(time.time() - t0, 1)})
+    storage.write_json(out.path("report.json"), {**res, "seconds": round(time.time() - t0, 1),
+                                                 "input": {"graph_version": graph.version}})
     storage.write_bytes(out.path("report.md"), report_md(res).encode())
     if not cfg.tune.keep_trials:
         storage.remove(storage.join(storage.stage_uri(cfg, "tune"), "trials"))
