@@ -50,9 +50,13 @@ def test_communities_come_out_as_separate_labelled_regions(mapped):
     root, m = mapped
     t = storage.read_parquet(m.path("tracks.parquet"), schema=schemas.MAP_TRACKS)
     cfg = load_config(root=str(root))
-    from musicmap.train.data import load_tracks
+    from musicmap.train.data import embedded_tracks, load_tracks
     tracks = load_tracks(storage.open_committed(storage.stage_uri(cfg, "graph")))
-    assert t["track_idx"].to_pylist() == list(range(tracks.num_rows))
+    # the map places the tracks LightGCN embeds: the catalogue's first ones, fewer than all
+    embedded = embedded_tracks(storage.open_committed(storage.stage_uri(cfg, "graph")),
+                               cfg.model.embed_min_playlists)
+    assert t["track_idx"].to_pylist() == list(range(embedded)) and 0 < embedded < tracks.num_rows
+    tracks = tracks.slice(0, embedded)
     comm = communities(root, tracks["track_uri"].to_pylist())
     xy = np.stack([t["x"].to_numpy(), t["y"].to_numpy()], 1)
     # most tracks' nearest neighbours on the map are of their own community
@@ -104,7 +108,7 @@ def test_the_page_draws_searches_and_lists_what_similar_lists(mapped, browser):
     from musicmap.train.recommenders import LightGCNRecommender
     root, m = mapped
     ctx = load_context(load_config(root=str(root)), ranker=False)
-    T = ctx.graph.num_tracks
+    T = len(ctx.model.tracks)   # the map draws the tracks LightGCN embeds
     browser.get(Path(m.path("index.html")).as_uri())   # from the file system, as a user opens it
     wait_for(browser, "return window.musicmap && window.musicmap.ready")
     assert browser.execute_script("return [musicmap.tracks, musicmap.pointsDrawn]") == [T, T]
