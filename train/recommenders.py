@@ -102,9 +102,8 @@ def top_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
         lo, hi = m.indptr[r], m.indptr[r + 1]
         drop = np.argpartition(-m.data[lo:hi], k)[k:]
         keep[lo + drop] = False
-    rows = np.repeat(np.arange(m.shape[0]), counts)[keep]
-    return sp.csr_matrix((m.data[keep], m.indices[keep], np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=m.shape[0]))])),
-                         shape=m.shape)
+    indptr = np.concatenate([[0], np.cumsum(np.minimum(counts, k))])   # a cut row keeps exactly k
+    return sp.csr_matrix((m.data[keep], m.indices[keep], indptr), shape=m.shape)
 
 
 def row_blocks(work: np.ndarray, budget: float) -> list[tuple[int, int]]:
