@@ -94,3 +94,20 @@ def test_tuning_picks_the_grid_point_with_the_best_validation_ndcg():
     assert point["val_ndcg"] == pytest.approx((1 + 1 / np.log2(3)) / 2)
     assert "skipped" in chosen["ease"]
     assert yardsticks.make("ease", chosen, GRAPH) is None
+
+
+def test_rp3beta_shared_walk_and_partial_rows_equal_separate_fits():
+    # tuning fits every beta of an alpha from one walk, and only the rows its cases' seeds need
+    betas = [0.0, 0.5, 1.0]
+    shared = RP3Beta(alpha=0.5, neighbours=2).fit_betas(GRAPH, betas, rows=np.array([3, 1]))
+    for beta, rec in zip(betas, shared):
+        alone = RP3Beta(alpha=0.5, beta=beta, neighbours=2).fit(GRAPH)
+        np.testing.assert_allclose(rec.W[[1, 3]].toarray(), alone.W[[1, 3]].toarray(), rtol=1e-6)
+        assert rec.W[[0, 2, 4, 5]].nnz == 0 and rec.beta == beta
+
+
+def test_sparse_cooccurrence_scores_equal_the_dense_ones():
+    from musicmap.train.recommenders import CoOccurrence
+    rec = CoOccurrence().fit(GRAPH)
+    seeds = [np.array([0, 0, 4]), np.array([], np.int64), np.array([2])]   # a repeated seed counts once
+    np.testing.assert_allclose(rec.sparse_scores(seeds).toarray(), rec.scores(seeds).numpy(), rtol=1e-6)

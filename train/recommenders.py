@@ -170,23 +170,40 @@ class RP3Beta(ItemBased):
         self.alpha, self.beta, self.neighbours = alpha, beta, neighbours
         self.title_model, self.chunk, self.block_work = title_model, chunk, block_work
 
-    def fit(self, graph: Graph) -> "RP3Beta":
+    def fit(self, graph: Graph, rows: np.ndarray | None = None) -> "RP3Beta":
+        """rows: compute only these tracks' rows of W (tuning needs the rows of its cases' seeds
+        only); None = every track."""
+        self.W = self.fit_betas(graph, [self.beta], rows)[0].W
+        return self
+
+    def fit_betas(self, graph: Graph, betas: list[float], rows: np.ndarray | None = None) -> list["RP3Beta"]:
+        """One fitted RP3Beta per beta (same alpha and neighbours), sharing the walk: the sparse
+        product is the cost, and beta only reweighs its columns before each row's top is kept."""
         A = binary_matrix(graph)
         d_i = self._fit_popularity(A)
         d_u = np.asarray(A.sum(1)).ravel()
+        T = graph.num_tracks
         up = (sp.diags(inverse_power(d_i, self.alpha)) @ A.T).tocsr()        # (T, P) track -> playlist
-        # playlist -> track, the reached track pushed down by its degree^beta
-        down = (sp.diags(inverse_power(d_u, self.alpha)) @ A @ sp.diags(inverse_power(d_i, self.beta))).tocsr()
-        work = A.T.tocsr() @ d_u                                             # entries each row touches
-        blocks = []
+        down = (sp.diags(inverse_power(d_u, self.alpha)) @ A).tocsr()        # (P, T) playlist -> track
+        rows = np.arange(T) if rows is None else np.unique(np.asarray(rows, np.int64))
+        work = (A.T.tocsr() @ d_u)[rows]                                     # entries each row touches
+        push = [inverse_power(d_i, b) for b in betas]                        # a reached track / degree^beta
+        parts: list[list] = [[] for _ in betas]
         for lo, hi in row_blocks(work, self.block_work):
-            w = (up[lo:hi] @ down).tocsr()
-            self_ = w.indices == np.repeat(np.arange(lo, hi), np.diff(w.indptr))
-            w.data[self_] = 0.0                                               # no track is its own neighbour
+            r = rows[lo:hi]
+            w = (up[r] @ down).tocsr()
+            w.data[w.indices == np.repeat(r, np.diff(w.indptr))] = 0.0    # no track is its own neighbour
             w.eliminate_zeros()
-            blocks.append(top_per_row(w, self.neighbours))
-        self.W = sp.vstack(blocks, format="csr").astype(np.float32) if blocks else sp.csr_matrix((0, 0))
-        return self
+            for part, p in zip(parts, push):
+                wb = sp.csr_matrix((w.data * p[w.indices], w.indices, w.indptr), shape=w.shape)
+                part.append((r, top_per_row(wb, self.neighbours)))
+        out = []
+        for beta, part in zip(betas, parts):
+            rec = RP3Beta(self.alpha, beta, self.neighbours, self.title_model, self.chunk, self.block_work)
+            rec.num_tracks, rec.tiebreak = self.num_tracks, self.tiebreak
+            rec.W = _stack_rows(part, T)
+            out.append(rec)
+        return out
 
     def sparse_scores(self, seeds: list[np.ndarray]) -> sp.csr_matrix:
         """(n, T) sparse scores: only the seeds' neighbours are nonzero."""
@@ -222,6 +239,17 @@ class RP3Beta(ItemBased):
         if cold and self.title_model is not None and names is not None:
             out_i[cold], out_s[cold] = self.title_model.rank([seeds[i] for i in cold], [names[i] for i in cold], k)
         return out_i, out_s
+
+
+def _stack_rows(parts: list[tuple[np.ndarray, sp.csr_matrix]], T: int) -> sp.csr_matrix:
+    """(T, T) float32 CSR from blocks of rows (ascending row ids, each block's rows in order);
+    rows in no block are empty."""
+    counts = np.zeros(T, np.int64)
+    for r, m in parts:
+        counts[r] = np.diff(m.indptr)
+    data = np.concatenate([m.data.astype(np.float32) for _, m in parts]) if parts else np.zeros(0, np.float32)
+    indices = np.concatenate([m.indices for _, m in parts]) if parts else np.zeros(0, np.int32)
+    return sp.csr_matrix((data, indices, np.concatenate([[0], np.cumsum(counts)])), shape=(T, T))
 
 
 class EASE(ItemBased):
@@ -282,6 +310,24 @@ class CoOccurrence(ItemBased):
         n = torch.from_numpy(n)
         self.inv_sqrt = torch.where(n > 0, n.clamp_min(1).rsqrt(), torch.zeros_like(n))
         return self
+
+    def sparse_scores(self, seeds: list[np.ndarray]) -> sp.csr_matrix:
+        """The scores of `scores` as a scipy CSR (n, T): only tracks that share a train playlist
+        with a seed are stored, so a chunk costs its seeds' playlists, not the catalogue."""
+        if not hasattr(self, "_X"):      # built on first use: the baseline needs the torch ones only
+            X = self.X.to_sparse_coo().coalesce()
+            idx, vals = X.indices().numpy(), X.values().numpy()
+            self._X = sp.csr_matrix((vals, (idx[0], idx[1])), shape=tuple(X.shape))
+            self._Xt = self._X.T.tocsr()
+        T = self.num_tracks
+        rows, cols = _flat(seeds)
+        key = np.unique(rows * T + cols)                 # a seed listed twice counts once, as in scores
+        rows, cols = key // T, key % T
+        inv = self.inv_sqrt.numpy()
+        q = sp.csr_matrix((inv[cols], (rows, cols)), shape=(len(seeds), T))
+        m = ((q @ self._Xt) @ self._X).tocsr()
+        m.data *= inv[m.indices]
+        return m
 
     @torch.no_grad()
     def scores(self, seeds: list[np.ndarray]) -> torch.Tensor:

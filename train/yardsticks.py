@@ -52,16 +52,31 @@ def tuning_cases(cases: EvalCases, n: int, seed: int) -> EvalCases:
     return cases.subset(idx)
 
 
+def fitted_grid(name: str, bc, graph: Graph, rows: np.ndarray):
+    """(settings, fitted recommender) for each grid point, in grid() order. RP3beta computes only
+    `rows` of its item-item matrix (the tuning cases' seeds: nothing else is scored) and shares
+    each alpha's walk across the betas."""
+    if name != "rp3beta":
+        for params in grid(name, bc):
+            yield params, build(name, params, max_tracks=bc.ease_max_tracks).fit(graph)
+        return
+    for alpha in bc.rp3beta_alpha:
+        betas = [float(b) for b in bc.rp3beta_beta]
+        fitted = RP3Beta(float(alpha), 0.0, bc.rp3beta_neighbours).fit_betas(graph, betas, rows)
+        for beta, rec in zip(betas, fitted):
+            yield {"alpha": float(alpha), "beta": beta, "neighbours": bc.rp3beta_neighbours}, rec
+
+
 def tune(graph: Graph, val: EvalCases, bc, title_model=None, k: int = 500) -> dict:
     """{method: the best grid point by validation NDCG, with every point's score}."""
     cases = tuning_cases(val, bc.tune_cases, bc.seed)
+    rows = np.unique(np.concatenate([np.zeros(0, np.int64), *cases.seeds]))
     out = {}
     for name in NAMES:
         t0, scored = time.time(), []
         try:
-            for params in grid(name, bc):
-                ranked = build(name, params, max_tracks=bc.ease_max_tracks).fit(graph).rank(cases.seeds, None, k)[0]
-                scored.append({**params, "val_ndcg": mean_ndcg(ranked, cases, k)})
+            for params, rec in fitted_grid(name, bc, graph, rows):
+                scored.append({**params, "val_ndcg": mean_ndcg(rec.rank(cases.seeds, None, k)[0], cases, k)})
         except EASE.TooLarge as e:
             log.info("EASE^R skipped: %s", e)
             out[name] = {"skipped": str(e)}
