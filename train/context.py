@@ -43,7 +43,8 @@ class Context:
     booster: object = None    # the committed ranker's LightGBM booster, when it is served
     ranker_manifest: dict | None = None
     fitted: dict | None = None      # the committed ranker's manifest when fitted on this model
-    _yardsticks: dict = field(default_factory=dict, repr=False)
+    _yardsticks: dict = field(default_factory=dict, repr=False)   # "tuned" settings, fitted methods
+    _served: object = field(default=None, repr=False)
 
     @property
     def uris(self) -> pa.Array:
@@ -87,17 +88,28 @@ class Context:
                 self._yardsticks["tuned"] = yardsticks.chosen_for(self)
             rec = yardsticks.baseline(self, name, self._yardsticks.get("tuned", {}))
             if rec is None:
-                raise InputError(f"{name} cannot serve this graph: {self._yardsticks['tuned'][name]['skipped']}")
+                why = (self._yardsticks.get("tuned", {}).get(name) or {}).get("skipped", "not tuned")
+                raise InputError(f"{name} cannot serve this graph: {why}")
             self._yardsticks[name] = rec
         return self._yardsticks[name]
 
+    def use_tuned(self, tuned: dict) -> None:
+        """Fit the yardsticks with these settings from now on (train.yardsticks.tune's result);
+        methods fitted with other settings are dropped."""
+        if self._yardsticks.get("tuned") != tuned:
+            self._yardsticks = {"tuned": tuned}
+
     def recommender(self):
-        """The served recommender (recommend.method): the ranker or LightGCN alone."""
+        """The served recommender (recommend.method): the ranker or LightGCN alone, built once
+        (the ranker's RP3beta source is a fit over the whole catalogue)."""
         if self.booster is None:
             return self.lightgcn()
-        from musicmap.train.ranker import Ranker, sources_for
-        return Ranker(sources_for(self, self.ranker_manifest["yardsticks"]), self.booster, self.cfg.ranker.chunk,
-                      self.ranker_manifest.get("no_seed_cases", {}).get("chosen", "ranker"))
+        if self._served is None:
+            from musicmap.train.ranker import Ranker, sources_for
+            self._served = Ranker(sources_for(self, self.ranker_manifest["yardsticks"]), self.booster,
+                                  self.cfg.ranker.chunk,
+                                  self.ranker_manifest.get("no_seed_cases", {}).get("chosen", "ranker"))
+        return self._served
 
 
 def load_context(cfg, need_model: bool = True, ranker: bool = True, force: bool = False) -> Context:

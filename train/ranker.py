@@ -216,7 +216,8 @@ def sources_for(ctx, tuned: dict) -> Sources:
         index = {v: i for i, v in enumerate(dict.fromkeys(values))}
         return np.array([index[v] for v in values], np.int64)
     rk = ctx.cfg.ranker
-    rp3 = yardsticks.make("rp3beta", tuned, ctx.graph)
+    ctx.use_tuned(tuned)       # one RP3beta fit, shared with the other methods of this command
+    rp3 = ctx.yardstick("rp3beta") if "alpha" in (tuned.get("rp3beta") or {}) else None
     return Sources(ctx.graph, ids("artist_uri"), ids("album_uri"), ctx.train_modified_at(),
                    ctx.lightgcn(), ctx.title_model, rp3, k=ctx.cfg.recommend.k, per_source=rk.per_source)
 
@@ -259,10 +260,14 @@ def single_methods(ctx, cases: EvalCases, k: int, tuned: dict) -> dict:
     """Ranked lists of each method alone on the cases (what each stage adds); RP3beta and EASE^R
     with their validation-tuned settings (on the cases they were tuned on: an upper bound)."""
     recs = {"lightgcn": ctx.lightgcn()}
+    ctx.use_tuned(tuned)
     for name in ("cooccurrence", "popularity", "recent_popularity", *yardsticks.NAMES):
-        rec = yardsticks.baseline(ctx, name, tuned)
-        if rec is not None:
-            recs[name] = rec
+        try:
+            recs[name] = ctx.yardstick(name)
+        except InputError:
+            if name not in yardsticks.NAMES:
+                raise
+            continue              # EASE^R above its size
     return {name: rec.rank(cases.seeds, cases.name, k)[0] for name, rec in recs.items()}
 
 
@@ -303,7 +308,6 @@ def run(cfg) -> dict:
                                                  [val.name[i] for i in cold["cases"]], k)[0]
     report["ranker"] = mean_metrics(cv, val, k)
     booster = fit_booster(pool, range(len(cases)), rk)
-    ctx._yardsticks["tuned"] = tuned
     graph_choice = choose_graph_method(ctx, k)
     chosen = "ranker" if report["ranker"]["all"]["ndcg"] > report["lightgcn"]["all"]["ndcg"] else "lightgcn"
     strongest = max(report, key=lambda m: report[m]["all"]["ndcg"])
