@@ -95,39 +95,32 @@ class Sources:
         self.static = np.stack([np.log1p(s.pop), np.log1p(s.recent[0]), np.log1p(s.recent[1]),
                                 s.first_seen, s.mean_time], 1).astype(np.float32)   # (T, len(STATIC))
 
-    def dense_scores(self, seeds: list[np.ndarray]) -> dict:
-        """{source: (n, T) scores over the catalogue} of the seed-based sources (-inf where the
-        source has nothing to say: a track LightGCN does not embed)."""
-        n, T = len(seeds), self.graph.num_tracks
-        lg = torch.full((n, T), -torch.inf)
-        lg[:, :self.scorer.num_tracks] = self.scorer.scores(seeds).float()
-        out = {"lightgcn": lg, "cooc": self.cooc.scores(seeds)}
-        out["rp3"] = self.rp3.scores(seeds) if self.rp3 is not None else torch.full((n, T), -torch.inf)
+    def scored(self, seeds: list[np.ndarray], seed_keys: np.ndarray, has: np.ndarray) -> dict:
+        """{source: Scored} of the seed-based sources for one chunk of cases. LightGCN scores its
+        embedded tracks densely; co-occurrence and RP3beta stay sparse (only the tracks the seeds
+        reach score above 0), so a chunk costs its seeds' neighbourhoods, not the catalogue."""
+        T = self.graph.num_tracks
+        out = {"lightgcn": _dense(self.scorer.scores(seeds).float(), seed_keys, T, self.k, has),
+               "cooc": _sparse(self.cooc.sparse_scores(seeds), seed_keys, self.per_source, has)}
+        out["rp3"] = (_sparse(self.rp3.sparse_scores(seeds), seed_keys, self.per_source, has)
+                      if self.rp3 is not None else _silent(len(seeds), self.per_source))
         return out
 
     def candidates(self, seeds: list[np.ndarray], names: list) -> Block:
         """Candidates and features of one chunk of cases (new playlists, folded in from their seeds)."""
         n, T = len(seeds), self.graph.num_tracks
         has = np.array([len(s) > 0 for s in seeds])
-        seen = torch.zeros(n, T, dtype=torch.bool)
         rows, cols = _flat(seeds)
-        seen[torch.from_numpy(rows), torch.from_numpy(cols)] = True
-        lists, dense = [], {}
-        for name, s in self.dense_scores(seeds).items():
-            size = self.k if name == "lightgcn" else self.per_source
-            s = s.masked_fill(seen, -torch.inf)
-            v, top = select(s, min(size, T))
-            top[~torch.from_numpy(has)[:, None] | ~torch.isfinite(v)] = -1   # no seeds, or nothing to say
-            lists.append(top.numpy())
-            dense[name] = (s, top)
+        seed_keys = np.unique(rows * T + cols)
+        scored = self.scored(seeds, seed_keys, has)
+        lists = [sc.top for sc in scored.values()]
         m = self.per_source
         lists.append(np.broadcast_to(self.signals.pop_order[:m], (n, min(m, T))))
         lists.append(np.broadcast_to(self.signals.recent_order[:m], (n, min(m, T))))
         title_top, title_share = self._title(names, m)
         lists.append(title_top)
-        proposed = np.concatenate(lists, 1)
-        cand = _union(proposed, seen.numpy())
-        x = self._features(cand, seeds, names, has, dense, title_share)
+        cand = _union(np.concatenate(lists, 1), seed_keys, T)
+        x = self._features(cand, seeds, names, has, scored, title_share)
         x[..., COL["sources"]] = _proposals(cand, lists)
         x[cand < 0] = np.nan
         return Block(cand, x, self.titles.rank(seeds, names, self.k)[0])
@@ -151,24 +144,19 @@ class Sources:
             shares.append((tr, sh))
         return top, shares
 
-    def _features(self, cand, seeds, names, has, dense, title_share) -> np.ndarray:
+    def _features(self, cand, seeds, names, has, scored, title_share) -> np.ndarray:
         n, M = cand.shape
         c = np.where(cand >= 0, cand, 0)
-        ct = torch.from_numpy(c)
         x = np.full((n, M, len(FEATURES)), np.nan, np.float32)
         for name, relative in (("lightgcn", "gap"), ("cooc", "share"), ("rp3", "share")):
-            s, top = dense[name]
-            val = torch.gather(s, 1, ct).numpy()
-            best = s.max(1).values.numpy()[:, None]
-            # rank in the source's list; absent: the list's length (padding goes to a spare column)
-            rank = torch.full((n, s.shape[1] + 1), float(top.shape[1]))
-            rank.scatter_(1, torch.where(top >= 0, top, s.shape[1]),
-                          torch.arange(top.shape[1], dtype=torch.float32).expand_as(top))
+            sc = scored[name]
+            val, best = sc.lookup(cand), sc.best[:, None]
             known = np.isfinite(val)                      # the source scores this track at all
-            x[..., COL[f"{name}_score"]] = np.where(known, val, np.nan)
+            x[..., COL[f"{name}_score"]] = val
             x[..., COL[f"{name}_{relative}"]] = np.where(
                 known, (val - best) if relative == "gap" else val / np.maximum(best, 1e-12), np.nan)
-            x[..., COL[f"{name}_rank"]] = np.where(known, np.log1p(torch.gather(rank, 1, ct).numpy()), np.nan)
+            # rank in the source's list; absent: the list's length
+            x[..., COL[f"{name}_rank"]] = np.where(known, np.log1p(_position(sc.top, cand)), np.nan)
             for f in (f"{name}_score", f"{name}_{relative}", f"{name}_rank"):
                 x[~has, :, COL[f]] = np.nan
         for j, name in enumerate(STATIC):
@@ -200,18 +188,101 @@ def _proposals(cand: np.ndarray, lists: list[np.ndarray]) -> np.ndarray:
     return count.reshape(n, M)
 
 
-def _union(lists: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """Each row's distinct non-negative ids that are not seeds, ascending, -1 padded."""
+def _union(lists: np.ndarray, seed_keys: np.ndarray, T: int) -> np.ndarray:
+    """Each row's distinct non-negative ids that are not seeds (seed_keys: row * T + track),
+    ascending, -1 padded."""
     s = np.sort(lists, axis=1)
     dup = np.zeros_like(s, dtype=bool)
     dup[:, 1:] = s[:, 1:] == s[:, :-1]
     rows = np.arange(len(s))[:, None]
-    bad = dup | (s < 0) | seen[rows, np.maximum(s, 0)]
+    bad = dup | (s < 0) | np.isin(rows * T + np.maximum(s, 0), seed_keys)
     s = np.where(bad, -1, s)
     order = np.argsort(s < 0, axis=1, kind="stable")          # valid first, still ascending
     s = np.take_along_axis(s, order, 1)
     width = max(int((s >= 0).sum(1).max(initial=0)), 1)
     return s[:, :width]
+
+
+def _position(top: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """(n, M) float32 position of each candidate in its row of top (n, L); absent: L."""
+    n, L = top.shape
+    T = int(max(top.max(initial=0), cand.max(initial=0))) + 1
+    rows = np.broadcast_to(np.arange(n)[:, None], top.shape)
+    valid = top >= 0
+    keys = rows[valid] * T + top[valid]
+    pos = np.broadcast_to(np.arange(L), top.shape)[valid]
+    order = np.argsort(keys, kind="stable")
+    keys, pos = keys[order], pos[order]
+    want = np.arange(n)[:, None] * T + np.maximum(cand, 0)
+    j = np.searchsorted(keys, want).clip(max=max(len(keys) - 1, 0))
+    hit = (keys[j] == want) & (cand >= 0) if len(keys) else np.zeros(cand.shape, bool)
+    return np.where(hit, pos[j] if len(keys) else 0, L).astype(np.float32)
+
+
+@dataclass
+class Scored:
+    """One source's view of a chunk of cases: what it proposes and what it says of any track."""
+    top: np.ndarray      # (n, size) proposed track_idx, best first, -1 padded (none without seeds)
+    best: np.ndarray     # (n,) each case's best score (NaN: the source says nothing)
+    lookup: object       # (n, M) track_idx -> (n, M) float32 scores, NaN where it says nothing
+
+
+def _dense(s: torch.Tensor, seed_keys: np.ndarray, T: int, size: int, has: np.ndarray) -> Scored:
+    """A source that scores the catalogue's first W tracks (LightGCN: those it embeds; s (n, W))
+    and says nothing of the rest."""
+    n, W = s.shape
+    rows, cols = seed_keys // T, seed_keys % T
+    inside = cols < W
+    s[torch.from_numpy(rows[inside]), torch.from_numpy(cols[inside])] = -torch.inf
+    v, top = select(s, min(size, W))
+    top[~torch.from_numpy(has)[:, None] | ~torch.isfinite(v)] = -1   # no seeds, or nothing to say
+    best = s.max(1).values.numpy() if W else np.full(n, -np.inf, np.float32)
+
+    def lookup(cand: np.ndarray) -> np.ndarray:
+        ok = (cand >= 0) & (cand < W)
+        val = torch.gather(s, 1, torch.from_numpy(np.where(ok, cand, 0))).numpy() if W else np.zeros(cand.shape)
+        return np.where(ok & np.isfinite(val), val, np.nan).astype(np.float32)
+    return Scored(top.numpy(), best, lookup)
+
+
+def _sparse(m, seed_keys: np.ndarray, size: int, has: np.ndarray) -> Scored:
+    """A source with sparse scores m (n, T) (scipy CSR): the tracks it reaches score above 0,
+    every other track 0 (a known score: it was reached by no walk)."""
+    m = m.tocsr()               # rows in order; within a row any order (sorting them costs more)
+    n, T = m.shape
+    row = np.repeat(np.arange(n), np.diff(m.indptr))
+    keys = row * T + m.indices
+    keep = (m.data > 0) & ~np.isin(keys, seed_keys) & has[row]
+    keys, data, row = keys[keep], m.data[keep].astype(np.float32), row[keep]
+    top = np.full((n, size), -1, np.int64)
+    best = np.zeros(n, np.float32)
+    bounds = np.searchsorted(row, np.arange(n + 1))
+    for i in range(n):
+        lo, hi = bounds[i], bounds[i + 1]
+        v, c = data[lo:hi], keys[lo:hi] - i * T
+        if hi - lo > size:                                  # the best `size`, then ordered
+            cut = np.argpartition(-v, size - 1)[:size]
+            v, c = v[cut], c[cut]
+        order = np.lexsort((c, -v))                          # best first, ties by track
+        top[i, :len(order)] = c[order]
+        best[i] = v.max(initial=0.0)
+
+    def lookup(cand: np.ndarray) -> np.ndarray:
+        # the few wanted keys sorted, the many stored ones searched among them
+        want = np.arange(n)[:, None] * T + np.maximum(cand, 0)
+        uw, back = np.unique(want, return_inverse=True)
+        j = np.searchsorted(uw, keys).clip(max=len(uw) - 1)
+        hit = uw[j] == keys
+        val = np.zeros(len(uw), np.float32)
+        val[j[hit]] = data[hit]
+        return val[back.reshape(want.shape)]
+    return Scored(top, best, lookup)
+
+
+def _silent(n: int, size: int) -> Scored:
+    """A source that is not there (no RP3beta fitted): proposes nothing, says nothing."""
+    return Scored(np.full((n, size), -1, np.int64), np.full(n, np.nan, np.float32),
+                  lambda cand: np.full(cand.shape, np.nan, np.float32))
 
 
 def _share(seeds: list[np.ndarray], group_of: np.ndarray, cand: np.ndarray) -> np.ndarray:
