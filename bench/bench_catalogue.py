@@ -22,7 +22,7 @@ import torch
 
 from musicmap import storage
 from musicmap.config import load_config
-from musicmap.train import loop
+from musicmap.train import loop, yardsticks
 from musicmap.train.data import load_graph, load_tracks
 from musicmap.train.model import LightGCN, bpr_loss
 from musicmap.train.scoring import topk
@@ -67,12 +67,26 @@ def cap_costs(root: str, caps: list[int], steps: int, cfg) -> list[dict]:
 
 
 def serving_costs(root: str, n: int, cfg) -> list[dict]:
+    """Fit and per-1,000 seconds of each graph-playlist method, and the yardsticks' tuning on
+    the graph's validation cases (LightGCN only when a model is committed: bench/graphgen.py
+    writes a graph alone)."""
     from musicmap.train.context import load_context
+    from musicmap.train.data import load_eval, uri_index
     from musicmap.train.recommend import GRAPH_METHODS, rank_graph_playlists
-    ctx = load_context(load_config(overrides=[f"storage.root={root}"]), ranker=False)
+    run_cfg = load_config(overrides=[f"storage.root={root}"])
+    try:
+        ctx = load_context(run_cfg, ranker=False)
+    except storage.NotCommittedError:
+        ctx = load_context(run_cfg, need_model=False, ranker=False)
     idx = np.random.default_rng(0).choice(ctx.graph.num_playlists, min(n, ctx.graph.num_playlists), replace=False)
-    out = []
-    for method in GRAPH_METHODS:
+    val = load_eval(ctx.committed, "val", uri_index(ctx.tracks))
+    t0 = time.perf_counter()
+    tuned = yardsticks.tune(ctx.graph, val, run_cfg.baselines)
+    out = [{"method": "tune (RP3beta grid, EASE^R)", "fit_s": time.perf_counter() - t0,
+            "cases": tuned["rp3beta"].get("cases", 0)}]
+    print(f"  tune: {out[-1]} {tuned['rp3beta'].get('alpha')}/{tuned['rp3beta'].get('beta')}", flush=True)
+    ctx.use_tuned(tuned)
+    for method in GRAPH_METHODS if ctx.model is not None else GRAPH_METHODS[1:]:
         t0 = time.perf_counter()
         try:
             if method != "lightgcn":
@@ -97,18 +111,20 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=10, help="timed training steps per cap")
     ap.add_argument("--playlists", type=int, default=1000, help="graph playlists ranked per method")
     ap.add_argument("--skip-serving", action="store_true")
+    ap.add_argument("--skip-caps", action="store_true", help="serving and tuning only")
     args = ap.parse_args(argv)
     cfg = load_config()
     torch.manual_seed(0)
     print(f"== caps on {args.root}", flush=True)
-    caps = cap_costs(args.root, [int(c) for c in args.caps.split(",")], args.steps, cfg)
-    print("\n| cap | tracks embedded (of the catalogue) | edges | table + Adam | s per step | steps per epoch "
-          "| s per epoch | top-500 s per 1,000 playlists |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for c in caps:
-        print(f"| {c['cap']} | {c['embedded']:,} of {c['catalogue']:,} | {c['edges']:,} of {c['all_edges']:,} | "
-              f"{c['table_mib']:,.0f} MiB | {c['step_s']:.3f} | {c['epoch_steps']} | {c['epoch_s']:.1f} | "
-              f"{c['top500_per_1000_s']:.2f} |")
+    caps = [] if args.skip_caps else cap_costs(args.root, [int(c) for c in args.caps.split(",")], args.steps, cfg)
+    if caps:
+        print("\n| cap | tracks embedded (of the catalogue) | edges | table + Adam | s per step | steps per epoch "
+              "| s per epoch | top-500 s per 1,000 playlists |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for c in caps:
+            print(f"| {c['cap']} | {c['embedded']:,} of {c['catalogue']:,} | {c['edges']:,} of {c['all_edges']:,} | "
+                  f"{c['table_mib']:,.0f} MiB | {c['step_s']:.3f} | {c['epoch_steps']} | {c['epoch_s']:.1f} | "
+                  f"{c['top500_per_1000_s']:.2f} |")
     if not args.skip_serving:
         print("\n== graph playlists, per method", flush=True)
         rows = serving_costs(args.root, args.playlists, cfg)
@@ -117,6 +133,8 @@ def main(argv=None) -> int:
         for r in rows:
             if "skipped" in r:
                 print(f"| {r['method']} | skipped: {r['skipped']} | | |")
+            elif "per_1000_s" not in r:
+                print(f"| {r['method']} | {r['fit_s']:.1f} (on {r['cases']:,} validation cases) | | |")
             else:
                 print(f"| {r['method']} | {r['fit_s']:.1f} | {r['per_1000_s']:.2f} | {r['mpd_hours']:.2f} |")
     return 0
