@@ -93,6 +93,18 @@ class Context:
             self._yardsticks[name] = rec
         return self._yardsticks[name]
 
+    def baselines(self, names) -> dict:
+        """{name: fitted baseline} of `names` (any of evaluate.baselines); a yardstick skipped for
+        this graph (EASE^R above its size, logged when it was tuned) is left out."""
+        out = {}
+        for name in names:
+            try:
+                out[name] = self.yardstick(name)
+            except InputError:
+                if name not in yardsticks.NAMES:
+                    raise
+        return out
+
     def use_tuned(self, tuned: dict) -> None:
         """Fit the yardsticks with these settings from now on (train.yardsticks.tune's result);
         methods fitted with other settings are dropped."""

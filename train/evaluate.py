@@ -140,13 +140,8 @@ def run(cfg, split: str, force: bool = False) -> dict:
         methods["lightgcn"] = ctx.lightgcn().rank(cases.seeds, cases.name, ec.k)[0]
     chosen = yardsticks.chosen_for(ctx) if set(ec.baselines) & set(yardsticks.NAMES) else {}
     ctx.use_tuned(chosen)      # each method fitted once, here and for the graph playlists
-    for name in ec.baselines:
-        try:
-            methods[name] = ctx.yardstick(name).rank(cases.seeds, cases.name, ec.k)[0]
-        except InputError:
-            if name not in yardsticks.NAMES:
-                raise
-            continue           # EASE^R above its size (logged when it was tuned)
+    for name, rec in ctx.baselines(ec.baselines).items():
+        methods[name] = rec.rank(cases.seeds, cases.name, ec.k)[0]
 
     is_seed = np.array([c == mpd.SEED_PROTOCOL for c in cases.category])
     report = {"split": split, "k": ec.k, "k_small": ec.k_small,

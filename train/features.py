@@ -156,7 +156,7 @@ class Sources:
             x[..., COL[f"{name}_{relative}"]] = np.where(
                 known, (val - best) if relative == "gap" else val / np.maximum(best, 1e-12), np.nan)
             # rank in the source's list; absent: the list's length
-            x[..., COL[f"{name}_rank"]] = np.where(known, np.log1p(_position(sc.top, cand)), np.nan)
+            x[..., COL[f"{name}_rank"]] = np.where(known, np.log1p(_position(sc.top, cand, self.graph.num_tracks)), np.nan)
             for f in (f"{name}_score", f"{name}_{relative}", f"{name}_rank"):
                 x[~has, :, COL[f]] = np.nan
         for j, name in enumerate(STATIC):
@@ -182,10 +182,16 @@ def _proposals(cand: np.ndarray, lists: list[np.ndarray]) -> np.ndarray:
     keys = (np.arange(n)[:, None] * T + np.where(cand >= 0, cand, 0)).ravel()
     count = np.zeros(n * M, np.float32)
     for lst in lists:
-        lk = np.unique((np.arange(n)[:, None] * T + lst)[lst >= 0])
-        pos = np.searchsorted(lk, keys).clip(max=max(len(lk) - 1, 0))
-        count += (lk[pos] == keys) if len(lk) else 0
+        count += _find(np.unique((np.arange(n)[:, None] * T + lst)[lst >= 0]), keys)[1]
     return count.reshape(n, M)
+
+
+def _find(keys: np.ndarray, want: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index, found) of each of `want` in the sorted `keys` (index 0 where not found)."""
+    if not len(keys):
+        return np.zeros(want.shape, np.int64), np.zeros(want.shape, bool)
+    j = np.searchsorted(keys, want).clip(max=len(keys) - 1)
+    return j, keys[j] == want
 
 
 def _union(lists: np.ndarray, seed_keys: np.ndarray, T: int) -> np.ndarray:
@@ -203,20 +209,17 @@ def _union(lists: np.ndarray, seed_keys: np.ndarray, T: int) -> np.ndarray:
     return s[:, :width]
 
 
-def _position(top: np.ndarray, cand: np.ndarray) -> np.ndarray:
-    """(n, M) float32 position of each candidate in its row of top (n, L); absent: L."""
+def _position(top: np.ndarray, cand: np.ndarray, T: int) -> np.ndarray:
+    """(n, M) float32 position of each candidate (track_idx < T) in its row of top (n, L);
+    absent: L."""
     n, L = top.shape
-    T = int(max(top.max(initial=0), cand.max(initial=0))) + 1
-    rows = np.broadcast_to(np.arange(n)[:, None], top.shape)
     valid = top >= 0
-    keys = rows[valid] * T + top[valid]
+    keys = (np.arange(n)[:, None] * T + top)[valid]
     pos = np.broadcast_to(np.arange(L), top.shape)[valid]
     order = np.argsort(keys, kind="stable")
     keys, pos = keys[order], pos[order]
-    want = np.arange(n)[:, None] * T + np.maximum(cand, 0)
-    j = np.searchsorted(keys, want).clip(max=max(len(keys) - 1, 0))
-    hit = (keys[j] == want) & (cand >= 0) if len(keys) else np.zeros(cand.shape, bool)
-    return np.where(hit, pos[j] if len(keys) else 0, L).astype(np.float32)
+    j, hit = _find(keys, np.arange(n)[:, None] * T + np.maximum(cand, 0))
+    return np.where(hit & (cand >= 0), pos[j] if len(pos) else 0, L).astype(np.float32)
 
 
 @dataclass
@@ -230,17 +233,17 @@ class Scored:
 def _dense(s: torch.Tensor, seed_keys: np.ndarray, T: int, size: int, has: np.ndarray) -> Scored:
     """A source that scores the catalogue's first W tracks (LightGCN: those it embeds; s (n, W))
     and says nothing of the rest."""
-    n, W = s.shape
+    W = s.shape[1]
     rows, cols = seed_keys // T, seed_keys % T
     inside = cols < W
     s[torch.from_numpy(rows[inside]), torch.from_numpy(cols[inside])] = -torch.inf
     v, top = select(s, min(size, W))
     top[~torch.from_numpy(has)[:, None] | ~torch.isfinite(v)] = -1   # no seeds, or nothing to say
-    best = s.max(1).values.numpy() if W else np.full(n, -np.inf, np.float32)
+    best = s.max(1).values.numpy()
 
     def lookup(cand: np.ndarray) -> np.ndarray:
         ok = (cand >= 0) & (cand < W)
-        val = torch.gather(s, 1, torch.from_numpy(np.where(ok, cand, 0))).numpy() if W else np.zeros(cand.shape)
+        val = torch.gather(s, 1, torch.from_numpy(np.where(ok, cand, 0))).numpy()
         return np.where(ok & np.isfinite(val), val, np.nan).astype(np.float32)
     return Scored(top.numpy(), best, lookup)
 
@@ -271,8 +274,7 @@ def _sparse(m, seed_keys: np.ndarray, size: int, has: np.ndarray) -> Scored:
         # the few wanted keys sorted, the many stored ones searched among them
         want = np.arange(n)[:, None] * T + np.maximum(cand, 0)
         uw, back = np.unique(want, return_inverse=True)
-        j = np.searchsorted(uw, keys).clip(max=len(uw) - 1)
-        hit = uw[j] == keys
+        j, hit = _find(uw, keys)
         val = np.zeros(len(uw), np.float32)
         val[j[hit]] = data[hit]
         return val[back.reshape(want.shape)]
@@ -290,8 +292,6 @@ def _share(seeds: list[np.ndarray], group_of: np.ndarray, cand: np.ndarray) -> n
     G = int(group_of.max(initial=0)) + 1
     rows, cols = _flat(seeds)
     keys, counts = np.unique(rows * G + group_of[cols], return_counts=True)
-    want = np.arange(len(seeds))[:, None] * G + group_of[cand]
-    pos = np.searchsorted(keys, want).clip(max=max(len(keys) - 1, 0))
-    hit = (keys[pos] == want) if len(keys) else np.zeros(want.shape, bool)
+    pos, hit = _find(keys, np.arange(len(seeds))[:, None] * G + group_of[cand])
     n_seeds = np.maximum([len(s) for s in seeds], 1)[:, None]
     return np.where(hit, counts[pos] if len(keys) else 0, 0) / n_seeds

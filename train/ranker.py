@@ -217,7 +217,7 @@ def sources_for(ctx, tuned: dict) -> Sources:
         return np.array([index[v] for v in values], np.int64)
     rk = ctx.cfg.ranker
     ctx.use_tuned(tuned)       # one RP3beta fit, shared with the other methods of this command
-    rp3 = ctx.yardstick("rp3beta") if "alpha" in (tuned.get("rp3beta") or {}) else None
+    rp3 = ctx.baselines(["rp3beta"]).get("rp3beta")
     return Sources(ctx.graph, ids("artist_uri"), ids("album_uri"), ctx.train_modified_at(),
                    ctx.lightgcn(), ctx.title_model, rp3, k=ctx.cfg.recommend.k, per_source=rk.per_source)
 
@@ -259,15 +259,9 @@ def fitting_cases(ctx, rk) -> tuple[EvalCases, int]:
 def single_methods(ctx, cases: EvalCases, k: int, tuned: dict) -> dict:
     """Ranked lists of each method alone on the cases (what each stage adds); RP3beta and EASE^R
     with their validation-tuned settings (on the cases they were tuned on: an upper bound)."""
-    recs = {"lightgcn": ctx.lightgcn()}
     ctx.use_tuned(tuned)
-    for name in ("cooccurrence", "popularity", "recent_popularity", *yardsticks.NAMES):
-        try:
-            recs[name] = ctx.yardstick(name)
-        except InputError:
-            if name not in yardsticks.NAMES:
-                raise
-            continue              # EASE^R above its size
+    recs = {"lightgcn": ctx.lightgcn(),
+            **ctx.baselines(("cooccurrence", "popularity", "recent_popularity", *yardsticks.NAMES))}
     return {name: rec.rank(cases.seeds, cases.name, k)[0] for name, rec in recs.items()}
 
 
