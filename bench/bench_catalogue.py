@@ -25,7 +25,7 @@ from musicmap.config import load_config
 from musicmap.train import loop, yardsticks
 from musicmap.train.data import load_graph, load_tracks
 from musicmap.train.model import LightGCN, bpr_loss
-from musicmap.train.scoring import topk
+from musicmap.topk import topk
 
 
 def cap_costs(root: str, caps: list[int], steps: int, cfg) -> list[dict]:
@@ -70,9 +70,9 @@ def serving_costs(root: str, n: int, cfg) -> list[dict]:
     """Fit and per-1,000 seconds of each graph-playlist method, and the yardsticks' tuning on
     the graph's validation cases (LightGCN only when a model is committed: bench/graphgen.py
     writes a graph alone)."""
-    from musicmap.train.context import load_context
+    from musicmap.recommend.context import load_context
     from musicmap.train.data import load_eval, uri_index
-    from musicmap.train.recommend import GRAPH_METHODS, rank_graph_playlists
+    from musicmap.recommend.main import GRAPH_METHODS, rank_graph_playlists
     run_cfg = load_config(overrides=[f"storage.root={root}"])
     try:
         ctx = load_context(run_cfg, ranker=False)

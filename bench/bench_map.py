@@ -54,7 +54,7 @@ def synthetic_page(n: int, out: Path) -> Path:
     """A map folder of n clustered points written by train.map.write_page; its index.html."""
     import pyarrow as pa
     from musicmap import storage
-    from musicmap.train.map import page_data, write_page
+    from musicmap.tools.map import page_data, write_page
     rng = np.random.default_rng(0)
     R = 60
     centres = rng.uniform(-0.8, 0.8, (R, 2))

@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def report_of(ranked: dict, cases, ctx, k: int = 500) -> dict:
     """An evaluate-style report ({"methods": {name: {"challenge", "seed_protocol"}}})."""
-    from musicmap.train.evaluate import score
+    from musicmap.tools.evaluate import score
     artists = ctx.tracks["artist_uri"].to_pylist()
     artist_id = {a: i for i, a in enumerate(dict.fromkeys(artists))}
     artist_of = np.array([artist_id[a] for a in artists], np.int64)
@@ -38,9 +38,9 @@ def report_of(ranked: dict, cases, ctx, k: int = 500) -> dict:
 def score_foldins(root: Path, config: str | None) -> dict:
     from bench_quality import summarise
     from musicmap.train.data import load_eval, uri_index
-    from musicmap.train.context import load_context
-    from musicmap.train.recommenders import LightGCNRecommender
-    from musicmap.train.scoring import FOLDIN_MODES, FoldIn
+    from musicmap.recommend.context import load_context
+    from musicmap.recommend.recommenders import LightGCNRecommender
+    from musicmap.topk import FOLDIN_MODES, FoldIn
     cfg = load_config(config, root=str(root))
     ctx = load_context(cfg, ranker=False)
     cases = load_eval(ctx.committed, "test", uri_index(ctx.tracks))
@@ -90,8 +90,8 @@ def transductive_scores(root: Path, config: str | None, seed: int) -> dict:
     from bench_quality import summarise
     from musicmap.train.data import load_eval, uri_index
     from musicmap.train.export import load_model
-    from musicmap.train.context import load_context
-    from musicmap.train.scoring import topk
+    from musicmap.recommend.context import load_context
+    from musicmap.topk import topk
     cfg = load_config(config, root=str(root))
     ctx = load_context(cfg, ranker=False)
     cases = load_eval(ctx.committed, "test", uri_index(ctx.tracks))

@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     from musicmap.config import load_config
     from musicmap.train import ranker
     from musicmap.train.data import load_eval, uri_index
-    from musicmap.train.context import load_context
+    from musicmap.recommend.context import load_context
     root = str(REPO / "bench" / "out" / a.scale)
     if not storage.exists(storage.join(root, "graph", "_SUCCESS")):
         s = graphgen.SCALES[a.scale]

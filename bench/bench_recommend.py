@@ -58,7 +58,7 @@ import numpy as np
 import torch
 
 from musicmap.train import scoring
-from musicmap.train.scoring import seed_queries, topk
+from musicmap.topk import seed_queries, topk
 
 SEED_TRACKS, MPD_TRACKS, MPD_PLAYLISTS = 177_000, 2_262_292, 1_000_000
 SINGLE = "ours with a single torch.topk (chunk=1024)"   # the ablation row

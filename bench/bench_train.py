@@ -99,7 +99,7 @@ def trainer_entry(argv: list[str]) -> int:
     a = ap.parse_args(mine)
     import torch
 
-    import musicmap.train.loop as loop
+    import musicmap.train.batches as loop
     import musicmap.train.main as tm
     if a.max_steps:
         full = loop.epoch_batches
@@ -223,7 +223,7 @@ def reference_entry(argv: list[str]) -> int:
     from musicmap import storage
     from musicmap.config import load_config
     from musicmap.train.data import load_eval, load_graph, load_tracks, uri_index
-    from musicmap.train.loop import validate
+    from musicmap.train.batches import validate
     from musicmap.train.model import LightGCN as OurLightGCN
 
     torch.set_num_threads(a.threads)

@@ -14,7 +14,6 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -165,13 +164,9 @@ def eval_cases(playlists, split, track_idx, g) -> pa.Table:
     def emit(p, category, name, seed_pos):
         uris = [t["track_uri"] for t in p["tracks"]]
         seed_uris = [uris[i] for i in seed_pos]
-        seed_idx = list(dict.fromkeys(track_idx[u] for u in seed_uris if u in track_idx))
-        hold, hold_art, seen = [], [], set(seed_uris)
-        for t in p["tracks"]:
-            if t["track_uri"] not in seen:
-                seen.add(t["track_uri"])
-                hold.append(t["track_uri"])
-                hold_art.append(t["artist_uri"])
+        seed_idx = cases.seed_ids(seed_uris, track_idx)
+        held = cases.holdout_positions(uris, seed_pos)
+        hold, hold_art = [uris[j] for j in held], [p["tracks"][j]["artist_uri"] for j in held]
         for k, v in (("pid", p["pid"]), ("split", split[p["pid"]]), ("category", category),
                      ("name", name), ("num_tracks", len(uris)), ("seed_idx", seed_idx),
                      ("seed_uris", seed_uris), ("holdout_uris", hold), ("holdout_artist_uris", hold_art)):
@@ -179,11 +174,9 @@ def eval_cases(playlists, split, track_idx, g) -> pa.Table:
 
     for p in playlists:
         n = len(p["tracks"])
-        eligible = [c for c in mpd.CHALLENGE_CATEGORIES if n >= c.min_tracks]
-        if eligible:
-            rng = np.random.default_rng([g.eval_seed, p["pid"]])
-            c = eligible[int(rng.integers(len(eligible)))]
-            pos = sorted(rng.choice(n, c.seeds, replace=False).tolist()) if c.random else list(range(c.seeds))
+        drawn = cases.challenge_case(p["pid"], n, g.eval_seed)
+        if drawn:
+            c, pos = drawn
             emit(p, c.name, p["name"] if c.title else None, pos)
         if g.seed_protocol:
             emit(p, mpd.SEED_PROTOCOL, p["name"], list(range(n // 2)))

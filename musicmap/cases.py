@@ -1,5 +1,13 @@
-"""How evaluation cases of graph playlists are cut: the rule build-graph (spark_jobs/graph.py) and
-its plain-Python reference (bench/reference_graph.py) both follow.
+"""How evaluation cases are cut, once for every stage that cuts them: build-graph
+(spark_jobs/graph.py), its plain-Python reference (bench/reference_graph.py) and fit-ranker's
+extra fitting cases (recommend/fit_ranker.py).
+
+A validation or test playlist becomes a challenge case: one of the challenge categories its
+length allows, drawn from the random seed and its pid (challenge_case); its first tracks or
+random ones (the category says) are the seeds, the rest of its distinct tracks the holdouts
+(holdout_positions). fit-ranker cuts more cases from the same playlists (more_cases).
+
+Graph playlists:
 
 A share of the train playlists (graph.holdout_playlists) keep their place in the graph but lose a
 share of their tracks (graph.holdout_tracks): those tracks never reach the edges or the catalogue's
@@ -17,6 +25,10 @@ plain Python make the same one (no language's own hash):
 Every product stays below 2^63, so a Spark long computes exactly what Python does.
 """
 from __future__ import annotations
+
+import numpy as np
+
+from musicmap import mpd
 
 MOD = 2_147_483_647
 MULT = 2_654_435_761
@@ -39,3 +51,50 @@ def held_out(pid: int, pos: int, seed: int, playlists: float, tracks: float) -> 
 def split_of(pid: int, seed: int) -> str:
     """graph_val or graph_test: which half a graph playlist's case belongs to."""
     return SPLITS[mix(pid, seed, HALF) % 2]
+
+
+# ------------------------------------------------------------------ challenge cases
+
+def eligible(num_tracks: int) -> list:
+    """The challenge categories a playlist of num_tracks tracks is long enough for."""
+    return [c for c in mpd.CHALLENGE_CATEGORIES if num_tracks >= c.min_tracks]
+
+
+def seed_positions(category, num_tracks: int, rng: np.random.Generator) -> list[int]:
+    """Which positions are the seeds: the first `category.seeds`, or as many random ones."""
+    if category.random:
+        return sorted(rng.choice(num_tracks, category.seeds, replace=False).tolist())
+    return list(range(category.seeds))
+
+
+def challenge_case(pid: int, num_tracks: int, random_seed: int):
+    """(category, seed positions) of a validation or test playlist, or None when it is too short
+    for every category."""
+    cats = eligible(num_tracks)
+    if not cats:
+        return None
+    rng = np.random.default_rng([random_seed, pid])
+    c = cats[int(rng.integers(len(cats)))]
+    return c, seed_positions(c, num_tracks, rng)
+
+
+def more_cases(pid: int, num_tracks: int, random_seed: int, count: int) -> list:
+    """Up to `count` (category, seed positions) of one playlist, each category at most once."""
+    cats = eligible(num_tracks)
+    rng = np.random.default_rng([random_seed, pid])
+    return [(c, seed_positions(c, num_tracks, rng)) for c in (rng.permutation(cats)[:count] if cats else [])]
+
+
+def holdout_positions(uris: list[str], seed_pos: list[int]) -> list[int]:
+    """The held-out tracks: the first occurrence of each track that is not a seed."""
+    seen, out = {uris[i] for i in seed_pos}, []
+    for j, u in enumerate(uris):
+        if u not in seen:
+            seen.add(u)
+            out.append(j)
+    return out
+
+
+def seed_ids(seed_uris: list[str], vocab) -> list[int]:
+    """The seeds' track ids in the catalogue, each once, in order; out-of-catalogue seeds dropped."""
+    return list(dict.fromkeys(vocab[u] for u in seed_uris if u in vocab))

@@ -14,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from musicmap import mpd, storage
+from musicmap.config import config_from_args
 from musicmap.inputs import list_inputs, read_slice_file
 from musicmap.log import get_logger, progress
 
@@ -153,7 +154,6 @@ def add_arguments(p) -> None:
 
 
 def run_cli(args) -> int:
-    from musicmap.cli import config_from_args
     cfg = config_from_args(args)
     uri = args.uri or storage.stage_uri(cfg, "mpd")
     r = check(uri)

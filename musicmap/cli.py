@@ -16,43 +16,28 @@ Errors a user can act on (bad config, missing input, storage problems) print one
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
+from musicmap.config import add_config_args
 from musicmap.errors import exit_status
-
-
-def add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE", help="YAML config over conf/default.yaml")
-    p.add_argument("--root", metavar="URI", help="storage root (storage.root)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set train.epochs=3 (repeatable)")
-
-
-def config_from_args(args: argparse.Namespace, extra: list[str] = ()):
-    """The config of a parsed command line; `extra` are overrides derived from stage options."""
-    from musicmap import storage
-    from musicmap.config import load_config
-    cfg = load_config(args.config, [*args.overrides, *extra], root=args.root)
-    storage.configure(cfg.storage)
-    return cfg
-
+from musicmap.log import setup_logging
 
 COMMANDS = {  # name -> (module, one-line help); a module is imported only when its command runs
     "synth": ("musicmap.synth", "generate a synthetic MPD (and challenge set) in the exact format"),
     "check": ("musicmap.check", "validate MPD slices and print the official statistics"),
     "build-graph": ("musicmap.spark_jobs.build_graph", "MPD slices -> filtered, time-split Parquet graph (Spark)"),
     "train": ("musicmap.train.launch", "train LightGCN with BPR under torchrun (N processes)"),
-    "fit-ranker": ("musicmap.train.ranker", "fit the re-ranker on validation playlists (the second stage)"),
-    "recommend": ("musicmap.train.recommend", "top-K tracks per playlist, challenge submission"),
-    "evaluate": ("musicmap.train.evaluate", "challenge metrics of the model beside baselines"),
-    "similar": ("musicmap.train.similar", "tracks closest to one or more seed tracks"),
-    "map": ("musicmap.train.map", "the music map: a web page of the track embedding space"),
-    "tune": ("musicmap.train.tune", "search the knobs that matter on validation; write the best config"),
+    "fit-ranker": ("musicmap.recommend.fit_ranker", "fit the re-ranker on validation playlists (the second stage)"),
+    "recommend": ("musicmap.recommend.main", "top-K tracks per playlist, challenge submission"),
+    "evaluate": ("musicmap.tools.evaluate", "challenge metrics of the model beside baselines"),
+    "similar": ("musicmap.recommend.similar", "tracks closest to one or more seed tracks"),
+    "map": ("musicmap.tools.map", "the music map: a web page of the track embedding space"),
+    "tune": ("musicmap.tools.tune", "search the knobs that matter on validation; write the best config"),
 }
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    import importlib
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="musicmap", description=__doc__.split("\n\n")[0])
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
@@ -71,7 +56,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from musicmap.log import setup_logging
     args = build_parser(argv).parse_args(argv)
     setup_logging(quiet=args.quiet)
     try:

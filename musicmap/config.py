@@ -7,6 +7,8 @@ a subset of them. Unknown keys are rejected with the closest valid key.
 """
 from __future__ import annotations
 
+import argparse
+import copy
 import difflib
 from importlib import resources
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from musicmap import storage
 from musicmap.errors import MusicMapError
 
 
@@ -41,7 +44,6 @@ class Config:
         raise AttributeError("Config is read-only; use load_config(overrides=...)")
 
     def to_dict(self) -> dict:
-        import copy
         return copy.deepcopy(self._data)
 
     def __repr__(self) -> str:
@@ -170,3 +172,17 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
     return Config(data)
 
 
+# ------------------------------------------------------------------ command lines
+
+def add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML config over conf/default.yaml")
+    p.add_argument("--root", metavar="URI", help="storage root (storage.root)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.epochs=3 (repeatable)")
+
+
+def config_from_args(args: argparse.Namespace, extra: list[str] = ()):
+    """The config of a parsed command line; `extra` are overrides derived from stage options."""
+    cfg = load_config(args.config, [*args.overrides, *extra], root=args.root)
+    storage.configure(cfg.storage)
+    return cfg

@@ -16,6 +16,8 @@ import time
 from importlib import resources
 
 from musicmap import storage
+from musicmap.config import load_config
+from musicmap.train.data import load_tracks
 
 
 def step(title: str, args: list[str]) -> None:
@@ -33,8 +35,6 @@ def famous_track(root: str, community: str = "reggae") -> list[str]:
     artist when that pair is unique in the vocabulary, else by URI)."""
     info = storage.read_json(storage.join(root, "mpd", "synth_info.json"))
     comm = next((c for c in info["communities"] if c["name"] == community), info["communities"][0])
-    from musicmap.config import load_config
-    from musicmap.train.data import load_tracks
     cfg = load_config(root=root)
     tracks = load_tracks(storage.open_committed(storage.stage_uri(cfg, "graph")))
     rows = {u: (n, a) for u, n, a in zip(tracks["track_uri"].to_pylist(),
@@ -73,7 +73,6 @@ def main(argv: list[str] | None = None) -> int:
           "never told the communities, so its neighbours show what it learned from co-occurrence)")
     step("8/9 tracks like a well-known track", ["-q", "similar", *common, *famous_track(args.root)])
     step("9/9 the music map (a web page of the catalogue)", ["-q", "map", *common])
-    from musicmap.config import load_config
     page = storage.open_committed(storage.stage_uri(load_config(args.config, args.overrides, root=args.root),
                                                     "map")).path("index.html")
     print(f"\ndemo: the whole pipeline ran in {time.time() - t0:.0f}s; outputs under {args.root}/ "

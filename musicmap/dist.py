@@ -4,8 +4,8 @@
 
 writes
     dist/musicmap-dist.zip   the --py-files archive: the package musicmap/ as it installs, with
-                             spark_jobs/, train/ and conf/ inside it as musicmap/spark_jobs/ ...
-                             (conf/ with default.yaml, which musicmap.config reads through
+                             conf/ inside it as musicmap/conf/
+                             (default.yaml, which musicmap.config reads through
                              importlib.resources, so it works from inside the zip)
     dist/build_graph.py      the entry script spark-submit runs (a copy of spark_jobs/build_graph.py)
 
@@ -24,8 +24,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1]           # the checkout
 # folder in the archive -> folder in the checkout (pyproject.toml's package-dir, the same mapping)
-PACKAGES = {"musicmap": "musicmap", "musicmap/spark_jobs": "spark_jobs", "musicmap/train": "train",
-            "musicmap/conf": "conf"}
+PACKAGES = {"musicmap": "musicmap", "musicmap/conf": "conf"}
 DATA_SUFFIXES = (".py", ".yaml")                     # code, and the configs conf/ ships
 ZIP_NAME = "musicmap-dist.zip"
 ENTRY = "build_graph.py"

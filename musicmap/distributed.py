@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 
 from musicmap.errors import MusicMapError
+from musicmap.log import get_logger
 
 # The backend of each accelerator's tensors; CPU tensors always go over gloo.
 ACCELERATOR_BACKEND = {"cuda": "nccl"}
@@ -101,7 +102,6 @@ def init(device_type: str, timeout_s: float, choice: str = "auto") -> str:
         dist.init_process_group(spec, store=store, rank=int(env["RANK"]), world_size=world, timeout=timeout)
         return spec
     if shared:
-        from musicmap.log import get_logger
         get_logger("train").warning(
             "torchrun --max-restarts across nodes needs TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its "
             "environment; without it a restarted attempt may fail to connect")

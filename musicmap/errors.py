@@ -1,4 +1,7 @@
 """Errors a user can act on. The command line prints them as one line (no stack trace)."""
+import sys
+
+from musicmap.log import redact
 
 
 class MusicMapError(Exception):
@@ -13,10 +16,8 @@ def exit_status(run, prog: str) -> int:
     """run()'s exit status, or 2 after a MusicMapError, which is printed to stderr as one line
     `<prog>: error: <message>` with any secret masked. Every entry point (the musicmap command,
     build_graph.py under spark-submit, the torchrun workers) reports errors through this."""
-    import sys
     try:
         return int(run() or 0)
     except MusicMapError as e:
-        from musicmap.log import redact
         print(redact(f"{prog}: error: {e}"), file=sys.stderr)
         return 2

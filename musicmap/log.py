@@ -9,6 +9,8 @@ import logging
 import os
 import sys
 
+from tqdm.auto import tqdm
+
 SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID",
               "GOOGLE_APPLICATION_CREDENTIALS_JSON", "MUSICMAP_SECRET")
 _secrets: set[str] = set()
@@ -58,7 +60,6 @@ def get_logger(name: str) -> logging.Logger:
 def progress(iterable=None, *, total=None, desc: str = "", unit: str = "it", disable: bool = False,
              unit_scale: bool = False):
     """A tqdm bar on stderr; redraws at most every 2 s when stderr is not a terminal."""
-    from tqdm.auto import tqdm
     tty = sys.stderr.isatty()
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=disable, file=sys.stderr,
                 mininterval=0.2 if tty else 2.0, dynamic_ncols=True, unit_scale=unit_scale,

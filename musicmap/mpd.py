@@ -7,9 +7,11 @@ A slice file is `mpd.slice.<first>-<last>.json`:
 """
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import unicodedata
+import zlib
 from dataclasses import dataclass
 
 # field -> accepted Python type(s) (json gives int for integers; bool is rejected separately)
@@ -207,8 +209,6 @@ def decompress(name: str, data: bytes) -> bytes:
     """A slice file's JSON bytes: gunzipped when its name ends in .gz (SliceError if that fails)."""
     if not name.endswith(".gz"):
         return data
-    import gzip
-    import zlib
     try:
         return gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as e:

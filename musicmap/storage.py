@@ -21,8 +21,10 @@ denied access raise StorageError with a one-line message naming the URI and what
 """
 from __future__ import annotations
 
+import fnmatch
 import io
 import json
+import logging
 import os
 import posixpath
 import random
@@ -33,8 +35,11 @@ from datetime import datetime, timezone
 from typing import Any, Callable, TypeVar
 
 import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from musicmap.errors import MusicMapError
+from musicmap.log import add_secret
 
 SUCCESS = "_SUCCESS"
 VERSION_PREFIX = "v-"
@@ -77,7 +82,6 @@ def configure(storage_cfg: Any = None, **kw) -> StorageOptions:
         values = {k: v for k, v in src.items() if k in StorageOptions.__dataclass_fields__}
     values.update(kw)
     _options = StorageOptions(**values)
-    from musicmap.log import add_secret
     add_secret(_options.s3_secret_access_key)  # masked in every log line from now on
     add_secret(_options.s3_access_key_id)
     fsspec.config.conf.pop("s3", None)
@@ -231,7 +235,6 @@ def call(uri: str, fn: Callable[[], T], what: str = "") -> T:
 
 
 def _log():
-    import logging
     return logging.getLogger("musicmap.storage")
 
 
@@ -334,7 +337,6 @@ def file_info(uri: str) -> dict | None:
 
 def glob(uri: str, pattern: str) -> list[str]:
     """Full URIs of the files under `uri` whose names match `pattern`, sorted."""
-    import fnmatch
     return [join(uri, n) for n in listdir(uri) if fnmatch.fnmatch(n, pattern)]
 
 
@@ -352,7 +354,6 @@ def remove(uri: str, recursive: bool = True) -> None:
 # ----------------------------------------------------------------------------- parquet
 
 def write_parquet(table, uri: str, **kw) -> None:
-    import pyarrow.parquet as pq
     buf = io.BytesIO()
     pq.write_table(table, buf, compression=kw.pop("compression", "zstd"), **kw)
     data = buf.getvalue()
@@ -368,7 +369,6 @@ def write_parquet(table, uri: str, **kw) -> None:
 
 def read_parquet(uri: str, columns: list[str] | None = None, schema=None):
     """A Parquet file or a folder of part files (names starting with _ or . are skipped)."""
-    import pyarrow.parquet as pq
     fs, path = get_fs(uri)
 
     def read():
@@ -376,12 +376,10 @@ def read_parquet(uri: str, columns: list[str] | None = None, schema=None):
             files = sorted(p for p in fs.ls(path, detail=False)
                            if p.endswith(".parquet") and not posixpath.basename(p).startswith(("_", ".")))
             if not files:
-                import pyarrow as pa
                 if schema is None:
                     raise StorageError(f"{uri}: no Parquet part files")
                 return pa.Table.from_batches([], schema=schema).select(columns or schema.names)
             tables = [pq.read_table(fs.open(p, "rb"), columns=columns, schema=schema) for p in files]
-            import pyarrow as pa
             return pa.concat_tables(tables)
         with fs.open(path, "rb") as f:
             return pq.read_table(f, columns=columns, schema=schema)

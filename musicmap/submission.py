@@ -12,6 +12,7 @@ import gzip
 import json
 
 from musicmap import mpd, storage
+from musicmap.errors import InputError
 
 SUBMISSION_SIZE = 500
 
@@ -26,7 +27,6 @@ def write_submission(uri: str, team: str, contact: str, rows: list[tuple[int, li
 def read_challenge(uri: str) -> list[dict]:
     """challenge_set.json's playlists: pid, name (None when hidden), seed track URIs. A file that
     is not a readable challenge set is an InputError naming the file and the first problem."""
-    from musicmap.errors import InputError
     try:
         doc = json.loads(storage.read_bytes(uri).decode("utf-8-sig"))
     except (UnicodeDecodeError, RecursionError, json.JSONDecodeError) as e:

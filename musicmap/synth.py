@@ -26,6 +26,7 @@ from functools import lru_cache
 import numpy as np
 
 from musicmap import mpd, storage
+from musicmap.config import config_from_args
 from musicmap.log import get_logger, progress
 
 log = get_logger("synth")
@@ -526,7 +527,6 @@ def add_arguments(p) -> None:
 
 
 def run_cli(args) -> int:
-    from musicmap.cli import config_from_args
     extra = [f"synth.{k}={v}" for k, v in (("playlists", args.playlists), ("seed", args.seed),
                                             ("tracks", args.tracks)) if v is not None]
     cfg = config_from_args(args, extra)

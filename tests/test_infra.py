@@ -271,12 +271,12 @@ def test_dockerignore_keeps_the_context_lean():
 
 
 def test_the_installed_package_has_one_top_level_name(tmp_path):
-    """The wheel installs `musicmap` only: train/, spark_jobs/ and conf/ go in as musicmap.train,
-    musicmap.spark_jobs and musicmap.conf, with the files they read (default.yaml, the map page)."""
+    """The wheel installs `musicmap` only (conf/ goes in as musicmap.conf), with the files its
+    modules read (default.yaml, the map page)."""
     import zipfile
     wheel = build_wheel(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names if ".dist-info/" not in n} == {"musicmap"}
     for f in ["musicmap/train/main.py", "musicmap/spark_jobs/build_graph.py", "musicmap/conf/default.yaml",
-              "musicmap/train/map_page.html"]:
+              "musicmap/tools/map_page.html"]:
         assert f in names

@@ -9,8 +9,8 @@ import pytest
 
 from musicmap.config import load_config
 from musicmap.train.data import EvalCases, Graph
-from musicmap.train.recommenders import EASE, RP3Beta, TitleModel
-from musicmap.train import yardsticks
+from musicmap.recommend.recommenders import EASE, RP3Beta, TitleModel
+from musicmap.recommend import yardsticks
 
 # p0 = {t0, t1}, p1 = {t0, t1, t2}, p2 = {t1, t2, t3}, p3 = {t3, t4}; t5 is in the catalogue with
 # no train edge (degree 0). Track degrees: t0 2, t1 3, t2 2, t3 2, t4 1, t5 0; playlists 2, 3, 3, 2.
@@ -107,7 +107,7 @@ def test_rp3beta_shared_walk_and_partial_rows_equal_separate_fits():
 
 
 def test_sparse_cooccurrence_scores_equal_the_dense_ones():
-    from musicmap.train.recommenders import CoOccurrence
+    from musicmap.recommend.recommenders import CoOccurrence
     rec = CoOccurrence().fit(GRAPH)
     seeds = [np.array([0, 0, 4]), np.array([], np.int64), np.array([2])]   # a repeated seed counts once
     np.testing.assert_allclose(rec.sparse_scores(seeds).toarray(), rec.scores(seeds).numpy(), rtol=1e-6)

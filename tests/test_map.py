@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT, musicmap
 from musicmap import schemas, storage, synth
 from musicmap.config import load_config
-from musicmap.train.map import layout
+from musicmap.tools.map import layout
 
 CHROMEDRIVER = shutil.which("chromedriver")
 ARTIFACTS = Path(os.environ.get("MUSICMAP_ARTIFACTS", ROOT / "tests" / "artifacts"))
@@ -104,8 +104,8 @@ def wait_for(driver, script: str, timeout: float = 30):
 def test_the_page_draws_searches_and_lists_what_similar_lists(mapped, browser):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
-    from musicmap.train.context import load_context
-    from musicmap.train.recommenders import LightGCNRecommender
+    from musicmap.recommend.context import load_context
+    from musicmap.recommend.recommenders import LightGCNRecommender
     root, m = mapped
     ctx = load_context(load_config(root=str(root)), ranker=False)
     T = len(ctx.model.tracks)   # the map draws the tracks LightGCN embeds

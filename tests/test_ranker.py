@@ -14,11 +14,12 @@ import torch
 from conftest import ROOT, musicmap, recs_table, run_cmd, torchrun_train
 from musicmap import storage
 from musicmap.config import load_config
-from musicmap.train import context, ranker
+from musicmap.recommend import context, fit_ranker as ranker
 from musicmap.train.data import load_eval, uri_index
-from musicmap.train.loop import per_rank_batch
-from musicmap.train.model import optimize_queries
-from musicmap.train.scoring import FoldIn, seed_queries, topk
+from musicmap.train.batches import per_rank_batch
+from musicmap.train.foldin import optimize_queries
+from musicmap.topk import topk
+from musicmap.train.foldin import FoldIn, seed_queries
 
 FAST_RANKER = ["ranker.max_playlists=60", "ranker.rounds=30", "ranker.folds=2", "train.progress=false"]
 

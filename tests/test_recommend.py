@@ -13,9 +13,9 @@ import pytest
 from conftest import ROOT, musicmap, recs_table, run_cmd
 from musicmap import storage, submission, synth
 from musicmap.config import load_config
-from musicmap.train import context
+from musicmap.recommend import context
 from musicmap.train.data import load_eval, uri_index
-from musicmap.train.recommenders import Popularity
+from musicmap.recommend.recommenders import Popularity
 
 
 @pytest.fixture(scope="module")

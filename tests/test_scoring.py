@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from musicmap.train.scoring import seed_queries, topk
+from musicmap.topk import topk
+from musicmap.train.foldin import seed_queries
 
 
 def naive(q, items, k, exclude):

@@ -14,9 +14,10 @@ from musicmap import metrics, storage
 from musicmap.config import load_config
 from musicmap.train.data import load_eval, load_graph, load_tracks, uri_index
 from musicmap.train.export import load_model
-from musicmap.train.loop import epoch_batches, sample_negatives
-from musicmap.train.model import LightGCN, foldin_vectors
-from musicmap.train.recommenders import Popularity
+from musicmap.train.batches import epoch_batches, sample_negatives
+from musicmap.train.foldin import foldin_vectors
+from musicmap.train.model import LightGCN
+from musicmap.recommend.recommenders import Popularity
 
 def torchrun(root, model_dir, *overrides, **kw):
     return torchrun_train(root, *overrides, model_dir=model_dir, **kw)

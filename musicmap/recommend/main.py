@@ -2,7 +2,7 @@
 
     musicmap recommend --root URI [--k 500] [--playlists train|val|test|all|none] [--challenge FILE]
                        [--nproc N]
-    torchrun --nproc_per_node=N train/recommend.py --root URI ...   (playlists sharded over ranks)
+    torchrun --nproc_per_node=N recommend/main.py --root URI ...   (playlists sharded over ranks)
 
 train: graph playlists, scored with their propagated embeddings, minus their own tracks.
 val/test: every evaluation case of the split, scored from its seeds by the served recommender
@@ -14,7 +14,9 @@ Output (committed atomically): recs/<version>/part-*.parquet (schemas.RECS) and 
 """
 from __future__ import annotations
 
+import argparse
 import os
+import subprocess
 import time
 
 import numpy as np
@@ -23,12 +25,13 @@ import pyarrow.compute as pc
 import torch
 
 from musicmap import distributed, metrics, schemas, storage, submission
+from musicmap.config import add_config_args, config_from_args
 from musicmap.errors import InputError, MusicMapError
-from musicmap.log import get_logger, progress
-from musicmap.train.context import Context, load_context
+from musicmap.log import get_logger, progress, setup_logging
+from musicmap.recommend.context import Context, load_context
+from musicmap.topk import topk
 from musicmap.train.data import EvalCases, embedded_only, load_eval, uri_index
-from musicmap.train.launch import run_worker
-from musicmap.train.scoring import topk
+from musicmap.train.launch import run_worker, torchrun_command
 
 log = get_logger("recommend")
 ROWS_PER_PART = 2_000_000
@@ -241,11 +244,8 @@ def print_summary(s: dict, out_uri: str) -> None:
 
 
 def run_cli(args) -> int:
-    from musicmap.cli import config_from_args
     cfg = config_from_args(args, _extra(args))
     if args.nproc > 1:
-        import subprocess
-        from musicmap.train.launch import torchrun_command
         own = (["--challenge", args.challenge] if args.challenge else []) + (["--force"] if args.force else [])
         rc = subprocess.call(torchrun_command(__file__, args, args.nproc, extra=_extra(args)) + own)
         if rc:
@@ -259,11 +259,8 @@ def run_cli(args) -> int:
 
 def main(argv=None) -> int:
     """torchrun entry: shards playlists over ranks; rank 0 commits."""
-    import argparse
 
-    from musicmap.cli import add_config_args, config_from_args
-    from musicmap.log import setup_logging
-    parser = argparse.ArgumentParser(prog="train/recommend.py", description=__doc__,
+    parser = argparse.ArgumentParser(prog="recommend/main.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
     add_arguments(parser)

@@ -18,11 +18,27 @@ Visibility is governed by the stage's commit marker (musicmap.storage.StageWrite
 """
 from __future__ import annotations
 
+import io
 import uuid
 from dataclasses import dataclass
 
-from pyspark.sql.datasource import (DataSource, DataSourceArrowWriter, DataSourceReader,
-                                    InputPartition, WriterCommitMessage)
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+from pyspark import TaskContext
+from pyspark.sql.datasource import (
+    DataSource,
+    DataSourceArrowWriter,
+    DataSourceReader,
+    InputPartition,
+    WriterCommitMessage,
+)
+
+from musicmap import mpd, schemas, storage
+from musicmap.inputs import SliceFile as Listed
+from musicmap.inputs import list_inputs, read_slice_file
+from musicmap.schemas import RAW_PLAYLISTS, TRACK_STRUCT, spark_schema
 
 STORAGE_OPTION_PREFIX = "storage."
 
@@ -30,12 +46,10 @@ STORAGE_OPTION_PREFIX = "storage."
 def storage_options() -> dict[str, str]:
     """The driver's storage options as data source options (Spark redacts the secret ones in
     plans and UIs: their names contain 'secret' / 'key')."""
-    from musicmap import storage
     return {STORAGE_OPTION_PREFIX + k: str(v) for k, v in storage.options_dict().items() if v is not None}
 
 
 def _configure_from(options: dict) -> None:
-    from musicmap import storage
     kw = {}
     for k, v in options.items():
         if k.startswith(STORAGE_OPTION_PREFIX):
@@ -61,7 +75,6 @@ class MPDSource(DataSource):
         return "musicmap_mpd"
 
     def schema(self):
-        from musicmap.schemas import RAW_PLAYLISTS, spark_schema
         return spark_schema(RAW_PLAYLISTS)
 
     def reader(self, schema):
@@ -73,15 +86,12 @@ class MPDReader(DataSourceReader):
         self.options = options
 
     def partitions(self):
-        from musicmap.inputs import list_inputs
         _configure_from(self.options)
         files = list_inputs(self.options["path"]).slices
         return [SliceFile(f.uri, i, f.name, f.size, f.token) for i, f in enumerate(files)]
 
     def read(self, partition: SliceFile):
         _configure_from(self.options)
-        from musicmap import mpd
-        from musicmap.inputs import SliceFile as Listed, read_slice_file
         name = partition.name
         try:
             data = read_slice_file(Listed(partition.uri, name, partition.size, partition.token))
@@ -93,9 +103,7 @@ class MPDReader(DataSourceReader):
 
 def file_error(name: str, index: int, e):
     """The RAW_PLAYLISTS row of a file that cannot be read: pid null, reason '<rule>: <detail>'."""
-    import pyarrow as pa
 
-    from musicmap.schemas import RAW_PLAYLISTS
     row = {f.name: [None] for f in RAW_PLAYLISTS}
     row.update(file=[name], file_index=[index], ordinal=[0], num_tracks=[0],
                reason=[f"{e.rule}: {e.detail}"], tracks=[[]])
@@ -108,7 +116,6 @@ def read_slice(name: str, index: int, data: bytes):
     A file that passes every rule takes the fast path (pyarrow's C++ JSON parser, rules checked on
     whole columns, ~10x faster); anything the fast path does not accept, for whatever reason, is
     re-read by the exact per-playlist path, which names each playlist's violations."""
-    import pyarrow as pa
     try:
         batch = fast_slice(name, index, data)
     except (pa.ArrowException, ValueError, OverflowError):
@@ -118,9 +125,7 @@ def read_slice(name: str, index: int, data: bytes):
 
 def _mpd_arrow_schema():
     """The MPD file layout as a pyarrow schema for the JSON reader (one row per file)."""
-    import pyarrow as pa
 
-    from musicmap import mpd
     kinds = {str: pa.string(), int: pa.int64(), list: None}
     track = pa.struct([(k, kinds[t]) for k, t in mpd.TRACK_FIELDS.items()])
     fields = [(k, pa.list_(track) if t is list else kinds[t]) for k, t in
@@ -136,12 +141,7 @@ def fast_slice(name: str, index: int, data: bytes):
     pyarrow's JSON reader with the exact MPD schema refuses wrong types, unknown fields, repeated
     keys and bad JSON; the value rules of musicmap.mpd.validate_playlist are then checked on
     whole columns. Any doubt returns None."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from musicmap import mpd
-    from musicmap.schemas import RAW_PLAYLISTS, TRACK_STRUCT
     parsed = _parse_columns(data)
     if parsed is None or not _values_ok(*parsed):
         return None
@@ -172,13 +172,8 @@ def fast_slice(name: str, index: int, data: bytes):
 def _parse_columns(data: bytes):
     """(playlist columns, track columns, tracks per playlist, track list offsets) of a slice
     that pyarrow reads with the exact MPD schema and no missing value; else None."""
-    import io
 
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.json as pj
 
-    from musicmap import mpd
     try:
         doc = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(
             use_threads=False, block_size=len(data) + 1), parse_options=pj.ParseOptions(
@@ -213,11 +208,7 @@ def _parse_columns(data: bytes):
 
 def _values_ok(col: dict, t: dict, lens, offsets) -> bool:
     """Whether every playlist keeps the value rules of musicmap.mpd.validate_playlist."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from musicmap import mpd
     n = len(lens)
     owner = np.repeat(np.arange(n), lens)
     pos = t["pos"].to_numpy()
@@ -245,8 +236,6 @@ def _values_ok(col: dict, t: dict, lens, offsets) -> bool:
 
 def _distinct_per_list(owner, values, n: int):
     """Number of distinct values in each of n lists (owner: list index of each value)."""
-    import numpy as np
-    import pyarrow.compute as pc
     ids = pc.dictionary_encode(values).indices.to_numpy().astype(np.int64)
     key = np.unique(owner * (int(ids.max(initial=0)) + 1) + ids)
     return np.bincount(key // (int(ids.max(initial=0)) + 1), minlength=n)
@@ -254,10 +243,7 @@ def _distinct_per_list(owner, values, n: int):
 
 def exact_slice(name: str, index: int, data: bytes):
     """RAW_PLAYLISTS batch of any slice file, playlist by playlist with musicmap.mpd's rules."""
-    import pyarrow as pa
 
-    from musicmap import mpd
-    from musicmap.schemas import RAW_PLAYLISTS, TRACK_STRUCT
     cols = {f: [] for f in RAW_PLAYLISTS.names if f != "tracks"}
     tcols = {f: [] for f in TRACK_STRUCT.names}
     offsets = [0]
@@ -339,14 +325,10 @@ class ParquetWriter(DataSourceArrowWriter):
 
     def _target_schema(self):
         """The declared pyarrow schema (musicmap.schemas.<name>), so files carry exact types."""
-        from musicmap import schemas
         return getattr(schemas, self.options["schema"])
 
     def write(self, iterator):
-        import pyarrow as pa
-        from pyspark import TaskContext
 
-        from musicmap import storage
         _configure_from(self.options)
         target = self._target_schema()
         batches = [b for b in iterator if b.num_rows]
@@ -362,7 +344,6 @@ class ParquetWriter(DataSourceArrowWriter):
         return PartWritten(names, table.num_rows)
 
     def commit(self, messages):
-        from musicmap import storage
         _configure_from(self.options)
         keep = {f for m in messages if m is not None for f in m.files}
         for f in storage.listdir(self.options["path"]):
@@ -370,6 +351,5 @@ class ParquetWriter(DataSourceArrowWriter):
                 storage.remove(storage.join(self.options["path"], f))
 
     def abort(self, messages):
-        from musicmap import storage
         _configure_from(self.options)
         storage.remove(self.options["path"])

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from musicmap.mpd import normalize_title
+from musicmap.recommend.recommenders import CoOccurrence, TitleModel, TrackSignals
+from musicmap.topk import flat_pairs, select, topk_rows
 from musicmap.train.data import Graph
-from musicmap.train.recommenders import CoOccurrence, TitleModel
-from musicmap.train.scoring import _flat, select, topk_rows
 
 FEATURES = [
     "lightgcn_score", "lightgcn_gap",        # score, and its distance to the case's best score
@@ -44,7 +44,6 @@ FEATURES = [
     "sources",                                # how many sources proposed it
 ]
 COL = {name: j for j, name in enumerate(FEATURES)}
-RECENT_SHARES = (0.10, 0.25)  # recent_10, recent_25
 # the per-track features, computed once (TrackSignals), in this order
 STATIC = ("popularity", "recent_10", "recent_25", "first_seen", "mean_time")
 
@@ -55,27 +54,6 @@ class Block:
     x: np.ndarray         # (n, M, F) float32 features, NaN where a source says nothing
     fallback: np.ndarray  # (n, k) int64: the title model's order (popularity without a title),
                           # to fill a list of fewer than k candidates
-
-
-class TrackSignals:
-    """Per-track numbers from the train graph: popularity overall and among the newest train
-    playlists, and when in train time a track first and on average appears."""
-
-    def __init__(self, graph: Graph, modified_at: np.ndarray, recent_shares=RECENT_SHARES):
-        T = graph.num_tracks
-        order = np.lexsort((np.arange(len(modified_at)), modified_at))
-        quantile = np.empty(len(modified_at))
-        quantile[order] = (np.arange(len(order)) + 0.5) / max(len(order), 1)
-        q = quantile[graph.playlist]                               # time quantile of each edge
-        self.pop = np.bincount(graph.track, minlength=T).astype(np.float64)
-        self.recent = [np.bincount(graph.track[q >= 1 - s], minlength=T).astype(np.float64)
-                       for s in recent_shares]
-        self.first_seen = np.ones(T)
-        np.minimum.at(self.first_seen, graph.track, q)
-        self.mean_time = np.bincount(graph.track, weights=q, minlength=T) / np.maximum(self.pop, 1)
-        # ties broken by track_idx, as Popularity does
-        self.pop_order = np.lexsort((np.arange(T), -self.pop))
-        self.recent_order = np.lexsort((np.arange(T), -self.pop, -self.recent[-1]))
 
 
 class Sources:
@@ -110,7 +88,7 @@ class Sources:
         """Candidates and features of one chunk of cases (new playlists, folded in from their seeds)."""
         n, T = len(seeds), self.graph.num_tracks
         has = np.array([len(s) > 0 for s in seeds])
-        rows, cols = _flat(seeds)
+        rows, cols = flat_pairs(seeds)
         seed_keys = np.unique(rows * T + cols)
         scored = self.scored(seeds, seed_keys, has)
         lists = [sc.top for sc in scored.values()]
@@ -290,7 +268,7 @@ def _silent(n: int, size: int) -> Scored:
 def _share(seeds: list[np.ndarray], group_of: np.ndarray, cand: np.ndarray) -> np.ndarray:
     """(n, M) share of each case's seeds in the candidate's group (artist or album)."""
     G = int(group_of.max(initial=0)) + 1
-    rows, cols = _flat(seeds)
+    rows, cols = flat_pairs(seeds)
     keys, counts = np.unique(rows * G + group_of[cols], return_counts=True)
     pos, hit = _find(keys, np.arange(len(seeds))[:, None] * G + group_of[cand])
     n_seeds = np.maximum([len(s) for s in seeds], 1)[:, None]

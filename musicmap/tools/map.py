@@ -18,15 +18,24 @@ static files (`python -m http.server`, an object store's static website).
 """
 from __future__ import annotations
 
+import base64
 import json
+import time
+import warnings
 from importlib import resources
 
 import numpy as np
 import pyarrow as pa
+import umap
+from scipy import sparse
+from sklearn.cluster import KMeans
 
 from musicmap import schemas, storage
+from musicmap.config import config_from_args
 from musicmap.log import get_logger, progress
 from musicmap.mpd import normalize_title
+from musicmap.recommend.context import load_context
+from musicmap.recommend.similar import recommender
 
 log = get_logger("map")
 NEIGHBOUR_CHUNK = 2048   # tracks per block of the neighbour lists (bounds memory)
@@ -34,8 +43,6 @@ NEIGHBOUR_CHUNK = 2048   # tracks per block of the neighbour lists (bounds memor
 
 def layout(vectors: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
     """(T, 2) float32 positions in [-1, 1] of (T, d) vectors; the same for the same seed."""
-    import warnings
-    import umap
     T = len(vectors)
     if T < 4:   # UMAP needs a few points; a line is the honest map of fewer
         xy = np.stack([np.linspace(-1, 1, T), np.zeros(T)], 1) if T > 1 else np.zeros((T, 2))
@@ -53,7 +60,6 @@ def regions(xy: np.ndarray, n: int, seed: int) -> np.ndarray:
     """(T,) int16 region of each point, by k-means on the layout. n = 0 picks about one region
     per 50 points, clipped to 8-60. That is enough for a region to rarely span two kinds of
     music, and few enough to read."""
-    from sklearn.cluster import KMeans
     T = len(xy)
     n = n or int(np.clip(round(T / 50), 8, 60))
     n = max(1, min(n, T))
@@ -74,7 +80,6 @@ def region_labels(region: np.ndarray, tracks: pa.Table, graph, playlist_names: l
                   n_artists: int, n_words: int) -> list[str]:
     """One label per region: 'word word word · artist, artist' (the title words say what kind of
     music it is; the artists say whose)."""
-    from scipy import sparse
     R = int(region.max()) + 1 if len(region) else 0
     artists = tracks["artist_name"].to_pylist()
     pop = tracks["train_playlists"].to_numpy().astype(np.int64)
@@ -105,7 +110,6 @@ def region_labels(region: np.ndarray, tracks: pa.Table, graph, playlist_names: l
 def neighbour_lists(ctx, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(T, k) track_idx (-1 pads) and scores of each track's nearest tracks, exactly as `musicmap
     similar --track-uri <it> --k k` lists them (train.similar.similar, in blocks)."""
-    from musicmap.train.similar import recommender
     rec, T = recommender(ctx), len(ctx.model.tracks)
     ids, scores = np.full((T, k), -1, np.int32), np.zeros((T, k), np.float32)
     for lo in progress(range(0, T, NEIGHBOUR_CHUNK), desc="neighbours", unit="block",
@@ -118,7 +122,6 @@ def neighbour_lists(ctx, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def page_data(tracks: pa.Table, xy, region, labels, nbr, nbr_scores, model, vector_tracks: int) -> dict:
     """What data.js hands the page: arrays as base64 little-endian typed arrays."""
-    import base64
 
     def b64(a: np.ndarray, dtype) -> str:
         return base64.b64encode(np.ascontiguousarray(a, dtype).tobytes()).decode("ascii")
@@ -148,8 +151,6 @@ def write_page(writer: storage.StageWriter, data: dict, title: str) -> None:
 
 
 def run(cfg) -> dict:
-    import time
-    from musicmap.train.context import load_context
     mc = cfg.map
     t0 = time.time()
     ctx = load_context(cfg, ranker=False)
@@ -192,7 +193,6 @@ def add_arguments(p) -> None:
 
 
 def run_cli(args) -> int:
-    from musicmap.cli import config_from_args
     res = run(config_from_args(args))
     s = res["summary"]
     print(f"map of {s['tracks']:,} tracks in {s['regions']} regions ({s['seconds']:.0f}s) committed at "

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import LGConv
 
+from musicmap.train.foldin import foldin_vectors
+
 
 class SymmetricSpMM(torch.autograd.Function):
     """Â @ X for a symmetric sparse Â. The gradient of Â X is Âᵀ G = Â G, so the backward is one
@@ -131,51 +133,3 @@ def bpr_loss(pos_scores: Tensor, neg_scores: Tensor, reg: Tensor, l2: float) -> 
     plus l2 * reg / B as in the LightGCN paper."""
     b = pos_scores.shape[0]
     return F.softplus(neg_scores - pos_scores[:, None]).mean() + l2 * reg / b
-
-
-@torch.no_grad()
-def foldin_vectors(layer_outputs: list[Tensor], track_degree: Tensor, num_playlists: int) -> Tensor:
-    """(T, d) per-track vectors f_t = 1/(L+1) Σ_{k=0..L-1} x_t^(k) / sqrt(d_t).
-
-    A new playlist joined to seed tracks S (its own x^(0) unknown, i.e. 0, and the tracks'
-    degrees unchanged) gets from LightGCN's propagation the final embedding
-        e_p = 1/(L+1) Σ_{k=1..L} Σ_{t∈S} x_t^(k-1) / sqrt(|S| d_t) = Σ_{t∈S} f_t / sqrt(|S|),
-    which is how playlists outside the graph (validation, test, challenge) are scored."""
-    L = len(layer_outputs) - 1
-    xt = torch.stack([x[num_playlists:] for x in layer_outputs[:L]]).sum(0)
-    inv = torch.where(track_degree > 0, track_degree.clamp_min(1e-12).rsqrt(), torch.zeros_like(track_degree))
-    return xt * inv[:, None] / (L + 1)
-
-
-def optimize_queries(q0: Tensor, tracks: Tensor, rows: Tensor, cols: Tensor, steps: int = 10,
-                     lr: float = 0.05, l2: float = 0.01, negatives: int = 64, seed: int = 0) -> Tensor:
-    """Refine the vectors of new playlists with the tracks fixed, as ALS libraries fold in a new
-    user: `steps` Adam steps on each playlist's BPR loss (its seeds against random tracks) plus
-    l2 |q|².
-
-    q0 (n, d): starting vectors; tracks (T, d): final track embeddings; rows, cols (nnz,): the
-    (playlist, seed track) pairs. Returns (n, d).
-
-    Each step draws one set of `negatives` tracks shared by all playlists, from `seed` and the
-    step number only, and each playlist's loss is its own term of a sum: a playlist's result does
-    not depend on which other playlists share its batch (sharded = unsharded)."""
-    n = q0.shape[0]
-    if steps <= 0 or n == 0 or rows.numel() == 0:
-        return q0
-    count = torch.bincount(rows, minlength=n).clamp_min(1).to(q0.dtype)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    q = q0.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([q], lr=lr)
-    seed_vecs = tracks[cols]
-    with torch.enable_grad():
-        for _ in range(steps):
-            neg = torch.randint(0, tracks.shape[0], (negatives,), generator=gen).to(tracks.device)
-            pos = (q[rows] * seed_vecs).sum(-1)                                  # (nnz,)
-            neg_s = q @ tracks[neg].t()                                          # (n, negatives)
-            pair = F.softplus(neg_s[rows] - pos[:, None]).mean(1)               # (nnz,)
-            per_playlist = torch.zeros(n, dtype=q.dtype, device=q.device).index_add_(0, rows, pair)
-            loss = (per_playlist / count).sum() + l2 * q.pow(2).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    return q.detach()

@@ -5,10 +5,16 @@ nccl on GPUs), or as one plain process for --nproc 1.
 """
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
+
+from musicmap import storage
+from musicmap.config import config_from_args
+from musicmap.errors import MusicMapError, exit_status
 
 MAIN = Path(__file__).resolve().parent / "main.py"
 
@@ -21,7 +27,6 @@ def exit_without_teardown(rc: int) -> None:
     destroying gloo's process group there (or when the DDP wrapper that holds it is freed) can
     deadlock, its worker thread waiting for the GIL that the main thread holds while joining it,
     and torchrun would wait forever. Objects put in _KEEP_ALIVE are never freed before that."""
-    import logging
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -32,11 +37,9 @@ def run_worker(main, prog: str) -> None:
     """The `__main__` of a torchrun entry script. It runs main() and leaves through
     exit_without_teardown with main's status, 2 after a MusicMapError (reported in one line) or
     1 after any other error (its traceback printed)."""
-    from musicmap.errors import exit_status
     try:
         rc = exit_status(main, prog)
     except Exception:  # noqa: BLE001 - print it, then leave without teardown (see above)
-        import traceback
         traceback.print_exc()
         rc = 1
     exit_without_teardown(rc)
@@ -71,9 +74,6 @@ def torchrun_command(script, args, nproc: int, max_restarts: int = 0, extra: lis
 
 
 def run_cli(args) -> int:
-    from musicmap.cli import config_from_args
-    from musicmap.errors import MusicMapError
-    from musicmap import storage
     cfg = config_from_args(args)  # a bad key or a missing graph fails before any process starts
     storage.open_committed(storage.stage_uri(cfg, "graph"), "build-graph")
     env = dict(os.environ, **FRESH_STORE_ENV)

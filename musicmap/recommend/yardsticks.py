@@ -19,11 +19,11 @@ import time
 
 import numpy as np
 
-from musicmap import metrics
-from musicmap.log import get_logger
-from musicmap.train.data import EvalCases, Graph
+from musicmap import metrics, storage
 from musicmap.errors import InputError
-from musicmap.train.recommenders import EASE, CoOccurrence, Popularity, RecentPopularity, RP3Beta
+from musicmap.log import get_logger
+from musicmap.recommend.recommenders import EASE, CoOccurrence, Popularity, RecentPopularity, RP3Beta
+from musicmap.train.data import EvalCases, Graph, load_eval, uri_index
 
 log = get_logger("yardsticks")
 NAMES = ("rp3beta", "ease")
@@ -92,8 +92,6 @@ def tune(graph: Graph, val: EvalCases, bc, title_model=None, k: int = 500) -> di
 def chosen_for(ctx) -> dict:
     """The tuned settings for the committed graph: what fit-ranker chose and recorded in its
     manifest (it tunes them for its RP3beta source), else tuned now on the validation cases."""
-    from musicmap import storage
-    from musicmap.train.data import load_eval, uri_index
     try:
         r = storage.open_committed(storage.stage_uri(ctx.cfg, "ranker"))
         manifest = storage.read_json(r.path("manifest.json"))

@@ -1,6 +1,6 @@
-"""Top-K scoring shared by validation, the recommend job, the ranker and the evaluation.
+"""The one top-k, shared by training's validation, the recommend job, the ranker and evaluate.
 
-    q = seed_queries(seeds, foldin, tracks_final, FoldIn("optimized"))    # (n, d)
+    q = seed_queries(seeds, foldin, tracks_final, FoldIn("optimized"))    # (n, d): train/foldin.py
     ids, scores = topk(q, tracks_final, k=500, exclude=seeds, chunk=1024)   # (n, k) each
     ids, scores = topk_rows(score_block, k=500, exclude=seeds)              # a dense (n, T) block
 
@@ -10,67 +10,17 @@ a time (one buffer, reused).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from torch import Tensor
 
 
-def _flat(lists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def flat_pairs(lists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """(row ids, values) of a ragged list of int arrays."""
     lens = np.fromiter((len(x) for x in lists), np.int64, len(lists))
     rows = np.repeat(np.arange(len(lists)), lens)
     vals = np.concatenate(lists).astype(np.int64) if len(lists) and lens.sum() else np.zeros(0, np.int64)
     return rows, vals
-
-
-FOLDIN_MODES = ("lightgcn", "mean", "optimized")
-
-
-@dataclass(frozen=True)
-class FoldIn:
-    """How a playlist outside the graph gets a vector from its seed tracks (recommend.foldin*)."""
-    mode: str = "lightgcn"
-    steps: int = 5
-    lr: float = 0.05
-    l2: float = 0.01
-    negatives: int = 64
-    seed: int = 0
-
-    @classmethod
-    def from_config(cls, recommend, mode: str | None = None) -> "FoldIn":
-        """From the recommend section; `mode` replaces recommend.foldin (e.g. the trainer's
-        validated choice when recommend.foldin is auto)."""
-        return cls(mode or recommend.foldin, recommend.foldin_steps, recommend.foldin_lr, recommend.foldin_l2,
-                   recommend.foldin_negatives)
-
-
-@torch.no_grad()
-def seed_queries(seeds: list[np.ndarray], foldin: Tensor, tracks_final: Tensor,
-                 mode: str | FoldIn = "lightgcn") -> Tensor:
-    """(n, d) query vectors of playlists outside the graph from their in-vocabulary seed tracks.
-
-    lightgcn:  Σ_{t∈S} f_t / sqrt(|S|) (f = foldin_vectors: LightGCN's propagation for a new node);
-    mean:      mean of the seeds' final embeddings (the seed system's recipe);
-    optimized: the mean, refined by a few BPR steps against the fixed tracks
-               (train.model.optimize_queries).
-    A case with no seed gets the zero vector (callers score those with the title model)."""
-    spec = mode if isinstance(mode, FoldIn) else FoldIn(mode)
-    if spec.mode not in FOLDIN_MODES:
-        raise ValueError(f"unknown fold-in mode {spec.mode!r} ({', '.join(FOLDIN_MODES)})")
-    n, d = len(seeds), tracks_final.shape[1]
-    rows, vals = _flat(seeds)
-    rows_t, vals_t = torch.from_numpy(rows).to(foldin.device), torch.from_numpy(vals).to(foldin.device)
-    table = foldin if spec.mode == "lightgcn" else tracks_final
-    q = torch.zeros(n, d, dtype=table.dtype, device=table.device).index_add_(0, rows_t, table[vals_t])
-    counts = torch.bincount(rows_t, minlength=n).clamp_min(1).to(table.dtype)
-    q = q / (counts.sqrt() if spec.mode == "lightgcn" else counts)[:, None]
-    if spec.mode == "optimized":
-        from musicmap.train.model import optimize_queries
-        q = optimize_queries(q, tracks_final, rows_t, vals_t, spec.steps, spec.lr, spec.l2,
-                             spec.negatives, spec.seed)
-    return q
 
 
 GROUP = 8         # columns per level-1 group, level-1 groups per level-2 group (topk selection)
@@ -136,7 +86,7 @@ def topk_rows(s: Tensor, k: int, exclude: list[np.ndarray] | None = None,
     if n == 0 or kk == 0:
         return out_i, out_s
     if exclude is not None:
-        r, cols = _flat(exclude)
+        r, cols = flat_pairs(exclude)
         if len(r):
             s[torch.from_numpy(r).to(s.device), torch.from_numpy(cols).to(s.device)] = -torch.inf
     vs, ix = select(s, kk)

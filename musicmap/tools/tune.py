@@ -25,8 +25,10 @@ import numpy as np
 import yaml
 
 from musicmap import storage
+from musicmap.config import config_from_args
 from musicmap.errors import MusicMapError
 from musicmap.log import get_logger
+from musicmap.train.launch import FRESH_STORE_ENV
 
 log = get_logger("tune")
 
@@ -71,7 +73,6 @@ def _base_args(args) -> list[str]:
 
 def run_trial(args, point: dict, folder: str, nproc: int) -> dict:
     """Train one trial into `folder`; its validation scores (best over fold-in modes)."""
-    from musicmap.train.launch import FRESH_STORE_ENV
     t0 = time.time()
     sets = _overrides(point) + ["--set", f"paths.model={folder}", "--set", "train.progress=false"]
     cmd = [sys.executable, "-m", "musicmap.cli", "-q", "train", *_base_args(args), *sets, "--nproc", str(nproc)]
@@ -181,7 +182,6 @@ def add_arguments(p) -> None:
 
 
 def run_cli(args) -> int:
-    from musicmap.cli import config_from_args
     extra = [f"tune.{k}={v}" for k, v in (("trials", args.trials), ("nproc", args.nproc)) if v is not None]
     cfg = config_from_args(args, extra)
     args.overrides = [*args.overrides, *extra]

@@ -1,99 +1,32 @@
-"""The second stage: a learned re-ranker over candidates from LightGCN, item co-occurrence,
-popularity, recent popularity and the title model (the two-stage design that won the RecSys
-Challenge 2018). LightGBM's LambdaRank orders each playlist's candidates by the features of
-train.features; it is fitted on validation playlists only, and served only when a
-cross-validation over those playlists says it beats LightGCN alone.
+"""`musicmap fit-ranker`: fit the re-ranker (recommend/ranker.py) on validation playlists only,
+cross-validate it by playlist against every method alone, and commit what recommend serves.
 
     musicmap fit-ranker --root URI        -> <root>/ranker/<version>/model.txt, manifest.json
 
-Why LightGBM LambdaRank: it optimises a listwise NDCG objective directly, reads missing values
-(a case without seeds) natively, saves as plain text (no pickle), and predicts millions of rows a
-second on CPUs; XGBoost's rank:ndcg would do the same job with a heavier install.
+The fitting cases are the validation cases plus more cut from the same playlists (the cut of
+musicmap/cases.py, the one build-graph makes); nothing of the test split is read.
 """
 from __future__ import annotations
 
 import time
 
+import lightgbm as lgb
 import numpy as np
-import torch
 
+from musicmap import cases as cut
 from musicmap import metrics, mpd, storage
+from musicmap.config import config_from_args
 from musicmap.errors import InputError
 from musicmap.log import get_logger, progress
-from musicmap.train import yardsticks
+from musicmap.recommend import yardsticks
+from musicmap.recommend.context import load_context
+from musicmap.recommend.features import FEATURES, Block, Sources
+from musicmap.recommend.main import choose_graph_method
+from musicmap.recommend.ranker import lgb_params, order_block, sources_for
 from musicmap.train.data import EvalCases, load_eval, uri_index
-from musicmap.train.features import FEATURES, Block, Sources
-from musicmap.train.scoring import topk_rows
 
 log = get_logger("ranker")
 
-
-def lgb_params(rk) -> dict:
-    """LightGBM parameters from the ranker config section."""
-    # Pairs are formed with the top 100 of each list only: half the time of all 500, the same
-    # NDCG@500 on both real sets (bench/BENCHMARKS.md).
-    return {"objective": "lambdarank", "metric": "ndcg", "eval_at": [500], "verbose": -1,
-            "lambdarank_truncation_level": 100, "num_leaves": rk.num_leaves,
-            "learning_rate": rk.learning_rate, "min_data_in_leaf": rk.min_data_in_leaf,
-            "feature_fraction": rk.feature_fraction, "bagging_fraction": 0.8, "bagging_freq": 1,
-            "seed": rk.seed, "deterministic": True, "force_row_wise": True,
-            "num_threads": rk.threads}
-
-
-class Ranker:
-    """Re-ranks each playlist's candidates (train.features.Sources) with a fitted booster.
-
-        ranked, scores = Ranker(sources, booster).rank(seeds, names, k=500)
-
-    Same interface as the other recommenders. It serves new playlists only (it is fitted on
-    them); graph playlists get LightGCN alone (train.recommend.recommend_train)."""
-    name = "ranker"
-
-    def __init__(self, sources: Sources, booster, chunk: int = 64, cold: str = "ranker"):
-        self.sources, self.booster, self.chunk, self.cold = sources, booster, chunk, cold
-
-    def fit(self, graph) -> "Ranker":
-        """Nothing to fit here: `musicmap fit-ranker` (run below) fits the booster."""
-        return self
-
-    def rank(self, seeds: list[np.ndarray], names: list, k: int = 500) -> tuple[np.ndarray, np.ndarray]:
-        """Playlists without a seed go to the title model when cross-validation said it does
-        better on them (cold="title")."""
-        out = np.full((len(seeds), k), -1, np.int64)
-        out_s = np.full((len(seeds), k), -np.inf, np.float32)
-        for lo in range(0, len(seeds), self.chunk):
-            hi = min(lo + self.chunk, len(seeds))
-            block = self.sources.candidates(seeds[lo:hi], names[lo:hi])
-            out[lo:hi], out_s[lo:hi] = order_block(block, self.booster.predict, k)
-        cold = [i for i, s in enumerate(seeds) if len(s) == 0] if self.cold == "title" else []
-        if cold:
-            out[cold], out_s[cold] = self.sources.titles.rank([seeds[i] for i in cold], [names[i] for i in cold], k)
-        return out, out_s
-
-
-def order_block(block: Block, predict, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top k of each case's candidates by predicted score; a list shorter than k is filled from
-    the block's fallback order (scored below every candidate)."""
-    valid = block.cand >= 0
-    s = np.full(block.cand.shape, -np.inf)
-    if valid.any():
-        s[valid] = predict(block.x[valid])
-    order, sc = topk_rows(torch.from_numpy(s), k, stable=True)   # ties in candidate order
-    ids = np.where(order >= 0, np.take_along_axis(block.cand, order.clip(min=0), 1), -1)
-    out = np.full((len(ids), k), -1, np.int64)
-    out_s = np.full((len(ids), k), -np.inf, np.float32)
-    floor = np.nanmin(np.where(np.isfinite(s), s, np.nan)) if np.isfinite(s).any() else 0.0
-    for i in range(len(ids)):
-        r, rs = ids[i][ids[i] >= 0], sc[i][ids[i] >= 0]
-        if len(r) < k:
-            fill = block.fallback[i][~np.isin(block.fallback[i], r) & (block.fallback[i] >= 0)][:k - len(r)]
-            r = np.concatenate([r, fill])
-            rs = np.concatenate([rs, floor - 1.0 - np.arange(len(fill), dtype=np.float32)])
-        out[i, :len(r)], out_s[i, :len(r)] = r, rs
-    return out, out_s
-
-
-# ------------------------------------------------------------------ fitting cases
 
 def augment(cases: EvalCases, uri_to_idx: dict, per_playlist: int, seed: int) -> EvalCases:
     """More fitting cases from the same validation playlists: each playlist's tracks (from its
@@ -105,21 +38,15 @@ def augment(cases: EvalCases, uri_to_idx: dict, per_playlist: int, seed: int) ->
         if p not in full or cases.category[i] == mpd.SEED_PROTOCOL:
             full[p] = uris
         name[p] = name.get(p) or cases.name[i]
-    rows = []
-    for p, uris in full.items():
-        eligible = [c for c in mpd.CHALLENGE_CATEGORIES if len(uris) >= c.min_tracks]
-        rng = np.random.default_rng([seed, p])
-        for c in rng.permutation(eligible)[:per_playlist] if eligible else []:
-            pos = sorted(rng.choice(len(uris), c.seeds, replace=False).tolist()) if c.random else list(range(c.seeds))
-            rows.append((p, c, pos, uris))
+    rows = [(p, c, pos, uris) for p, uris in full.items()
+            for c, pos in cut.more_cases(p, len(uris), seed, per_playlist)]
     out = EvalCases(np.array([r[0] for r in rows], np.int64), [], [], [], [], [], [], [])
     for p, c, pos, uris in rows:
-        chosen = set(pos)
         seed_uris = [uris[j] for j in pos]
-        held = [u for j, u in enumerate(uris) if j not in chosen]
+        held = [uris[j] for j in cut.holdout_positions(uris, pos)]
         out.category.append(c.name)
         out.name.append(name[p] if c.title else None)
-        out.seeds.append(np.array(list(dict.fromkeys(uri_to_idx[u] for u in seed_uris if u in uri_to_idx)), np.int64))
+        out.seeds.append(np.array(cut.seed_ids(seed_uris, uri_to_idx), np.int64))
         out.seed_uris.append(seed_uris)
         out.holdouts.append(np.array([uri_to_idx.get(u, -2 - j) for j, u in enumerate(held)], np.int64))
         out.holdout_uris.append(held)
@@ -171,7 +98,6 @@ class Pool:
 
 
 def fit_booster(pool: Pool, idx, rk):
-    import lightgbm as lgb
     X, y, groups = pool.dataset(idx, rk.fit_negatives, rk.seed)
     return lgb.train(lgb_params(rk), lgb.Dataset(X, y, group=groups, feature_name=FEATURES), rk.rounds)
 
@@ -206,39 +132,6 @@ def cross_validate(pool: Pool, fit_pid: np.ndarray, n_val: int, rk, k: int) -> n
 
 
 # ------------------------------------------------------------------ the stage
-
-def sources_for(ctx, tuned: dict) -> Sources:
-    """The candidate sources of a loaded recommend Context (train.context.load_context), with
-    RP3beta as tuned on validation (`tuned`: train.yardsticks.tune's result)."""
-
-    def ids(col):
-        values = ctx.tracks[col].to_pylist()
-        index = {v: i for i, v in enumerate(dict.fromkeys(values))}
-        return np.array([index[v] for v in values], np.int64)
-    rk = ctx.cfg.ranker
-    ctx.use_tuned(tuned)       # one RP3beta fit, shared with the other methods of this command
-    rp3 = ctx.baselines(["rp3beta"]).get("rp3beta")
-    return Sources(ctx.graph, ids("artist_uri"), ids("album_uri"), ctx.train_modified_at(),
-                   ctx.lightgcn(), ctx.title_model, rp3, k=ctx.cfg.recommend.k, per_source=rk.per_source)
-
-
-def load_booster(cfg, model_version: str):
-    """(booster, manifest) of the committed ranker, or (None, reason) when it cannot serve."""
-    import lightgbm as lgb
-    uri = storage.stage_uri(cfg, "ranker")
-    try:
-        r = storage.open_committed(uri, "fit-ranker")
-    except storage.NotCommittedError as e:
-        return None, str(e)
-    manifest = {**storage.read_json(r.path("manifest.json")), "version": r.version}
-    if manifest["features"] != FEATURES:
-        raise InputError(f"{uri}: fitted on other features ({len(manifest['features'])}); rerun "
-                         f"`musicmap fit-ranker`")
-    if manifest["input"]["model_version"] != model_version:
-        manifest["stale"] = (f"fitted on model {manifest['input']['model_version']}, the model is "
-                             f"now {model_version}")
-    return lgb.Booster(model_str=storage.read_text(r.path("model.txt"))), manifest
-
 
 def fitting_cases(ctx, rk) -> tuple[EvalCases, int]:
     """The validation cases (at most rk.max_playlists playlists) followed by the augmented ones,
@@ -282,8 +175,6 @@ def cold_choice(cv: np.ndarray, val: EvalCases, title_model, k: int) -> dict:
 
 
 def run(cfg) -> dict:
-    from musicmap.train.context import load_context
-    from musicmap.train.recommend import choose_graph_method
     t0 = time.time()
     rk, k = cfg.ranker, cfg.recommend.k
     ctx = load_context(cfg, ranker=False)
@@ -355,7 +246,6 @@ def add_arguments(p) -> None:
 
 
 def run_cli(args) -> int:
-    from musicmap.cli import config_from_args
     res = run(config_from_args(args))
     print(format_report(res["manifest"]))
     print(f"ranker committed at {res['out']} ({res['version']})")

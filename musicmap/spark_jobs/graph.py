@@ -33,12 +33,14 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from musicmap import cases, mpd, schemas, storage
 from musicmap.errors import InputError
+from musicmap.inputs import list_inputs
 from musicmap.log import get_logger
 from musicmap.spark_jobs.datasources import MPDSource, ParquetSink, storage_options
 
@@ -121,7 +123,6 @@ class Job:
 
 def build(spark: SparkSession, cfg, input_uri: str, output_uri: str) -> dict:
     """Run the job; returns stats (also written to graph/stats.json). Committed atomically."""
-    from musicmap.inputs import list_inputs
     t0 = time.time()
     spark.dataSource.register(MPDSource)
     spark.dataSource.register(ParquetSink)
@@ -301,7 +302,6 @@ def _graph_cases_fn(vocab_bc, eval_seed: int):
     its EVAL row (split by musicmap.cases.split_of)."""
 
     def fn(batches):
-        import pyarrow as pa
         vocab = vocab_bc.value
         for batch in batches:
             rows = {f: [] for f in schemas.EVAL.names}
@@ -428,29 +428,17 @@ def _name_conflicts(good: DataFrame, track_agg: DataFrame, uris: list[str]) -> D
 
 def _eval_cases_fn(vocab_bc, eval_seed: int, seed_protocol: bool):
     """mapInArrow function: val/test playlists -> EVAL rows (see module doc, step 7)."""
-    categories = mpd.CHALLENGE_CATEGORIES
 
     def fn(batches):
-        import pyarrow as pa
         vocab = vocab_bc.value
         for batch in batches:
             rows = {f: [] for f in schemas.EVAL.names}
 
             def emit(pid, split, category, name, n, seed_pos, uris, artists):
-                seed_set = {uris[i] for i in seed_pos}
                 seed_uris = [uris[i] for i in seed_pos]
-                seen_idx, seed_idx = set(), []
-                for u in seed_uris:
-                    i = vocab.get(u)
-                    if i is not None and i not in seen_idx:
-                        seen_idx.add(i)
-                        seed_idx.append(i)
-                hold, hold_art, seen = [], [], set(seed_set)
-                for u, a in zip(uris, artists):
-                    if u not in seen:
-                        seen.add(u)
-                        hold.append(u)
-                        hold_art.append(a)
+                held = cases.holdout_positions(uris, seed_pos)
+                hold, hold_art = [uris[j] for j in held], [artists[j] for j in held]
+                seed_idx = cases.seed_ids(seed_uris, vocab)
                 for f, v in (("pid", pid), ("split", split), ("category", category), ("name", name),
                              ("num_tracks", n), ("seed_idx", seed_idx), ("seed_uris", seed_uris),
                              ("holdout_uris", hold), ("holdout_artist_uris", hold_art)):
@@ -459,12 +447,9 @@ def _eval_cases_fn(vocab_bc, eval_seed: int, seed_protocol: bool):
             for r in batch.to_pylist():
                 uris, artists = r["uris"], r["artists"]
                 n = len(uris)
-                eligible = [c for c in categories if n >= c.min_tracks]
-                if eligible:
-                    rng = np.random.default_rng([eval_seed, r["pid"]])
-                    c = eligible[int(rng.integers(len(eligible)))]
-                    pos = (sorted(rng.choice(n, c.seeds, replace=False).tolist()) if c.random
-                           else list(range(c.seeds)))
+                drawn = cases.challenge_case(r["pid"], n, eval_seed)
+                if drawn:
+                    c, pos = drawn
                     emit(r["pid"], r["split"], c.name, r["name"] if c.title else None, n, pos, uris, artists)
                 if seed_protocol:
                     emit(r["pid"], r["split"], mpd.SEED_PROTOCOL, r["name"], n, list(range(n // 2)),

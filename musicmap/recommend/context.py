@@ -17,11 +17,12 @@ import torch
 from musicmap import schemas, storage
 from musicmap.errors import InputError
 from musicmap.log import get_logger
-from musicmap.train import yardsticks
+from musicmap.recommend import yardsticks
+from musicmap.recommend.ranker import Ranker, load_booster, sources_for
+from musicmap.recommend.recommenders import LightGCNRecommender, TitleModel
 from musicmap.train.data import Graph, load_graph, load_tracks
 from musicmap.train.export import TrainedModel, load_model
-from musicmap.train.recommenders import LightGCNRecommender, TitleModel
-from musicmap.train.scoring import FoldIn
+from musicmap.train.foldin import FoldIn
 
 log = get_logger("recommend")
 
@@ -63,7 +64,7 @@ class Context:
         """recommend.foldin, or with auto the mode the trainer's validation chose."""
         recommend = self.cfg.recommend
         chosen = (self.model.manifest.get("foldin") or {}).get("chosen") if self.model else None
-        return FoldIn.from_config(recommend, (chosen or "optimized") if recommend.foldin == "auto" else None)
+        return FoldIn.from_config(recommend, chosen)
 
     def train_modified_at(self) -> np.ndarray:
         """modified_at of the graph playlists, by playlist_idx."""
@@ -117,7 +118,6 @@ class Context:
         if self.booster is None:
             return self.lightgcn()
         if self._served is None:
-            from musicmap.train.ranker import Ranker, sources_for
             self._served = Ranker(sources_for(self, self.ranker_manifest["yardsticks"]), self.booster,
                                   self.cfg.ranker.chunk,
                                   self.ranker_manifest.get("no_seed_cases", {}).get("chosen", "ranker"))
@@ -161,7 +161,6 @@ def served_ranker(cfg, model_version: str, force: bool = False):
         raise InputError(f"recommend.method {method!r}: use {', '.join(METHODS)}")
     if method == "lightgcn":
         return None, None
-    from musicmap.train.ranker import load_booster
     booster, manifest = load_booster(cfg, model_version)
     if booster is None:
         if method == "ranker":

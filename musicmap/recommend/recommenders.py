@@ -17,9 +17,10 @@ import scipy.sparse as sp
 import torch
 
 from musicmap.mpd import normalize_title
+from musicmap.topk import flat_pairs, topk, topk_rows
 from musicmap.train.data import Graph, embedded_only
 from musicmap.train.export import TrainedModel
-from musicmap.train.scoring import FoldIn, _flat, seed_queries, topk, topk_rows
+from musicmap.train.foldin import FoldIn, seed_queries
 
 
 class Recommender(Protocol):
@@ -55,6 +56,30 @@ class Popularity:
         return out, scores
 
 
+RECENT_SHARES = (0.10, 0.25)  # the ranker's recent_10 and recent_25 features
+
+
+class TrackSignals:
+    """Per-track numbers from the train graph: popularity overall and among the newest train
+    playlists, and when in train time a track first and on average appears."""
+
+    def __init__(self, graph: Graph, modified_at: np.ndarray, recent_shares=RECENT_SHARES):
+        T = graph.num_tracks
+        order = np.lexsort((np.arange(len(modified_at)), modified_at))
+        quantile = np.empty(len(modified_at))
+        quantile[order] = (np.arange(len(order)) + 0.5) / max(len(order), 1)
+        q = quantile[graph.playlist]                               # time quantile of each edge
+        self.pop = np.bincount(graph.track, minlength=T).astype(np.float64)
+        self.recent = [np.bincount(graph.track[q >= 1 - s], minlength=T).astype(np.float64)
+                       for s in recent_shares]
+        self.first_seen = np.ones(T)
+        np.minimum.at(self.first_seen, graph.track, q)
+        self.mean_time = np.bincount(graph.track, weights=q, minlength=T) / np.maximum(self.pop, 1)
+        # ties broken by track_idx, as Popularity does
+        self.pop_order = np.lexsort((np.arange(T), -self.pop))
+        self.recent_order = np.lexsort((np.arange(T), -self.pop, -self.recent[-1]))
+
+
 class RecentPopularity(Popularity):
     """The most frequent tracks of the newest train playlists (the last `share` of them by
     modified_at), ties by overall popularity: the split is by time, so this is what a playlist
@@ -65,7 +90,6 @@ class RecentPopularity(Popularity):
         self.modified_at, self.share = modified_at, share
 
     def fit(self, graph: Graph) -> "RecentPopularity":
-        from musicmap.train.features import TrackSignals
         s = TrackSignals(graph, self.modified_at, (self.share,))
         self.counts, self.order = s.recent[0], s.recent_order
         return self
@@ -207,7 +231,7 @@ class RP3Beta(ItemBased):
 
     def sparse_scores(self, seeds: list[np.ndarray]) -> sp.csr_matrix:
         """(n, T) sparse scores: only the seeds' neighbours are nonzero."""
-        rows, cols = _flat(seeds)
+        rows, cols = flat_pairs(seeds)
         q = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(seeds), self.num_tracks))
         return (q @ self.W).tocsr()
 
@@ -281,7 +305,7 @@ class EASE(ItemBased):
         return self
 
     def scores(self, seeds: list[np.ndarray]) -> torch.Tensor:
-        rows, cols = _flat(seeds)
+        rows, cols = flat_pairs(seeds)
         q = torch.zeros(len(seeds), self.num_tracks)
         q[torch.from_numpy(rows), torch.from_numpy(cols)] = 1.0
         return q @ self.B
@@ -320,7 +344,7 @@ class CoOccurrence(ItemBased):
             self._X = sp.csr_matrix((vals, (idx[0], idx[1])), shape=tuple(X.shape))
             self._Xt = self._X.T.tocsr()
         T = self.num_tracks
-        rows, cols = _flat(seeds)
+        rows, cols = flat_pairs(seeds)
         key = np.unique(rows * T + cols)                 # a seed listed twice counts once, as in scores
         rows, cols = key // T, key % T
         inv = self.inv_sqrt.numpy()
@@ -333,7 +357,7 @@ class CoOccurrence(ItemBased):
     def scores(self, seeds: list[np.ndarray]) -> torch.Tensor:
         """(n, T) cosine scores Σ_{s∈S} C[s,t] / sqrt(n_s n_t) of one chunk of playlists."""
         T = self.Xt.shape[0]
-        rows, cols = _flat(seeds)
+        rows, cols = flat_pairs(seeds)
         q = torch.zeros(T, len(seeds))
         q[torch.from_numpy(cols), torch.from_numpy(rows)] = self.inv_sqrt[torch.from_numpy(cols)]
         per_playlist = torch.sparse.mm(self.X, q)                 # (P, n)

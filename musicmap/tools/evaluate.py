@@ -14,16 +14,20 @@ from __future__ import annotations
 import io
 import time
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from musicmap import metrics, mpd, schemas, storage
+from musicmap.config import config_from_args
 from musicmap.errors import InputError
 from musicmap.log import get_logger
+from musicmap.recommend import yardsticks
+from musicmap.recommend.context import Context, load_context
+from musicmap.recommend.main import GRAPH_METHODS, graph_cases, rank_graph_playlists
 from musicmap.train.data import EvalCases, load_eval, uri_index
-from musicmap.train.context import Context, load_context
-from musicmap.train import yardsticks
 
 log = get_logger("evaluate")
 SEED_SYSTEM = {"precision@20": 0.0990, "hit_rate@20": 0.6576,
@@ -81,7 +85,6 @@ def served_ranks(ctx: Context, cases: EvalCases, k: int) -> np.ndarray:
 def graph_playlists(ctx: Context, split: str, artist_of, artist_id) -> dict | None:
     """The graph playlists' held-out tracks (graph_<split>): what recommend wrote for them (when it
     wrote graph playlists), and each method ranking them from their own tracks."""
-    from musicmap.train.recommend import GRAPH_METHODS, graph_cases, rank_graph_playlists
     ec = ctx.cfg.evaluate
     cases, idx = graph_cases(ctx, f"graph_{split}")
     if not len(cases):
@@ -183,9 +186,7 @@ def run(cfg, split: str, force: bool = False) -> dict:
 
 
 def chart(report: dict, metric: str) -> bytes | None:
-    import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     methods = list(report["methods"])
     cats = [c for c in CHALLENGE if c in report["methods"][methods[0]]["challenge"]] + ["all"]
     fig, ax = plt.subplots(figsize=(11, 4))
@@ -256,7 +257,6 @@ def add_arguments(p) -> None:
 
 
 def run_cli(args) -> int:
-    from musicmap.cli import config_from_args
     cfg = config_from_args(args, [f"evaluate.split={args.split}"] if args.split else [])
     report = run(cfg, cfg.evaluate.split, force=args.force)
     print(format_report(report))

@@ -15,8 +15,10 @@ import difflib
 import numpy as np
 import pyarrow as pa
 
+from musicmap.config import config_from_args
 from musicmap.errors import InputError
 from musicmap.log import get_logger
+from musicmap.recommend.context import load_context
 
 log = get_logger("similar")
 
@@ -113,8 +115,6 @@ def add_arguments(p) -> None:
 
 
 def run_cli(args) -> int:
-    from musicmap.cli import config_from_args
-    from musicmap.train.context import load_context
     if not args.track and not args.track_uri:
         raise InputError("give at least one --track NAME or --track-uri URI")
     cfg = config_from_args(args)

@@ -1,0 +1,12 @@
+"""torchrun entry of the batch recommend job, playlists sharded over the ranks:
+
+    torchrun --nproc_per_node=N recommend/main.py --root URI [--playlists all] [--challenge FILE]
+
+The job is musicmap/recommend/main.py (what `musicmap recommend --nproc N` runs); this file only
+runs it.
+"""
+from musicmap.recommend.main import main
+from musicmap.train.launch import run_worker
+
+if __name__ == "__main__":
+    run_worker(main, "recommend")
