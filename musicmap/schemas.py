@@ -85,5 +85,6 @@ GRAPH_TABLES = {"tracks": TRACKS, "playlists": PLAYLISTS, "edges": EDGES, "eval"
 
 def spark_schema(schema: pa.Schema):
     """The Spark StructType of a pyarrow schema (for the Spark side's readers and writers)."""
+    # Imported here: the torch side reads these schemas too and never needs pyspark.
     from pyspark.sql.pandas.types import from_arrow_schema
     return from_arrow_schema(schema)

@@ -4,7 +4,7 @@ a playlist, and what the ranker knows about each (case, candidate) pair.
     src = Sources(graph, artist_of, album_of, train_modified_at, scorer, title_model, rp3)
     block = src.candidates(seeds, names)               # one chunk of cases
     block.cand  (n, M) int64 track_idx, -1 padded;  block.x  (n, M, F) float32 (NaN = undefined)
-    block.x[..., COL["rp3_score"]]                     # a feature by name
+    block.x[..., COL["rp3_score"]]                     # a feature by name (FEATURES: name -> function)
 
 Sources, each proposing its top candidates from the whole catalogue (never a seed):
   lightgcn      the trained model (query = fold-in of the seeds): its top k among the tracks it
@@ -21,6 +21,7 @@ Sources, each proposing its top candidates from the whole catalogue (never a see
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -30,22 +31,88 @@ from musicmap.recommend.recommenders import CoOccurrence, TitleModel, TrackSigna
 from musicmap.topk import flat_pairs, select, topk_rows
 from musicmap.train.data import Graph
 
-FEATURES = [
-    "lightgcn_score", "lightgcn_gap",        # score, and its distance to the case's best score
-    "lightgcn_rank",                          # log(1 + rank) in the source's list (absent: its length)
-    "cooc_score", "cooc_share", "cooc_rank",  # cosine co-occurrence, as a share of the case's best
-    "rp3_score", "rp3_share", "rp3_rank",     # RP3beta, as a share of the case's best
-    "popularity", "recent_10", "recent_25",   # log(1 + playlists holding it): all / newest 10% / 25%
-    "first_seen", "mean_time",                # time quantile of its first / average train playlist
-    "title_share",                            # share of same-title train playlists that hold it
-    "num_seeds", "has_title",                 # about the case
-    "artist_share", "album_share",            # share of the seeds by its artist / on its album
-    "embedded",                               # 1 when LightGCN has a vector for it, else 0
-    "sources",                                # how many sources proposed it
-]
+
+@dataclass
+class Pairs:
+    """One chunk's (case, candidate) pairs and what their features are computed from."""
+    src: "Sources"
+    cand: np.ndarray      # (n, M) candidate track_idx, -1 padded
+    seeds: list           # per case, its seed track_idx
+    names: list           # per case, its title or None
+    has: np.ndarray       # (n,) whether the case has seeds
+    scored: dict          # {source: Scored} of the seed-based sources
+    lists: list           # every source's proposals, (n, *) each
+    title_share: list     # per case, None or its title's (tracks ascending, shares)
+
+    @cached_property
+    def c(self) -> np.ndarray:
+        """cand with the padding at track 0 (for lookups; padded pairs end up NaN)."""
+        return np.where(self.cand >= 0, self.cand, 0)
+
+    @cached_property
+    def values(self) -> dict:
+        """{source: (n, M) its score of each candidate, NaN where it says nothing}."""
+        return {name: sc.lookup(self.cand) for name, sc in self.scored.items()}
+
+    def seeded(self, v: np.ndarray) -> np.ndarray:
+        """v, NaN for cases without seeds (a seed-based source has nothing to say of them)."""
+        return np.where(self.has[:, None], v, np.nan)
+
+
+def _score(source: str):
+    return lambda p: p.seeded(p.values[source])
+
+
+def _relative(source: str, how: str):
+    """The score against the case's best: its gap (score - best) or its share (score / best)."""
+    def f(p: Pairs) -> np.ndarray:
+        val, best = p.values[source], p.scored[source].best[:, None]
+        rel = (val - best) if how == "gap" else val / np.maximum(best, 1e-12)
+        return p.seeded(np.where(np.isfinite(val), rel, np.nan))
+    return f
+
+
+def _rank(source: str):
+    """log(1 + position) in the source's list; a candidate it scores but did not list gets the
+    list's length."""
+    def f(p: Pairs) -> np.ndarray:
+        pos = _position(p.scored[source].top, p.cand, p.src.graph.num_tracks)
+        return p.seeded(np.where(np.isfinite(p.values[source]), np.log1p(pos), np.nan))
+    return f
+
+
+def _static(name: str):
+    return lambda p: p.src.static[name][p.c]
+
+
+# The ranker's features, by name: each a function of a chunk's Pairs giving (n, M) values (or
+# (n, 1), broadcast). The order is the columns of Block.x and of the booster; a booster fitted on
+# another list is refused (recommend/ranker.py load_booster). Adding a feature is one line here.
+FEATURES = {
+    "lightgcn_score": _score("lightgcn"),
+    "lightgcn_gap": _relative("lightgcn", "gap"),          # distance to the case's best score
+    "lightgcn_rank": _rank("lightgcn"),
+    "cooc_score": _score("cooc"),                          # cosine co-occurrence with the seeds
+    "cooc_share": _relative("cooc", "share"),              # as a share of the case's best
+    "cooc_rank": _rank("cooc"),
+    "rp3_score": _score("rp3"),                            # RP3beta's walk from the seeds
+    "rp3_share": _relative("rp3", "share"),
+    "rp3_rank": _rank("rp3"),
+    "popularity": _static("popularity"),                   # log(1 + train playlists holding it)
+    "recent_10": _static("recent_10"),                     # the same among the newest 10% of them
+    "recent_25": _static("recent_25"),                     # ... and the newest 25%
+    "first_seen": _static("first_seen"),                   # time quantile of its first train playlist
+    "mean_time": _static("mean_time"),                     # ... and of the average one
+    "title_share": lambda p: _title_share(p.title_share, p.c),  # share of same-title playlists holding it
+    "num_seeds": lambda p: np.log1p([len(s) for s in p.seeds])[:, None],
+    "has_title": lambda p: np.array([nm is not None for nm in p.names], np.float32)[:, None],
+    "artist_share": lambda p: _share(p.seeds, p.src.artist_of, p.c),   # share of the seeds by its artist
+    "album_share": lambda p: _share(p.seeds, p.src.album_of, p.c),     # ... on its album
+    "embedded": lambda p: (p.c < p.src.scorer.num_tracks).astype(np.float32),  # LightGCN has a vector
+    "sources": lambda p: _proposals(p.cand, p.lists),     # how many sources proposed it
+}
+FEATURE_NAMES = list(FEATURES)
 COL = {name: j for j, name in enumerate(FEATURES)}
-# the per-track features, computed once (TrackSignals), in this order
-STATIC = ("popularity", "recent_10", "recent_25", "first_seen", "mean_time")
 
 
 @dataclass
@@ -70,8 +137,10 @@ class Sources:
         self.cooc = CoOccurrence().fit(graph)
         self.scorer, self.titles, self.rp3 = scorer, title_model, rp3
         s = self.signals
-        self.static = np.stack([np.log1p(s.pop), np.log1p(s.recent[0]), np.log1p(s.recent[1]),
-                                s.first_seen, s.mean_time], 1).astype(np.float32)   # (T, len(STATIC))
+        # the per-track features, computed once: {name: (T,) float32}
+        self.static = {name: v.astype(np.float32) for name, v in (
+            ("popularity", np.log1p(s.pop)), ("recent_10", np.log1p(s.recent[0])),
+            ("recent_25", np.log1p(s.recent[1])), ("first_seen", s.first_seen), ("mean_time", s.mean_time))}
 
     def scored(self, seeds: list[np.ndarray], seed_keys: np.ndarray, has: np.ndarray) -> dict:
         """{source: Scored} of the seed-based sources for one chunk of cases. LightGCN scores its
@@ -98,8 +167,10 @@ class Sources:
         title_top, title_share = self._title(names, m)
         lists.append(title_top)
         cand = _union(np.concatenate(lists, 1), seed_keys, T)
-        x = self._features(cand, seeds, names, has, scored, title_share)
-        x[..., COL["sources"]] = _proposals(cand, lists)
+        pairs = Pairs(self, cand, seeds, names, has, scored, lists, title_share)
+        x = np.empty((n, cand.shape[1], len(FEATURES)), np.float32)
+        for j, feature in enumerate(FEATURES.values()):
+            x[..., j] = feature(pairs)
         x[cand < 0] = np.nan
         return Block(cand, x, self.titles.rank(seeds, names, self.k)[0])
 
@@ -121,36 +192,6 @@ class Sources:
             top[i, :len(best)] = tr[best]
             shares.append((tr, sh))
         return top, shares
-
-    def _features(self, cand, seeds, names, has, scored, title_share) -> np.ndarray:
-        n, M = cand.shape
-        c = np.where(cand >= 0, cand, 0)
-        x = np.full((n, M, len(FEATURES)), np.nan, np.float32)
-        for name, relative in (("lightgcn", "gap"), ("cooc", "share"), ("rp3", "share")):
-            sc = scored[name]
-            val, best = sc.lookup(cand), sc.best[:, None]
-            known = np.isfinite(val)                      # the source scores this track at all
-            x[..., COL[f"{name}_score"]] = val
-            x[..., COL[f"{name}_{relative}"]] = np.where(
-                known, (val - best) if relative == "gap" else val / np.maximum(best, 1e-12), np.nan)
-            # rank in the source's list; absent: the list's length
-            x[..., COL[f"{name}_rank"]] = np.where(known, np.log1p(_position(sc.top, cand, self.graph.num_tracks)), np.nan)
-            for f in (f"{name}_score", f"{name}_{relative}", f"{name}_rank"):
-                x[~has, :, COL[f]] = np.nan
-        for j, name in enumerate(STATIC):
-            x[..., COL[name]] = self.static[c, j]
-        x[..., COL["title_share"]] = 0.0
-        for i, ts in enumerate(title_share):
-            if ts is not None:
-                tr, sh = ts
-                pos = np.searchsorted(tr, c[i]).clip(max=len(tr) - 1)
-                x[i, :, COL["title_share"]] = np.where(tr[pos] == c[i], sh[pos], 0.0)
-        x[..., COL["num_seeds"]] = np.log1p([len(s) for s in seeds])[:, None]
-        x[..., COL["has_title"]] = np.array([nm is not None for nm in names], np.float32)[:, None]
-        x[..., COL["artist_share"]] = _share(seeds, self.artist_of, c)
-        x[..., COL["album_share"]] = _share(seeds, self.album_of, c)
-        x[..., COL["embedded"]] = (c < self.scorer.num_tracks).astype(np.float32)
-        return x
 
 
 def _proposals(cand: np.ndarray, lists: list[np.ndarray]) -> np.ndarray:
@@ -273,3 +314,15 @@ def _share(seeds: list[np.ndarray], group_of: np.ndarray, cand: np.ndarray) -> n
     pos, hit = _find(keys, np.arange(len(seeds))[:, None] * G + group_of[cand])
     n_seeds = np.maximum([len(s) for s in seeds], 1)[:, None]
     return np.where(hit, counts[pos] if len(keys) else 0, 0) / n_seeds
+
+
+def _title_share(title_share: list, c: np.ndarray) -> np.ndarray:
+    """(n, M) share of the case's same-title train playlists that hold each candidate (0 without
+    a known title)."""
+    out = np.zeros(c.shape, np.float32)
+    for i, ts in enumerate(title_share):
+        if ts is not None:
+            tr, sh = ts
+            pos = np.searchsorted(tr, c[i]).clip(max=len(tr) - 1)
+            out[i] = np.where(tr[pos] == c[i], sh[pos], 0.0)
+    return out

@@ -20,7 +20,7 @@ from musicmap.errors import InputError
 from musicmap.log import get_logger, progress
 from musicmap.recommend import yardsticks
 from musicmap.recommend.context import load_context
-from musicmap.recommend.features import FEATURES, Block, Sources
+from musicmap.recommend.features import FEATURE_NAMES, Block, Sources
 from musicmap.recommend.main import choose_graph_method
 from musicmap.recommend.ranker import lgb_params, order_block, sources_for
 from musicmap.train.data import EvalCases, load_eval, uri_index
@@ -99,7 +99,7 @@ class Pool:
 
 def fit_booster(pool: Pool, idx, rk):
     X, y, groups = pool.dataset(idx, rk.fit_negatives, rk.seed)
-    return lgb.train(lgb_params(rk), lgb.Dataset(X, y, group=groups, feature_name=FEATURES), rk.rounds)
+    return lgb.train(lgb_params(rk), lgb.Dataset(X, y, group=groups, feature_name=FEATURE_NAMES), rk.rounds)
 
 
 def mean_metrics(ranked: np.ndarray, cases: EvalCases, k: int) -> dict:
@@ -198,8 +198,8 @@ def run(cfg) -> dict:
     strongest = max(report, key=lambda m: report[m]["all"]["ndcg"])
     gain = booster.feature_importance("gain")
     manifest = {
-        "features": FEATURES, "params": lgb_params(rk), "rounds": rk.rounds,
-        "importance_gain": dict(zip(FEATURES, np.round(gain / max(gain.sum(), 1e-12), 4).tolist())),
+        "features": FEATURE_NAMES, "params": lgb_params(rk), "rounds": rk.rounds,
+        "importance_gain": dict(zip(FEATURE_NAMES, np.round(gain / max(gain.sum(), 1e-12), 4).tolist())),
         "cases": {"validation": n_val, "drawn": len(cases) - n_val,
                   "playlists": int(len(np.unique(cases.pid)))},
         "cross_validation": {"folds": rk.folds, "methods": report,

@@ -20,7 +20,7 @@ import torch
 
 from musicmap import storage
 from musicmap.errors import InputError
-from musicmap.recommend.features import FEATURES, Block, Sources
+from musicmap.recommend.features import FEATURE_NAMES, Block, Sources
 from musicmap.topk import topk_rows
 
 
@@ -108,6 +108,9 @@ def sources_for(ctx, tuned: dict) -> Sources:
 
 def load_booster(cfg, model_version: str):
     """(booster, manifest) of the committed ranker, or (None, reason) when it cannot serve."""
+    # Imported here: lightgbm costs 1.7 s (python -X importtime), and this module is loaded by
+    # every command that reads a Context, most of which (similar, map, LightGCN-only recommend)
+    # never load a booster.
     import lightgbm as lgb
     uri = storage.stage_uri(cfg, "ranker")
     try:
@@ -115,7 +118,7 @@ def load_booster(cfg, model_version: str):
     except storage.NotCommittedError as e:
         return None, str(e)
     manifest = {**storage.read_json(r.path("manifest.json")), "version": r.version}
-    if manifest["features"] != FEATURES:
+    if manifest["features"] != FEATURE_NAMES:
         raise InputError(f"{uri}: fitted on other features ({len(manifest['features'])}); rerun "
                          f"`musicmap fit-ranker`")
     if manifest["input"]["model_version"] != model_version:

@@ -44,6 +44,8 @@ def write_model(out: storage.StageWriter, playlists: np.ndarray, tracks: np.ndar
 def plot_history(history: list[dict]) -> bytes | None:
     if not history:
         return None
+    # Imported here: matplotlib.pyplot costs 0.55 s (python -X importtime), and recommend, similar
+    # and map load this module for load_model only.
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
