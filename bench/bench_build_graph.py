@@ -30,6 +30,12 @@ PY = sys.executable
 sys.path.insert(0, str(ROOT / "bench"))
 
 from common import ProcessTreeMemory
+from musicmap import mpd
+from pyspark.sql import Window
+from pyspark.sql import functions as F
+from musicmap.config import load_config
+from musicmap.spark_jobs.build_graph import spark_session
+from musicmap.spark_jobs.graph import Cache, dense_ids
 
 
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
@@ -46,7 +52,6 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
 
 
 def subset(src: Path, n: int) -> Path:
-    from musicmap import mpd
     files = sorted(src.glob("mpd.slice.*.json"), key=lambda f: mpd.slice_sort_key(f.name))[:n]
     if len(files) < n:
         raise SystemExit(f"{src} has {len(files)} slices, fewer than {n}")
@@ -61,12 +66,7 @@ def subset(src: Path, n: int) -> Path:
 
 def dense_ids_bench(n_tracks: int, n_playlists: int, rounds: int = 3) -> dict:
     """Seconds of graph.dense_ids and of Window.orderBy + row_number on MPD-sized tables."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
 
-    from musicmap.config import load_config
-    from musicmap.spark_jobs.build_graph import spark_session
-    from musicmap.spark_jobs.graph import Cache, dense_ids
     spark = spark_session(load_config(), local=True)  # the job's own session and settings
     h = F.xxhash64
     tables = {  # what the job numbers: tracks by (count desc, uri), playlists by (split, time, pid)

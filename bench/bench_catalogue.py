@@ -22,10 +22,14 @@ import torch
 
 from musicmap import storage
 from musicmap.config import load_config
-from musicmap.train import loop, yardsticks
+from musicmap.recommend import yardsticks
+from musicmap.train import batches
 from musicmap.train.data import load_graph, load_tracks
 from musicmap.train.model import LightGCN, bpr_loss
 from musicmap.topk import topk
+from musicmap.recommend.context import load_context
+from musicmap.train.data import load_eval, uri_index
+from musicmap.recommend.main import GRAPH_METHODS, rank_graph_playlists
 
 
 def cap_costs(root: str, caps: list[int], steps: int, cfg) -> list[dict]:
@@ -37,21 +41,21 @@ def cap_costs(root: str, caps: list[int], steps: int, cfg) -> list[dict]:
         adj = g.adjacency(False)
         model = LightGCN(g.num_playlists, g.num_tracks, cfg.model.dim, cfg.model.layers, cfg.model.init_std)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
-        batch = loop.per_rank_batch(g.num_edges, 1, cfg.train.batch_size, cfg.train.min_steps_per_epoch)
+        batch = batches.per_rank_batch(g.num_edges, 1, cfg.train.batch_size, cfg.train.min_steps_per_epoch)
         gen = np.random.default_rng(0)
         ids = gen.integers(0, g.num_edges, (steps + 1, batch))
         times = []
         for s in range(steps + 1):                    # the first step warms up, and is not timed
             t0 = time.perf_counter()
             u = g.playlist[ids[s]]
-            neg = loop.sample_negatives(g, u, cfg.train.negatives, True, gen)
+            neg = batches.sample_negatives(g, u, cfg.train.negatives, True, gen)
             loss = bpr_loss(*model(adj, *(torch.from_numpy(a) for a in (u, g.track[ids[s]], neg))), cfg.train.l2)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             times.append(time.perf_counter() - t0)
         step_s = float(np.mean(times[1:]))
-        epoch_steps = loop.steps_per_epoch(g.num_edges, 1, batch)
+        epoch_steps = batches.steps_per_epoch(g.num_edges, 1, batch)
         with torch.no_grad():
             final, _ = model.embeddings(adj, torch.from_numpy(g.degrees(False)[g.num_playlists:]).float())
         q = final[:1000]
@@ -70,9 +74,6 @@ def serving_costs(root: str, n: int, cfg) -> list[dict]:
     """Fit and per-1,000 seconds of each graph-playlist method, and the yardsticks' tuning on
     the graph's validation cases (LightGCN only when a model is committed: bench/graphgen.py
     writes a graph alone)."""
-    from musicmap.recommend.context import load_context
-    from musicmap.train.data import load_eval, uri_index
-    from musicmap.recommend.main import GRAPH_METHODS, rank_graph_playlists
     run_cfg = load_config(overrides=[f"storage.root={root}"])
     try:
         ctx = load_context(run_cfg, ranker=False)

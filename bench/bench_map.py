@@ -26,6 +26,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import ProcessTreeMemory
+from musicmap import storage
+import pyarrow as pa
+from musicmap.tools.map import page_data, write_page
+import shutil
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+import graphgen
+from bench_ranker import random_model
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
@@ -33,7 +42,6 @@ OUT = REPO / "bench" / "out" / "map"
 
 
 def time_map(root: str, config: str | None) -> dict:
-    from common import ProcessTreeMemory
     cmd = [sys.executable, "-m", "musicmap.cli", "-q", "map", "--root", root,
            "--set", "train.progress=false"] + (["--config", config] if config else [])
     t = time.perf_counter()
@@ -42,7 +50,6 @@ def time_map(root: str, config: str | None) -> dict:
         out, err = p.communicate()
     if p.returncode:
         sys.exit(f"bench_map: {' '.join(cmd)} exited {p.returncode}\n{out}\n{err[-3000:]}")
-    from musicmap import storage
     m = storage.open_committed(storage.join(root, "map"))
     s = storage.read_json(m.path("summary.json"))
     return {"tracks": s["tracks"], "regions": s["regions"], "seconds": round(time.perf_counter() - t, 1),
@@ -52,9 +59,6 @@ def time_map(root: str, config: str | None) -> dict:
 
 def synthetic_page(n: int, out: Path) -> Path:
     """A map folder of n clustered points written by train.map.write_page; its index.html."""
-    import pyarrow as pa
-    from musicmap import storage
-    from musicmap.tools.map import page_data, write_page
     rng = np.random.default_rng(0)
     R = 60
     centres = rng.uniform(-0.8, 0.8, (R, 2))
@@ -74,9 +78,6 @@ def synthetic_page(n: int, out: Path) -> Path:
 
 
 def time_page(index: Path, frames: int) -> dict:
-    import shutil
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     opts = webdriver.ChromeOptions()
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900",
               "--use-angle=swiftshader", "--enable-unsafe-swiftshader"):
@@ -121,9 +122,6 @@ def main(argv=None) -> int:
         res["map, demo model"] = time_map(a.demo_root, a.demo_config)
         print("map, demo model:", res["map, demo model"], flush=True)
     if not a.skip_map and a.scale != "none":
-        import graphgen
-        from bench_ranker import random_model
-        from musicmap import storage
         root = str(REPO / "bench" / "out" / a.scale)
         if not storage.exists(storage.join(root, "graph", "_SUCCESS")):
             s = graphgen.SCALES[a.scale]

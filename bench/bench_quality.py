@@ -37,10 +37,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
+from bench_quality_lib import GROUPS, METRICS, score_foldins, summarise, transductive_scores  # noqa: E402
+import numpy as np
+from musicmap import storage
+
 OUT = REPO / "bench" / "out" / "quality"
-GROUPS = {"title-only": ["title_only"],
-          "1-10 seeds": ["title_first1", "title_first5", "first5", "title_first10", "first10"],
-          "25-100 seeds": ["title_first25", "title_random25", "title_first100", "title_random100"]}
 SETS = {"ml-small": {"config": None}, "ml-100k": {"config": None},
         "synth": {"config": str(REPO / "conf" / "demo.yaml")},
         "synth-5k": {"config": str(REPO / "conf" / "demo.yaml")}}   # 5,000 generated playlists
@@ -74,27 +75,6 @@ def make_data(name: str, root: Path, quick: bool) -> None:
                  "--playlists", "5000" if quick or name == "synth-5k" else "20000", "--challenge")
 
 
-METRICS = ("ndcg", "r_precision", "clicks")
-
-
-def summarise(report: dict) -> dict:
-    """Per method: NDCG / R-precision / clicks overall (challenge categories), per group, on the
-    seed protocol, and on the graph playlists' held-out tracks."""
-    out = {}
-    for m, r in report["methods"].items():
-        ch = r["challenge"]
-        row = {"all": {k: ch["all"][k] for k in METRICS},
-               "seed_protocol": {k: r["seed_protocol"][k] for k in METRICS}}
-        for g, cats in GROUPS.items():
-            n = sum(ch[c]["cases"] for c in cats if c in ch)
-            if n:
-                row[g] = {k: sum(ch[c][k] * ch[c]["cases"] for c in cats if c in ch) / n for k in METRICS}
-        out[m] = row
-    for m, r in ((report.get("graph_playlists") or {}).get("methods") or {}).items():
-        out.setdefault(f"graph: {m}", {})["all"] = {k: r[k] for k in METRICS}
-    return out
-
-
 def paired(report: dict, a: str, b: str) -> dict:
     """{group: {metric: (mean of a - b, its standard error)}} over the same challenge cases."""
     cats = [c for _, c in report["cases"]["challenge_keys"]]
@@ -109,7 +89,6 @@ def paired(report: dict, a: str, b: str) -> dict:
             y = [report["methods"][b]["per_case"][k][i] for i in idx]
             d = [u - v for u, v in zip(x, y) if u is not None and v is not None]
             if len(d) > 1:
-                import numpy as np
                 out[g][k] = (float(np.mean(d)), float(np.std(d, ddof=1) / np.sqrt(len(d))))
     return out
 
@@ -130,14 +109,12 @@ def run_set(name: str, seeds: list[int], quick: bool, transductive: bool, overri
              "fit-ranker": musicmap("fit-ranker", *s),
              "recommend": musicmap("recommend", *s, "--playlists", "all"),
              "evaluate": musicmap("evaluate", *s)}
-        from musicmap import storage
         report = storage.read_json(storage.open_committed(str(root / "metrics")).path("metrics.json"))
         ranker = storage.read_json(storage.open_committed(str(root / "ranker")).path("manifest.json"))
         committed_model = storage.open_committed(str(root / "model"))
         model = storage.read_json(committed_model.path("manifest.json"))
         history = storage.read_json(committed_model.path("history.json"))
         (root / f"training-seed{seed}.png").write_bytes(storage.read_bytes(committed_model.path("training.png")))
-        from bench_quality_lib import score_foldins, transductive_scores
         yard = [m for m in ("rp3beta", "ease", "cooccurrence", "lightgcn") if m in report["methods"]]
         served = report["model"]["served"]
         res["seeds"][seed] = {"test": summarise(report), "served": served,
@@ -165,7 +142,6 @@ def table(res: dict) -> str:
     """Markdown: mean ± std over seeds of NDCG, R-precision and clicks per method and group, then
     the served method against each yardstick (paired over the same cases: mean difference and
     whether it is more than two standard errors), reachability and the graph playlists."""
-    import numpy as np
     seeds = list(res["seeds"].values())
     methods = [m for m in seeds[0]["test"] if not m.startswith("graph: ")]
     cols = ["all", *GROUPS, "seed_protocol"]
@@ -202,7 +178,6 @@ def table(res: dict) -> str:
 def verdicts(seeds: list[dict]) -> str:
     """The served method against each yardstick: mean difference over seeds and cases, and
     'beats' / 'ties' (within two standard errors) / 'loses' per group and metric."""
-    import numpy as np
     served = seeds[0]["served"]
     lines = [f"| {served} against | " + " | ".join(f"{g} NDCG | R-prec | clicks" for g in ("all", *GROUPS)) + " |",
              "|" + " --- |" * (1 + 3 * (1 + len(GROUPS)))]
@@ -225,7 +200,6 @@ def verdicts(seeds: list[dict]) -> str:
 
 
 def reach_and_graph(seeds: list[dict]) -> str:
-    import numpy as np
     r = seeds[0]["reachable"]
     lines = [f"Held-out test tracks that can be recommended at all: {r['catalogue']:.1%} (in the catalogue), "
              f"{r['embedded']:.1%} (embedded by LightGCN), of {r['holdouts']:,}.", ""]

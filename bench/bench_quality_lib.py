@@ -14,13 +14,43 @@ import pyarrow as pa
 
 from musicmap import metrics, mpd, schemas, storage
 from musicmap.config import load_config
+from musicmap.tools.evaluate import score
+from musicmap.train.data import load_eval, uri_index
+from musicmap.recommend.context import load_context
+from musicmap.recommend.recommenders import LightGCNRecommender
+from musicmap.train.foldin import FOLDIN_MODES, FoldIn
+from musicmap.train.data import load_tracks
+import torch
+from musicmap.train.export import load_model
+from musicmap.topk import topk
 
 REPO = Path(__file__).resolve().parents[1]
+GROUPS = {"title-only": ["title_only"],
+          "1-10 seeds": ["title_first1", "title_first5", "first5", "title_first10", "first10"],
+          "25-100 seeds": ["title_first25", "title_random25", "title_first100", "title_random100"]}
+METRICS = ("ndcg", "r_precision", "clicks")
+
+
+def summarise(report: dict) -> dict:
+    """Per method: NDCG / R-precision / clicks overall (challenge categories), per group, on the
+    seed protocol, and on the graph playlists' held-out tracks."""
+    out = {}
+    for m, r in report["methods"].items():
+        ch = r["challenge"]
+        row = {"all": {k: ch["all"][k] for k in METRICS},
+               "seed_protocol": {k: r["seed_protocol"][k] for k in METRICS}}
+        for g, cats in GROUPS.items():
+            n = sum(ch[c]["cases"] for c in cats if c in ch)
+            if n:
+                row[g] = {k: sum(ch[c][k] * ch[c]["cases"] for c in cats if c in ch) / n for k in METRICS}
+        out[m] = row
+    for m, r in ((report.get("graph_playlists") or {}).get("methods") or {}).items():
+        out.setdefault(f"graph: {m}", {})["all"] = {k: r[k] for k in METRICS}
+    return out
 
 
 def report_of(ranked: dict, cases, ctx, k: int = 500) -> dict:
     """An evaluate-style report ({"methods": {name: {"challenge", "seed_protocol"}}})."""
-    from musicmap.tools.evaluate import score
     artists = ctx.tracks["artist_uri"].to_pylist()
     artist_id = {a: i for i, a in enumerate(dict.fromkeys(artists))}
     artist_of = np.array([artist_id[a] for a in artists], np.int64)
@@ -36,15 +66,10 @@ def report_of(ranked: dict, cases, ctx, k: int = 500) -> dict:
 
 
 def score_foldins(root: Path, config: str | None) -> dict:
-    from bench_quality import summarise
-    from musicmap.train.data import load_eval, uri_index
-    from musicmap.recommend.context import load_context
-    from musicmap.recommend.recommenders import LightGCNRecommender
-    from musicmap.topk import FOLDIN_MODES, FoldIn
     cfg = load_config(config, root=str(root))
     ctx = load_context(cfg, ranker=False)
     cases = load_eval(ctx.committed, "test", uri_index(ctx.tracks))
-    ranked = {m: LightGCNRecommender(ctx.model, ctx.title_model, FoldIn.from_config(cfg.recommend, m))
+    ranked = {m: LightGCNRecommender(ctx.model, ctx.title_model, FoldIn.from_config(cfg.recommend).with_mode(m))
               .rank(cases.seeds, cases.name, 500)[0] for m in FOLDIN_MODES}
     return summarise(report_of(ranked, cases, ctx))
 
@@ -53,7 +78,6 @@ def transductive_graph(root: Path, protocol: str, out: Path) -> tuple[dict, int]
     """A committed copy of root/graph whose train graph also holds, as playlist nodes, the seeds
     of the val and test cases of one protocol ("challenge" or "seed_protocol"). Returns
     {(pid, category): node} and the number of original graph playlists."""
-    from musicmap.train.data import load_eval, uri_index, load_tracks
     g = storage.open_committed(str(root / "graph"))
     index = uri_index(load_tracks(g, ["track_idx", "track_uri"]))
     P = int(g.info["graph_playlists"])
@@ -86,12 +110,6 @@ def transductive_graph(root: Path, protocol: str, out: Path) -> tuple[dict, int]
 
 def transductive_scores(root: Path, config: str | None, seed: int) -> dict:
     """Test scores of the transductive mode, one graph and one trained model per protocol."""
-    import torch
-    from bench_quality import summarise
-    from musicmap.train.data import load_eval, uri_index
-    from musicmap.train.export import load_model
-    from musicmap.recommend.context import load_context
-    from musicmap.topk import topk
     cfg = load_config(config, root=str(root))
     ctx = load_context(cfg, ranker=False)
     cases = load_eval(ctx.committed, "test", uri_index(ctx.tracks))

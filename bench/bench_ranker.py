@@ -20,15 +20,23 @@ import json
 import sys
 import time
 from pathlib import Path
+import numpy as np
+from musicmap import storage
+from musicmap.train.export import write_model
+from common import ProcessTreeMemory
+import os
+import graphgen
+from musicmap.config import load_config
+from musicmap.recommend import fit_ranker
+from musicmap.train.data import load_eval, uri_index
+from musicmap.recommend.context import load_context
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 
 def random_model(root: str, dim: int = 64, seed: int = 0) -> None:
-    import numpy as np
-    from musicmap import storage
-    from musicmap.train.export import write_model
     g = storage.open_committed(storage.join(root, "graph"))
     P, T = int(g.info["graph_playlists"]), int(g.info["tracks"])
     rng = np.random.default_rng(seed)
@@ -40,8 +48,6 @@ def random_model(root: str, dim: int = 64, seed: int = 0) -> None:
 
 
 def timed(fn):
-    from common import ProcessTreeMemory
-    import os
     with ProcessTreeMemory(os.getpid(), every=0.05) as mem:
         t = time.perf_counter()
         fn()
@@ -55,12 +61,6 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", type=int, default=1000, help="playlists per measurement")
     ap.add_argument("--fit-playlists", type=int, default=200, help="validation playlists fit-ranker uses")
     a = ap.parse_args(argv)
-    import graphgen
-    from musicmap import storage
-    from musicmap.config import load_config
-    from musicmap.train import ranker
-    from musicmap.train.data import load_eval, uri_index
-    from musicmap.recommend.context import load_context
     root = str(REPO / "bench" / "out" / a.scale)
     if not storage.exists(storage.join(root, "graph", "_SUCCESS")):
         s = graphgen.SCALES[a.scale]
@@ -69,12 +69,11 @@ def main(argv=None) -> int:
     cfg = load_config(root=root, overrides=[f"ranker.max_playlists={a.fit_playlists}", "train.progress=false",
                                             "recommend.method=ranker"])
     t = time.perf_counter()
-    fit = ranker.run(cfg)
+    fit = fit_ranker.run(cfg)
     fit_s = time.perf_counter() - t
     ctx = load_context(cfg)
     cases = load_eval(ctx.committed, "test", uri_index(ctx.tracks))
     cases = cases.subset(range(min(a.cases, len(cases))))
-    import torch
     lg, rk = ctx.lightgcn(), ctx.recommender()
     res = {"scale": a.scale, "graph": {k: ctx.committed.info[k] for k in ("graph_playlists", "tracks", "edges")},
            "cases": len(cases), "fit_ranker_seconds": round(fit_s, 1),

@@ -1,4 +1,4 @@
-"""Top-500 scoring benchmark (issue 5): train.scoring.topk against the machine's matrix-multiply
+"""Top-500 scoring benchmark (issue 5): musicmap.topk.topk against the machine's matrix-multiply
 rate and against a naive full-sort reference, on random embeddings at the seed system's scale.
 
     python bench/bench_recommend.py                          # 177K tracks x 64, 2,048 queries (CPU)
@@ -9,11 +9,11 @@ What is measured (all on the same inputs, wall clock, best of --repeats, rounds 
 busy machine hurts every method alike; torch threads = torch's default unless --threads)
   inputs     items (T, d) ~ N(0, 1) float32; each query playlist has 1..100 seed tracks (uniform),
              drawn by popularity (Zipf over a random order of the tracks), and its query vector is
-             the LightGCN fold-in of its seeds (train.scoring.seed_queries(seeds, items, items)),
+             the LightGCN fold-in of its seeds (musicmap.train.foldin.seed_queries(seeds, items, items)),
              so seeds score high and the exclusion matters.
   matmul     torch.mm((chunk, d) @ (d, T), out=preallocated) over all queries, for every chunk
              tried; the machine's rate is the best of them: 2*n*d*T / seconds.
-  ours       train.scoring.topk(q, items, 500, exclude=seeds, chunk=C) (the project's function,
+  ours       musicmap.topk.topk(q, items, 500, exclude=seeds, chunk=C) (the project's function,
              unchanged) for C in --chunks (the default 1024 among them; on CPU it multiplies at
              most scoring.CPU_ROWS = 512 rows at a time, so chunks above that time the same). It
              scores into one reused buffer (items.t() as a view, no copy) and, when
@@ -21,7 +21,7 @@ busy machine hurts every method alike; torch threads = torch's default unless --
              (scoring._two_level_topk: column-group maxima -> top-k groups -> top-k of their
              columns, ~3 x GROUP x k values per row through torch.topk instead of T). Effective
              GFLOP/s = 2*n*d*T / seconds; playlists/s = n / seconds; % of the matmul rate.
-  ablation   "ours with a single torch.topk": the same train.scoring.topk (chunk=1024) with the
+  ablation   "ours with a single torch.topk": the same musicmap.topk.topk (chunk=1024) with the
              two-level path switched off (scoring.GROUP set so large for the call that
              T >= 2*k*GROUP**2 never holds, so every block goes through one torch.topk over its T
              columns; scoring._two_level_topk is replaced by a function that raises meanwhile):
@@ -57,8 +57,9 @@ REPO = Path(__file__).resolve().parents[1]
 import numpy as np
 import torch
 
-from musicmap.train import scoring
-from musicmap.topk import seed_queries, topk
+from musicmap import topk as scoring
+from musicmap.topk import topk
+from musicmap.train.foldin import seed_queries
 
 SEED_TRACKS, MPD_TRACKS, MPD_PLAYLISTS = 177_000, 2_262_292, 1_000_000
 SINGLE = "ours with a single torch.topk (chunk=1024)"   # the ablation row
@@ -68,7 +69,7 @@ SINGLE = "ours with a single torch.topk (chunk=1024)"   # the ablation row
 
 @contextmanager
 def single_topk():
-    """Inside: train.scoring.topk selects every block with one torch.topk (its plain path).
+    """Inside: musicmap.topk.topk selects every block with one torch.topk (its plain path).
 
     topk takes the two-level path when T >= 2*k*GROUP**2; with GROUP = 2**40 that never holds, so
     W = T (no padding) and torch.topk(s, k) runs on the full block. _two_level_topk is replaced
@@ -84,7 +85,7 @@ def single_topk():
 
 
 def topk_single(*args, **kw):
-    """train.scoring.topk with its two-level selection off (same arguments and result)."""
+    """musicmap.topk.topk with its two-level selection off (same arguments and result)."""
     with single_topk():
         return topk(*args, **kw)
 
@@ -246,7 +247,7 @@ def main(argv=None) -> int:
                     "16384 on cuda with --full-mpd)")
     ap.add_argument("--naive-queries", type=int, help="playlists for the naive reference (default: "
                     "all; with --full-mpd 128 on cpu, 512 on cuda: the sort of 512 x 2.26M needs ~19 GB)")
-    ap.add_argument("--chunks", default="64,128,256,1024", help="chunk sizes for train.scoring.topk")
+    ap.add_argument("--chunks", default="64,128,256,1024", help="chunk sizes for musicmap.topk.topk")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's own; 1 with --clock cpu)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",

@@ -32,6 +32,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+import logging
+import resource
+from musicmap.synth import generate
+from musicmap.check import check
 
 REPO = Path(__file__).resolve().parents[1]
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -40,11 +44,9 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THRE
 
 def _child(argv: list[str]) -> int:
     """`_synth OUT N` or `_check OUT`: one measurement, a JSON line on stdout."""
-    import logging
     logging.disable(logging.INFO)
     what, out = argv[0], argv[1]
     if what == "_synth":
-        from musicmap.synth import generate
         n = int(argv[2])
         w0, c0 = time.perf_counter(), time.process_time()
         info = generate(out, n, seed=0, show_progress=False)
@@ -52,14 +54,12 @@ def _child(argv: list[str]) -> int:
         res = {"playlists": n, "bytes": info["bytes"], "slices": info["slices"],
                "catalog_tracks": info["catalog_tracks"]}
     else:
-        from musicmap.check import check
         w0, c0 = time.perf_counter(), time.process_time()
         r = check(out, show_progress=False)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         res = {"playlists": r.valid_playlists, "read": r.playlists, "bytes": r.bytes, "files": r.files,
                "violations": len(r.violations), "occurrences": r.occurrences,
                "unique_tracks": len(r.tracks)}
-    import resource
     res.update({"wall_s": wall, "cpu_s": cpu, "affinity": sorted(os.sched_getaffinity(0)),
                 "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
     print("RESULT " + json.dumps(res))

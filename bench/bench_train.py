@@ -9,7 +9,7 @@ What is measured
   ours       `torchrun --standalone --nproc_per_node=N bench/bench_train.py _trainer ... -- --root R
              --set ...`: the `_trainer` entry calls train.main.main() unchanged (the same function
              `python train/main.py` runs). With --max-steps K each epoch is cut to its first K steps
-             (train.loop.epoch_batches wrapped; nothing else changes) and seconds per epoch are
+             (musicmap.train.batches.epoch_batches wrapped; nothing else changes) and seconds per epoch are
              extrapolated: epoch seconds = (history seconds of the cut epoch) x steps per epoch / K.
              Seconds come from model/<version>/history.json ("seconds": the training loop of the
              epoch, without validation or checkpoint). On CPU each rank runs one torch thread
@@ -27,7 +27,7 @@ What is measured
              node_id=edge_label_index.unique())` (BPR + 1e-4 L2), Adam lr 0.001.
              Seconds per epoch = mean step time over the steps run x ceil(E / 8192) steps
              (extrapolated when fewer than an epoch of steps ran).
-  NDCG       both models are scored by the same function, train.loop.validate, on the same
+  NDCG       both models are scored by the same function, musicmap.train.validate.validate, on the same
              validation cases (those with seeds, at most train.val_max_cases, drawn as the trainer
              draws them): the reference's layer-0 table is copied into a train.model.LightGCN,
              whose propagation (Â = D^-1/2 A D^-1/2, mean of x_0..x_2) is exactly the reference's
@@ -59,6 +59,17 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 from common import ProcessTreeMemory
+import torch
+import musicmap.train.main as tm
+from musicmap import storage
+import numpy as np
+from torch_geometric.nn import LightGCN as PygLightGCN
+from musicmap.config import load_config
+from musicmap.train.data import load_eval, load_graph, load_tracks, uri_index
+from musicmap.train.validate import validate
+from musicmap.train.model import LightGCN as OurLightGCN
+from musicmap.train.launch import exit_without_teardown
+import graphgen
 
 REF_BATCH = 8192
 REF_LR = 0.001
@@ -97,19 +108,16 @@ def trainer_entry(argv: list[str]) -> int:
     else:
         mine, rest = argv, []
     a = ap.parse_args(mine)
-    import torch
 
-    import musicmap.train.batches as loop
-    import musicmap.train.main as tm
     if a.max_steps:
-        full = loop.epoch_batches
+        full = tm.epoch_batches   # the name the training loop calls
 
         def cut(*args, **kw):
             for s, ids in enumerate(full(*args, **kw)):
                 if s >= a.max_steps:
                     return
                 yield ids
-        loop.epoch_batches = cut
+        tm.epoch_batches = cut
     rc = tm.main(rest)
     rank = int(os.environ.get("RANK", 0))
     mem = {"rank": rank, "pid": os.getpid(),
@@ -128,7 +136,6 @@ def trainer_entry(argv: list[str]) -> int:
 def run_ours(root: str, out_dir: Path, nproc: int, epochs: int, max_steps: int, device: str,
              sets: list[str], threads: int | None) -> dict:
     """Our trainer under torchrun; returns timings, validation and memory."""
-    from musicmap import storage
     mem_dir = out_dir / "ours_mem"
     for f in mem_dir.glob("rank*.json") if mem_dir.exists() else []:
         f.unlink()
@@ -216,15 +223,7 @@ def reference_entry(argv: list[str]) -> int:
                          "torch.sparse CSR adjacency (what SparseTensor would give)")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    import numpy as np
-    import torch
-    from torch_geometric.nn import LightGCN as PygLightGCN
 
-    from musicmap import storage
-    from musicmap.config import load_config
-    from musicmap.train.data import load_eval, load_graph, load_tracks, uri_index
-    from musicmap.train.batches import validate
-    from musicmap.train.model import LightGCN as OurLightGCN
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -429,7 +428,7 @@ def report(res: dict) -> str:
         ratio = r["seconds_per_epoch"] / ours_epoch
         L.append(f"per-epoch speed-up of ours over reference [{tag}]: {ratio:.1f}x (target >= 20x)")
     L.append("")
-    L.append("Validation NDCG (same harness: train.loop.validate on the same cases)")
+    L.append("Validation NDCG (same harness: musicmap.train.validate.validate on the same cases)")
     L.append("| ours epoch | ours train s (cum.) | ours NDCG | " + " | ".join(
         f"ref [{t}] NDCG at same train s (steps, epochs)" for t in refs) + " |")
     L.append("| --- | --- | --- | " + " | ".join("---" for _ in refs) + " |")
@@ -458,7 +457,6 @@ def report(res: dict) -> str:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "_trainer":
-        from musicmap.train.launch import exit_without_teardown
         exit_without_teardown(trainer_entry(argv[1:]))  # see its docstring
     if argv and argv[0] == "_reference":
         return reference_entry(argv[1:])
@@ -490,12 +488,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="result JSON (default <root>/bench_train.json)")
     a = ap.parse_args(argv)
 
-    from musicmap import storage
     root = a.root or str(REPO / "bench" / "out" / a.scale)
     out_dir = Path(root)
     out_dir.mkdir(parents=True, exist_ok=True)
     if a.regen or not storage.exists(storage.join(root, "graph", "_SUCCESS")):
-        import graphgen
         s = graphgen.SCALES[a.scale]
         print(f"$ python bench/graphgen.py --root {root} --scale {a.scale}", flush=True)
         graphgen.generate(root, s["playlists"], s["tracks"], s["edges"], s["val"], s["test"])

@@ -41,6 +41,7 @@ import numpy as np
 import pyarrow as pa
 
 from musicmap import mpd, schemas, storage
+from math import factorial
 
 # The seed system's scale: its 31.5% subset of the MPD after its filters.
 SCALES = {
@@ -129,7 +130,6 @@ class Catalog:
 def solve_catalog(target_tracks: int, draws: float, communities: int, exponent: float, seed: int) -> int:
     """Catalog size whose expected vocabulary (tracks drawn in >= MIN_PLAYLISTS train playlists,
     Poisson approximation) is about target_tracks."""
-    from math import factorial
 
     def expected_vocab(t0: int) -> float:
         p = Catalog(t0, communities, exponent, np.random.default_rng([seed, 1])).track_probability()

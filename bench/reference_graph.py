@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from musicmap import cases, mpd, schemas  # noqa: E402
 from musicmap.check import slice_files  # noqa: E402
 from musicmap.config import load_config  # noqa: E402
+import argparse
 
 
 def first_occurrences(p):
@@ -203,7 +204,6 @@ def graph_cases(graph_train, held, track_idx, g) -> pa.Table:
 
 
 def main(argv=None) -> int:
-    import argparse
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("mpd")
     ap.add_argument("out")

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+import torch
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -43,7 +44,6 @@ PLAN = {
 
 def _has_gpu() -> bool:
     try:
-        import torch
         return torch.cuda.is_available()
     except (ImportError, RuntimeError):
         return False

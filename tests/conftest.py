@@ -75,7 +75,7 @@ def build_wheel(out: Path) -> Path:
     """The project's wheel, built from a copy of the checkout (setuptools writes build/ into the
     folder it builds) into `out`."""
     src = out / "src"
-    for name in ["musicmap", "train", "spark_jobs", "conf"]:
+    for name in ["musicmap", "train", "spark_jobs", "recommend", "conf"]:
         shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ["pyproject.toml", "README.md"]:
         shutil.copy(ROOT / name, src / name)

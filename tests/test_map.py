@@ -151,3 +151,25 @@ def test_the_page_draws_searches_and_lists_what_similar_lists(mapped, browser):
     browser.save_screenshot(str(ARTIFACTS / "map.png"))
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
+
+
+def test_the_pages_foldin_ranks_what_python_ranks(mapped, browser):
+    """The page's JavaScript fold-in (lightgcn mode) against musicmap.train.foldin, for three
+    seed sets of one, three and five tracks: the same top 10."""
+    from musicmap.topk import topk
+    from musicmap.train.export import load_model
+    from musicmap.train.foldin import seed_queries
+    import torch
+    root, m = mapped
+    model = load_model(str(root / "model"))
+    browser.get(Path(m.path("index.html")).as_uri())
+    wait_for(browser, "return window.musicmap && window.musicmap.ready")
+    finals, foldin = torch.from_numpy(model.tracks), torch.from_numpy(model.foldin)
+    rng = np.random.default_rng(5)
+    for size in (1, 3, 5):
+        seeds = [np.sort(rng.choice(len(model.tracks), size, replace=False)).astype(np.int64)]
+        browser.execute_script(f"musicmap.setSeeds({seeds[0].tolist()})")
+        page = browser.execute_script("return musicmap.recommendations")[:10]
+        ours = topk(seed_queries(seeds, foldin, finals, "lightgcn"), finals, 10, exclude=seeds)[0][0]
+        assert page == ours.tolist(), (size, page, ours.tolist())
+

@@ -202,7 +202,7 @@ def test_sharded_ranker_recommend_equals_unsharded(ranked, tmp_path):
     args = ["--root", str(root), "--playlists", "test", "--set", "recommend.method=ranker"]
     musicmap("recommend", *args, "--set", f"paths.recs={tmp_path / 'one'}")
     run_cmd(["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-             str(ROOT / "train" / "recommend.py"), *args, "--set", f"paths.recs={tmp_path / 'two'}"])
+             str(ROOT / "recommend" / "main.py"), *args, "--set", f"paths.recs={tmp_path / 'two'}"])
     key = [("pid", "ascending"), ("category", "ascending"), ("rank", "ascending")]
     a, b = (recs_table(str(tmp_path / n))[0].sort_by(key) for n in ("one", "two"))
     assert a.num_rows == b.num_rows > 0

@@ -119,7 +119,7 @@ def test_sharded_recommend_equals_unsharded(trained, tmp_path):
     args = ["--root", str(trained), "--playlists", "test"]
     musicmap("recommend", *args, "--set", f"paths.recs={tmp_path / 'one'}")
     run_cmd(["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-             str(ROOT / "train" / "recommend.py"), *args, "--set", f"paths.recs={tmp_path / 'two'}"])
+             str(ROOT / "recommend" / "main.py"), *args, "--set", f"paths.recs={tmp_path / 'two'}"])
     a, _ = recs_table(str(tmp_path / "one"))
     b, rb = recs_table(str(tmp_path / "two"))
     key = [("pid", "ascending"), ("category", "ascending"), ("rank", "ascending")]

@@ -15,6 +15,8 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from musicmap import schemas, storage
@@ -153,26 +155,42 @@ class EvalCases:
 
 def load_eval(graph: storage.Committed, split: str, uri_to_idx: dict[str, int],
               categories: set[str] | None = None) -> EvalCases:
+    """The evaluation cases of one split (and of `categories`), by pid then category."""
     t = storage.read_parquet(graph.path("eval"), schema=schemas.EVAL)
-    rows = [r for r in t.to_pylist() if r["split"] == split
-            and (categories is None or r["category"] in categories)]
-    rows.sort(key=lambda r: (r["pid"], r["category"]))
-    holdouts = []
-    for r in rows:
-        ids, oov = [], -2
-        for u in r["holdout_uris"]:
-            i = uri_to_idx.get(u)
-            if i is None:
-                i, oov = oov, oov - 1
-            ids.append(i)
-        holdouts.append(np.array(ids, np.int64))
+    keep = pc.equal(t["split"], split)
+    if categories is not None:
+        keep = pc.and_(keep, pc.is_in(t["category"], pa.array(sorted(categories), pa.string())))
+    t = t.filter(keep).sort_by([("pid", "ascending"), ("category", "ascending")])
     return EvalCases(
-        pid=np.array([r["pid"] for r in rows], np.int64),
-        category=[r["category"] for r in rows], name=[r["name"] for r in rows],
-        seeds=[np.array(r["seed_idx"], np.int64) for r in rows],
-        seed_uris=[r["seed_uris"] for r in rows], holdouts=holdouts,
-        holdout_uris=[r["holdout_uris"] for r in rows],
-        holdout_artists=[r["holdout_artist_uris"] for r in rows])
+        pid=t["pid"].to_numpy().astype(np.int64), category=t["category"].to_pylist(),
+        name=t["name"].to_pylist(), seeds=_split(*_flat(t["seed_idx"])),
+        seed_uris=t["seed_uris"].to_pylist(), holdouts=_holdout_ids(t["holdout_uris"], uri_to_idx),
+        holdout_uris=t["holdout_uris"].to_pylist(), holdout_artists=t["holdout_artist_uris"].to_pylist())
+
+
+def _flat(col) -> tuple[np.ndarray, np.ndarray]:
+    """(values, lengths) of a list column: the lists' items end to end, and each list's length."""
+    lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy().astype(np.int64)
+    return pc.list_flatten(col).to_numpy(zero_copy_only=False), lengths
+
+
+def _split(values: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    return np.split(values.astype(np.int64), np.cumsum(lengths)[:-1]) if len(lengths) else []
+
+
+def _holdout_ids(col, uri_to_idx: dict[str, int]) -> list[np.ndarray]:
+    """Each case's holdout ids (EvalCases.holdouts): track_idx, or -2, -3, ... for the case's
+    first, second, ... track outside the catalogue."""
+    lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy().astype(np.int64)
+    flat = pc.list_flatten(col)
+    pos = pc.index_in(flat, value_set=pa.array(list(uri_to_idx), pa.string()))
+    found = pos.is_valid().to_numpy(zero_copy_only=False)
+    ids = np.empty(len(flat), np.int64)
+    ids[found] = np.fromiter(uri_to_idx.values(), np.int64, len(uri_to_idx))[pos.drop_null().to_numpy()]
+    missed = np.concatenate([[0], np.cumsum(~found)])                 # misses before each item
+    start = np.repeat(np.cumsum(lengths) - lengths, lengths)           # its case's first item
+    ids[~found] = (-1 - (missed[1:] - missed[start]))[~found]
+    return _split(ids, lengths)
 
 
 def uri_index(tracks_table) -> dict[str, int]:

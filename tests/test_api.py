@@ -1,0 +1,63 @@
+"""musicmap.load, the Python API: README's example run as written, and the API serving exactly
+what the recommend job wrote for the same playlists."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from conftest import ROOT, WORKDIR, recs_table, run_cmd
+
+import musicmap as mm_package
+from musicmap.config import load_config
+from musicmap.recommend import context
+from musicmap.train.data import load_eval, uri_index
+
+
+def readme_example() -> str:
+    """The Python block that follows README's marker line."""
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"<!-- tests/test_api\.py runs this block -->\s*```python\n(.*?)```", text, re.S)
+    assert m, "README's Python example (and its marker) is missing"
+    return m.group(1)
+
+
+def test_the_readme_example_runs_as_written(trained_small):
+    code = readme_example()
+    assert len(code.strip().splitlines()) == 5
+    cwd = WORKDIR / "readme-example"             # outside the checkout, demo-data beside it
+    cwd.mkdir(exist_ok=True)
+    if not (cwd / "demo-data").exists():
+        (cwd / "demo-data").symlink_to(trained_small)
+    p = run_cmd(["python", "-c", code], cwd=cwd)
+    blocks = p.stdout.split("\n\n")
+    assert re.match(r"10 tracks \(lightgcn, fold-in \w+\):", p.stdout)   # no ranker fitted there
+    assert "5 tracks (lightgcn" in blocks[-1] and len(re.findall(r"^\s+\d+\. ", p.stdout, re.M)) == 15
+
+
+def test_recommend_gives_what_the_recommend_job_wrote(trained_small, tmp_path):
+    """For test cases (seeds by URI, the title), musicmap.load(root).recommend ranks the same top
+    10 as `musicmap recommend --playlists test`; a name works as its URI does."""
+    from conftest import musicmap
+    musicmap("recommend", "--root", str(trained_small), "--playlists", "test",
+             "--set", f"paths.recs={tmp_path / 'recs'}")
+    t, _ = recs_table(str(tmp_path / "recs"))
+    written = {}
+    for pid, cat, rank, uri in zip(*(t[c].to_pylist() for c in ("pid", "category", "rank", "track_uri"))):
+        written.setdefault((pid, cat), {})[rank] = uri
+    ctx = context.load_context(load_config(root=str(trained_small)))
+    cases = load_eval(ctx.committed, "test", uri_index(ctx.tracks))
+    mm = mm_package.load(str(trained_small))
+    checked = 0
+    for i in range(0, len(cases), max(1, len(cases) // 12)):
+        recs = mm.recommend(seed_tracks=cases.seed_uris[i], title=cases.name[i], k=10)
+        want = written[(int(cases.pid[i]), cases.category[i])]
+        assert recs.uris == [want[r] for r in range(1, 11)], (cases.category[i], recs)
+        assert not set(recs.uris) & set(cases.seed_uris[i]) and recs.method in ("lightgcn", "title")
+        checked += 1
+    assert checked >= 10
+    # a unique name is its track; the scores come best first
+    names = ctx.tracks["track_name"].to_pylist()
+    uri = next(ctx.tracks["track_uri"][j].as_py() for j in range(len(names)) if names.count(names[j]) == 1)
+    name = names[ctx.uris.to_pylist().index(uri)]
+    a, b = mm.recommend(seed_tracks=[uri], k=20), mm.recommend(seed_tracks=[name], k=20)
+    assert a.uris == b.uris and len(a) == 20 and np.all(np.diff(a.scores) <= 0)

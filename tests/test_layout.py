@@ -1,0 +1,94 @@
+"""The layout's rules, checked statically (milliseconds): every module sits where its import
+path says, no module imports one that imports it back (bench included), and imports sit at the
+top of a module unless the module says why not (a measured import cost)."""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+BENCH = ROOT / "bench"
+# Function-level imports that are allowed, each with its stated reason in the code.
+LAZY = {("musicmap/__init__.py", "musicmap.api"), ("musicmap/train/export.py", "matplotlib"),
+        ("musicmap/train/export.py", "matplotlib.pyplot"), ("musicmap/recommend/ranker.py", "lightgbm"),
+        ("musicmap/schemas.py", "pyspark.sql.pandas.types")}
+
+
+def modules() -> dict[str, Path]:
+    """{import name: file} of the package and the benchmarks (bench/ modules import each other
+    by their bare names: the scripts put bench/ on sys.path)."""
+    out = {}
+    for f in sorted((ROOT / "musicmap").rglob("*.py")):
+        parts = f.relative_to(ROOT).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    for f in sorted(BENCH.glob("*.py")):
+        out[f.stem] = f
+    return out
+
+
+def imports(f: Path, known: dict) -> list[tuple[str, ast.AST]]:
+    """(module imported, the statement) of every import of f naming a project module; `from a
+    import b` imports a.b when that is a module (a package's __init__ is not a module's peer)."""
+    out = []
+    for node in ast.walk(ast.parse(f.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(a.name, node) for a in node.names if a.name in known]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for a in node.names:
+                full = f"{node.module}.{a.name}"
+                if full in known:
+                    out.append((full, node))
+                elif node.module in known:
+                    out.append((node.module, node))
+    return out
+
+
+def test_every_module_is_where_its_import_path_says():
+    for name, f in modules().items():
+        if not name.startswith("musicmap"):
+            continue
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and Path(spec.origin).resolve() == f.resolve(), (name, spec and spec.origin)
+    # the top-level job folders hold entry scripts only, each a few lines into the package
+    for entry in ("spark_jobs/build_graph.py", "train/main.py", "recommend/main.py"):
+        text = (ROOT / entry).read_text()
+        assert len(text.splitlines()) <= 15 and "from musicmap." in text, entry
+    for folder in ("spark_jobs", "train", "recommend"):
+        assert sorted(p.name for p in (ROOT / folder).glob("*.py")) in (["build_graph.py"], ["main.py"]), folder
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    known = modules()
+    deps = {name: {m for m, _ in imports(f, known) if m != name} for name, f in known.items()}
+
+    def path(a, b, seen=()):
+        """A chain of imports from a to b, or None."""
+        for n in deps[a]:
+            if n == b:
+                return [a, b]
+            if n not in seen:
+                rest = path(n, b, (*seen, n))
+                if rest:
+                    return [a, *rest]
+        return None
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 5000))
+    cycles = [path(b, a) for a in deps for b in deps[a] if path(b, a)]
+    assert not cycles, cycles[:5]
+
+
+def test_imports_sit_at_the_top_unless_a_cost_is_stated():
+    known = modules()
+    inner = []
+    for name, f in known.items():
+        tree = ast.parse(f.read_text())
+        top = {id(n) for n in tree.body}
+        rel = f.relative_to(ROOT).as_posix()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in top:
+                mod = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+                if (rel, mod) not in LAZY and not rel.startswith("bench/"):
+                    inner.append(f"{rel}:{node.lineno} {ast.unparse(node)}")
+    assert not inner, inner
