@@ -134,7 +134,7 @@ def main(argv=None) -> int:
     if len(list(args.mpd.glob("mpd.slice.*.json"))) < max(sizes):
         print(f"generating {max(sizes)} slices in {args.mpd} ...", flush=True)
         subprocess.run([PY, "-m", "musicmap.cli", "-q", "synth", "--playlists", str(1000 * max(sizes)),
-                        "--out", str(args.mpd), "--seed", "1"], check=True, cwd=ROOT)
+                        "--out", str(args.mpd), "--random-seed", "1"], check=True, cwd=ROOT)
     env = {"PYSPARK_PYTHON": PY, "PYSPARK_DRIVER_PYTHON": PY, "SPARK_LOCAL_IP": "127.0.0.1"}
     rows = []
     for n in sizes:

@@ -10,7 +10,7 @@ frame time in headless Chromium.
   the layout, the regions and the neighbour lists does not depend on the values).
 - The page: a map of --page-points generated points (clustered positions, names, neighbour
   lists; more tracks than map.vector_tracks, so no vectors, as a full-MPD map would be) written
-  by train.map's own page writer, opened from the file system in headless Chromium (software
+  by tools.map's own page writer, opened from the file system in headless Chromium (software
   WebGL: SwiftShader, no GPU): seconds until the page is ready, the mean time to draw a frame of
   every point (musicmap.frameTime, a pixel read back each frame so the frame is finished), and of
   the even sample the page draws while the view moves when a whole frame is slow.
@@ -58,7 +58,7 @@ def time_map(root: str, config: str | None) -> dict:
 
 
 def synthetic_page(n: int, out: Path) -> Path:
-    """A map folder of n clustered points written by train.map.write_page; its index.html."""
+    """A map folder of n clustered points written by tools.map.write_page; its index.html."""
     rng = np.random.default_rng(0)
     R = 60
     centres = rng.uniform(-0.8, 0.8, (R, 2))

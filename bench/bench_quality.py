@@ -14,7 +14,7 @@ Data sets (written once under bench/out/quality/<set>/mpd):
   synth-5k  the same at 5,000 playlists (a quick comparison of settings, e.g. the LightGCN cap).
 
 Per set, as a user runs it (each a `musicmap` command in a subprocess, default config unless
-the set says otherwise): build-graph once, then for each seed (train.seed and ranker.seed):
+the set says otherwise): build-graph once, then for each seed (train.random_seed and ranker.random_seed):
 train --nproc 2, fit-ranker, recommend --playlists test, evaluate. The served method (what
 recommend serves by default), LightGCN alone and the baselines are scored by evaluate on the
 same test cases; the fold-in modes are scored here on the same cases with the project's
@@ -103,8 +103,8 @@ def run_set(name: str, seeds: list[int], quick: bool, transductive: bool, overri
         res["times"]["build-graph"] = musicmap("build-graph", *common)
     g = json.loads((root / "graph" / "_SUCCESS").read_text())
     res["graph"] = {k: g[k] for k in ("graph_playlists", "tracks", "edges")}
-    for seed in seeds:
-        s = [*common, "--set", f"train.seed={seed}", "--set", f"ranker.seed={seed}", "--set", "train.progress=false"]
+    for random_seed in seeds:
+        s = [*common, "--set", f"train.random_seed={random_seed}", "--set", f"ranker.random_seed={random_seed}", "--set", "train.progress=false"]
         t = {"train": musicmap("train", *s, "--nproc", "2"),
              "fit-ranker": musicmap("fit-ranker", *s),
              "recommend": musicmap("recommend", *s, "--playlists", "all"),
@@ -114,10 +114,10 @@ def run_set(name: str, seeds: list[int], quick: bool, transductive: bool, overri
         committed_model = storage.open_committed(str(root / "model"))
         model = storage.read_json(committed_model.path("manifest.json"))
         history = storage.read_json(committed_model.path("history.json"))
-        (root / f"training-seed{seed}.png").write_bytes(storage.read_bytes(committed_model.path("training.png")))
+        (root / f"training-seed{random_seed}.png").write_bytes(storage.read_bytes(committed_model.path("training.png")))
         yard = [m for m in ("rp3beta", "ease", "cooccurrence", "lightgcn") if m in report["methods"]]
         served = report["model"]["served"]
-        res["seeds"][seed] = {"test": summarise(report), "served": served,
+        res["seeds"][random_seed] = {"test": summarise(report), "served": served,
                               "vs": {m: paired(report, served, m) for m in yard if m != served},
                               "reachable": report["reachable"], "yardsticks": report.get("yardsticks"),
                               "times": t, "foldin_val": {m: v["ndcg"] for m, v in model["foldin"]["val"].items()},
@@ -131,9 +131,9 @@ def run_set(name: str, seeds: list[int], quick: bool, transductive: bool, overri
                               "ranker_chosen": ranker["chosen"], "no_seed": ranker["no_seed_cases"],
                               "foldin_test": score_foldins(root, conf)}
         if transductive:
-            res["seeds"][seed]["transductive_test"] = {"both protocols": transductive_scores(root, conf, seed)}
-        print(f"  {name} seed {seed}: served {report['model']['served']}, "
-              + ", ".join(f"{m} {v['all']['ndcg']:.4f}" for m, v in res["seeds"][seed]["test"].items()),
+            res["seeds"][random_seed]["transductive_test"] = {"both protocols": transductive_scores(root, conf, random_seed)}
+        print(f"  {name} seed {random_seed}: served {report['model']['served']}, "
+              + ", ".join(f"{m} {v['all']['ndcg']:.4f}" for m, v in res["seeds"][random_seed]["test"].items()),
               flush=True)
     return res
 
@@ -216,7 +216,7 @@ def reach_and_graph(seeds: list[dict]) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", default="ml-small,synth", help=f"comma list of {', '.join(SETS)}")
-    ap.add_argument("--seeds", default="0,1,2", help="train.seed / ranker.seed values")
+    ap.add_argument("--random-seeds", "--seeds", dest="seeds", default="0,1,2", help="train.random_seed / ranker.random_seed values")
     ap.add_argument("--transductive", action="store_true", help="also measure the transductive mode")
     ap.add_argument("--quick", action="store_true", help="synth at 5,000 playlists")
     ap.add_argument("--set", dest="overrides", action="append", default=[],

@@ -54,9 +54,9 @@ def report_of(ranked: dict, cases, ctx, k: int = 500) -> dict:
     artists = ctx.tracks["artist_uri"].to_pylist()
     artist_id = {a: i for i, a in enumerate(dict.fromkeys(artists))}
     artist_of = np.array([artist_id[a] for a in artists], np.int64)
-    seed = [c == mpd.SEED_PROTOCOL for c in cases.category]
-    ch = [i for i, s in enumerate(seed) if not s]
-    sp = [i for i, s in enumerate(seed) if s]
+    protocol = [c == mpd.SEED_PROTOCOL for c in cases.category]
+    ch = [i for i, s in enumerate(protocol) if not s]
+    sp = [i for i, s in enumerate(protocol) if s]
     out = {}
     for name, r in ranked.items():
         rows = score(r, cases, artist_of, artist_id, k, 20)
@@ -108,7 +108,7 @@ def transductive_graph(root: Path, protocol: str, out: Path) -> tuple[dict, int]
     return nodes, P
 
 
-def transductive_scores(root: Path, config: str | None, seed: int) -> dict:
+def transductive_scores(root: Path, config: str | None, random_seed: int) -> dict:
     """Test scores of the transductive mode, one graph and one trained model per protocol."""
     cfg = load_config(config, root=str(root))
     ctx = load_context(cfg, ranker=False)
@@ -118,7 +118,7 @@ def transductive_scores(root: Path, config: str | None, seed: int) -> dict:
         troot = root / f"transductive-{protocol}"
         nodes, P = transductive_graph(root, protocol, troot / "graph")
         cmd = [sys.executable, "-m", "musicmap.cli", "-q", "train", "--root", str(troot), "--nproc", "2",
-               "--set", f"train.seed={seed}", "--set", "train.progress=false"] + (["--config", config] if config else [])
+               "--set", f"train.random_seed={random_seed}", "--set", "train.progress=false"] + (["--config", config] if config else [])
         subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, env=dict(os.environ))
         m = load_model(str(troot / "model"))
         tracks = torch.from_numpy(m.tracks)

@@ -7,7 +7,7 @@ against the LightGCN-only path, on the same graph, model and playlists, in one r
 The graph is bench/graphgen.py's (in the graph contract, under bench/out/<scale>/). The model is
 random embeddings (dimension 64) committed as a trained model: what is measured is the cost of
 each path, which does not depend on the values. The ranker is fitted by `fit-ranker`'s own code
-(train.ranker.run) on --fit-playlists validation playlists of that graph. Measured, each in one
+(recommend.fit_ranker.run) on --fit-playlists validation playlists of that graph. Measured, each in one
 process on this machine's cores: the recommender of each path (`ctx.lightgcn()` and the Ranker
 `recommend` serves) on the first --cases test cases (fold-in from their seeds): seconds per
 1,000 playlists, the ratio, and the peak resident memory of each path. (Graph playlists always
@@ -36,10 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
 
-def random_model(root: str, dim: int = 64, seed: int = 0) -> None:
+def random_model(root: str, dim: int = 64, random_seed: int = 0) -> None:
     g = storage.open_committed(storage.join(root, "graph"))
     P, T = int(g.info["graph_playlists"]), int(g.info["tracks"])
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_seed)
     vec = lambda n: (rng.standard_normal((n, dim)) * 0.1).astype(np.float32)  # noqa: E731
     manifest = {"dim": dim, "layers": 2, "playlists": P, "tracks": T, "best": {"epoch": 0, "ndcg": None},
                 "foldin": {"chosen": "optimized", "val": {}}, "input": {"graph_version": g.version},

@@ -218,10 +218,10 @@ def timed_rounds(fns: dict, repeats: int, device: str, warmup: bool = True,
     return best, ratios
 
 
-def make_inputs(T: int, d: int, n: int, device: str, seed: int):
-    g = torch.Generator().manual_seed(seed)
+def make_inputs(T: int, d: int, n: int, device: str, random_seed: int):
+    g = torch.Generator().manual_seed(random_seed)
     items = torch.randn(T, d, generator=g)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_seed)
     # popularity-skewed seeds: Zipf weights over a random order of the tracks
     w = 1.0 / np.arange(1, T + 1) ** 0.9
     w = w[rng.permutation(T)]
@@ -255,7 +255,7 @@ def main(argv=None) -> int:
                     "busy machine this leaves out the time other processes hold the core)")
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--quick", action="store_true", help="smoke run: 512 queries, 2 repeats")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--random-seed", type=int, default=0)
     ap.add_argument("--out", help="result JSON")
     args = ap.parse_args(argv)
     global CLOCK
@@ -281,7 +281,7 @@ def main(argv=None) -> int:
     print(f"bench_recommend: T={T:,} d={d} k={k} queries={n:,} (naive {n_naive:,}) device={dev} "
           f"torch threads={torch.get_num_threads()} clock={args.clock} load avg {load0[0]:.1f}", flush=True)
 
-    items, q, seeds = make_inputs(T, d, n, dev, args.seed)
+    items, q, seeds = make_inputs(T, d, n, dev, args.random_seed)
     items_t = items.t().contiguous()
     flops = 2.0 * n * d * T
 

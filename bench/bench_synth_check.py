@@ -49,7 +49,7 @@ def _child(argv: list[str]) -> int:
     if what == "_synth":
         n = int(argv[2])
         w0, c0 = time.perf_counter(), time.process_time()
-        info = generate(out, n, seed=0, show_progress=False)
+        info = generate(out, n, random_seed=0, show_progress=False)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         res = {"playlists": n, "bytes": info["bytes"], "slices": info["slices"],
                "catalog_tracks": info["catalog_tracks"]}

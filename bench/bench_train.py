@@ -190,7 +190,7 @@ def run_ours(root: str, out_dir: Path, nproc: int, epochs: int, max_steps: int, 
         "steps_per_epoch": steps_full, "steps_run_per_epoch": steps_run,
         "extrapolated": steps_run < steps_full,
         "train": {k: manifest["config"]["train"][k] for k in
-                  ("batch_size", "lr", "l2", "negatives", "reject_positives", "seed", "bf16",
+                  ("batch_size", "lr", "l2", "negatives", "reject_positives", "random_seed", "bf16",
                    "deterministic", "val_max_cases")},
         "model": {k: manifest["config"]["model"][k] for k in ("dim", "layers", "use_edge_weight", "init_std")},
         "history": history, "train_seconds_cum": cum,
@@ -221,12 +221,12 @@ def reference_entry(argv: list[str]) -> int:
     ap.add_argument("--adj", choices=["edge_index", "csr"], default="edge_index",
                     help="edge_index: the example on this machine (COO gather/scatter); csr: a "
                          "torch.sparse CSR adjacency (what SparseTensor would give)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--random-seed", type=int, default=0)
     a = ap.parse_args(argv)
 
 
     torch.set_num_threads(a.threads)
-    torch.manual_seed(a.seed)
+    torch.manual_seed(a.random_seed)
     dev = torch.device(a.device)
     cfg = load_config(None, [], root=a.root)
     t_load = time.time()
@@ -249,7 +249,7 @@ def reference_entry(argv: list[str]) -> int:
     with_seeds = [i for i in range(len(val)) if len(val.seeds[i])]
     tc = cfg.train
     if tc.val_max_cases and len(with_seeds) > tc.val_max_cases:
-        pick = np.random.default_rng([tc.seed, 7]).choice(len(with_seeds), tc.val_max_cases, replace=False)
+        pick = np.random.default_rng([tc.random_seed, 7]).choice(len(with_seeds), tc.val_max_cases, replace=False)
         with_seeds = [with_seeds[i] for i in np.sort(pick)]
     cases = val.subset(with_seeds)
     load_s = time.time() - t_load

@@ -127,12 +127,12 @@ class Catalog:
         return np.where(rng.random(len(comm)) < self.prob[t], t, self.alias[t])
 
 
-def solve_catalog(target_tracks: int, draws: float, communities: int, exponent: float, seed: int) -> int:
+def solve_catalog(target_tracks: int, draws: float, communities: int, exponent: float, random_seed: int) -> int:
     """Catalog size whose expected vocabulary (tracks drawn in >= MIN_PLAYLISTS train playlists,
     Poisson approximation) is about target_tracks."""
 
     def expected_vocab(t0: int) -> float:
-        p = Catalog(t0, communities, exponent, np.random.default_rng([seed, 1])).track_probability()
+        p = Catalog(t0, communities, exponent, np.random.default_rng([random_seed, 1])).track_probability()
         lam = draws * p
         below = sum(np.exp(-lam) * lam ** k / factorial(k) for k in range(MIN_PLAYLISTS))
         return float((1 - below).sum())
@@ -193,16 +193,16 @@ def playlists(cat: Catalog, n: int, mean_len: float, rng: np.random.Generator):
 
 
 def generate(root: str, playlists_n: int, tracks_n: int, edges_n: int, val_n: int, test_n: int,
-             communities: int = 24, exponent: float = 1.05, seed: int = 0, log=print) -> dict:
+             communities: int = 24, exponent: float = 1.05, random_seed: int = 0, log=print) -> dict:
     t0 = time.time()
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_seed)
     # calibrated: dedup inside a playlist and the vocabulary filter lose ~7% of the slots, and the
     # Poisson estimate of the vocabulary is ~5% low (dedup sends repeated draws to the tail)
     mean_len = edges_n / playlists_n * 1.07
     total = playlists_n + val_n + test_n
     # draws of train slots, for sizing the catalog so the vocabulary lands near tracks_n
-    t_cat = solve_catalog(int(tracks_n * 0.95), mean_len * playlists_n, communities, exponent, seed)
-    cat = Catalog(t_cat, communities, exponent, np.random.default_rng([seed, 1]))
+    t_cat = solve_catalog(int(tracks_n * 0.95), mean_len * playlists_n, communities, exponent, random_seed)
+    cat = Catalog(t_cat, communities, exponent, np.random.default_rng([random_seed, 1]))
     owner, track = playlists(cat, total, mean_len, rng)
     log(f"catalog {cat.T:,} tracks, {communities} communities; {len(owner):,} occurrences "
         f"in {total:,} playlists ({time.time() - t0:.1f}s)")
@@ -305,7 +305,7 @@ def generate(root: str, playlists_n: int, tracks_n: int, edges_n: int, val_n: in
 
     holdouts = sum(len(r) for r in rows["holdout_uris"])
     oov = sum(int((idx_of[etr[lo:hi][(hi - lo) // 2:]] < 0).sum()) for lo, hi in zip(es.tolist(), ee.tolist()))
-    stats = {"generator": "bench/graphgen.py", "seed": seed, "communities": communities,
+    stats = {"generator": "bench/graphgen.py", "random_seed": random_seed, "communities": communities,
              "catalog_tracks": cat.T, "graph": {"playlists": P, "tracks": T, "interactions": E,
                                                 "mean_playlist_degree": round(E / max(P, 1), 2)},
              "eval": {"val": val_n, "test": test_n, "holdouts": holdouts, "oov_holdouts": oov},
@@ -313,7 +313,7 @@ def generate(root: str, playlists_n: int, tracks_n: int, edges_n: int, val_n: in
     storage.write_json(out.path("stats.json"), stats)
     out.commit({"stage": "graph", "input": "bench/graphgen.py", "tracks": T, "graph_playlists": P,
                 "edges": E, "config": {"graph": {"min_playlists": MIN_PLAYLISTS, "min_tracks": MIN_TRACKS}},
-                "generator": {"scale": [playlists_n, tracks_n, edges_n], "seed": seed}})
+                "generator": {"scale": [playlists_n, tracks_n, edges_n], "random_seed": random_seed}})
     log(f"graph committed at {storage.join(root, 'graph')}: {P:,} playlists, {T:,} tracks, {E:,} edges, "
         f"{val_n:,} val + {test_n:,} test cases ({oov:,}/{holdouts:,} holdouts out of vocabulary) "
         f"in {time.time() - t0:.1f}s")
@@ -330,14 +330,14 @@ def main(argv=None) -> int:
     ap.add_argument("--val", type=int, help="validation cases")
     ap.add_argument("--test", type=int, help="test cases")
     ap.add_argument("--communities", type=int, default=24)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--random-seed", type=int, default=0)
     a = ap.parse_args(argv)
     s = dict(SCALES[a.scale])
     for k in ("playlists", "tracks", "edges", "val", "test"):
         if getattr(a, k) is not None:
             s[k] = getattr(a, k)
     generate(a.root, s["playlists"], s["tracks"], s["edges"], s["val"], s["test"],
-             communities=a.communities, seed=a.seed)
+             communities=a.communities, random_seed=a.random_seed)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""A single-process, plain-Python build of the graph: the same work as spark_jobs/graph.py (parse
+"""A single-process, plain-Python build of the graph: the same work as musicmap/spark_jobs/graph.py (parse
 and check every slice with musicmap.mpd, quarantine, time split, train-only filters, dense ids,
 weighted edges, evaluation cases, Parquet output), written the obvious way with json, dicts and
 pyarrow. It is the reference that bench_build_graph.py times the Spark job against, and the
@@ -86,7 +86,7 @@ def build(mpd_dir: str, cfg) -> dict:
              for i, p in enumerate(kept)}
     # graph playlists' held-out tracks (musicmap.cases): first occurrences, never counted below
     held = {p["pid"]: {t["track_uri"] for t in first_occurrences(p) if cases.held_out(
-        p["pid"], t["pos"], g.eval_seed, g.holdout_playlists, g.holdout_tracks)}
+        p["pid"], t["pos"], g.eval_random_seed, g.holdout_playlists, g.holdout_tracks)}
         for p in kept if split[p["pid"]] == "train"}
     # vocabulary from train playlists, first occurrence per playlist
     counts, meta = Counter(), {}
@@ -158,7 +158,7 @@ def build(mpd_dir: str, cfg) -> dict:
 
 
 def eval_cases(playlists, split, track_idx, g) -> pa.Table:
-    """The challenge category (drawn from eval_seed and pid among those the playlist is long
+    """The challenge category (drawn from graph.eval_random_seed and pid among those the playlist is long
     enough for) and the seed protocol case of each val/test playlist."""
     rows = defaultdict(list)
 
@@ -175,7 +175,7 @@ def eval_cases(playlists, split, track_idx, g) -> pa.Table:
 
     for p in playlists:
         n = len(p["tracks"])
-        drawn = cases.challenge_case(p["pid"], n, g.eval_seed)
+        drawn = cases.challenge_case(p["pid"], n, g.eval_random_seed)
         if drawn:
             c, pos = drawn
             emit(p, c.name, p["name"] if c.title else None, pos)
@@ -193,7 +193,7 @@ def graph_cases(graph_train, held, track_idx, g) -> pa.Table:
         firsts = list(first_occurrences(p))
         kept = [t for t in firsts if t["track_uri"] not in held[p["pid"]]]
         out = [t for t in firsts if t["track_uri"] in held[p["pid"]]]
-        for k, v in (("pid", p["pid"]), ("split", cases.split_of(p["pid"], g.eval_seed)),
+        for k, v in (("pid", p["pid"]), ("split", cases.split_of(p["pid"], g.eval_random_seed)),
                      ("category", cases.CATEGORY), ("name", p["name"]), ("num_tracks", p["num_tracks"]),
                      ("seed_idx", [track_idx[t["track_uri"]] for t in kept if t["track_uri"] in track_idx]),
                      ("seed_uris", [t["track_uri"] for t in kept]),

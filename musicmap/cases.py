@@ -1,5 +1,5 @@
 """How evaluation cases are cut, once for every stage that cuts them: build-graph
-(spark_jobs/graph.py), its plain-Python reference (bench/reference_graph.py) and fit-ranker's
+(musicmap/spark_jobs/graph.py), its plain-Python reference (bench/reference_graph.py) and fit-ranker's
 extra fitting cases (recommend/fit_ranker.py).
 
 A validation or test playlist becomes a challenge case: one of the challenge categories its
@@ -39,18 +39,18 @@ CATEGORY = "graph_holdout"
 SPLITS = ("graph_val", "graph_test")
 
 
-def mix(x: int, seed: int, salt: int) -> int:
-    return ((x % MOD) * MULT + seed * SEED_MULT + salt * SALT_MULT) % MOD
+def mix(x: int, random_seed: int, salt: int) -> int:
+    return ((x % MOD) * MULT + random_seed * SEED_MULT + salt * SALT_MULT) % MOD
 
 
-def held_out(pid: int, pos: int, seed: int, playlists: float, tracks: float) -> bool:
+def held_out(pid: int, pos: int, random_seed: int, playlists: float, tracks: float) -> bool:
     """Whether the track at `pos` of train playlist `pid` is held out (its first occurrence)."""
-    return mix(pid, seed, PLAYLIST) < playlists * MOD and mix(256 * pid + pos, seed, TRACK) < tracks * MOD
+    return mix(pid, random_seed, PLAYLIST) < playlists * MOD and mix(256 * pid + pos, random_seed, TRACK) < tracks * MOD
 
 
-def split_of(pid: int, seed: int) -> str:
+def split_of(pid: int, random_seed: int) -> str:
     """graph_val or graph_test: which half a graph playlist's case belongs to."""
-    return SPLITS[mix(pid, seed, HALF) % 2]
+    return SPLITS[mix(pid, random_seed, HALF) % 2]
 
 
 # ------------------------------------------------------------------ challenge cases

@@ -1,6 +1,6 @@
 """The `musicmap` command line: one sub-command per stage, all sharing --config, --root, --set.
 
-    musicmap synth --playlists 20000 --out demo-data/mpd [--seed 0] [--challenge]
+    musicmap synth --playlists 20000 --out demo-data/mpd [--random-seed 0] [--challenge]
     musicmap check demo-data/mpd
     musicmap build-graph --root demo-data          (local Spark; spark-submit spark_jobs/build_graph.py on a cluster)
     musicmap train --root demo-data --nproc 2      (torchrun train/main.py)

@@ -17,9 +17,9 @@ The collectives of the project, and their tensors' devices:
   - DDP (train/main.py): parameters broadcast at wrap, gradients all-reduced each step, on the
     model's device (CUDA: NCCL; CPU: gloo);
   - sum_over_ranks: the epoch's loss totals (train/main.py) and the validation sums
-    (train/loop.py: every epoch, and each fold-in mode at the end), CPU float64: gloo;
-  - broadcast: the checkpoint epoch rank 0 resumes from (train/checkpoint.py), the recs version
-    of a sharded recommend (train/recommend.py); pickled on the CPU: gloo;
+    (musicmap/train/validate.py: every epoch, and each fold-in mode at the end), CPU float64: gloo;
+  - broadcast: the checkpoint epoch rank 0 resumes from (musicmap/train/checkpoint.py), the recs version
+    of a sharded recommend (musicmap/recommend/main.py); pickled on the CPU: gloo;
   - gather: the parameter digests of the ranks (train/main.py), the recommend summaries; gloo;
   - barrier: after each checkpoint and the export (train), before a sharded recommend exits; gloo.
 """

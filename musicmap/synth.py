@@ -1,6 +1,6 @@
 """Generate a synthetic Million Playlist Dataset in the exact MPD format (and a challenge set).
 
-    musicmap synth --playlists 20000 --out demo-data/mpd [--seed 0] [--challenge]
+    musicmap synth --playlists 20000 --out demo-data/mpd [--random-seed 0] [--challenge]
 
 The catalog has taste communities (genres); each has artists with albums with tracks, and track
 popularity is long-tailed: a mainstream share of artists carries most plays (Zipf by artist,
@@ -97,18 +97,18 @@ def _b62(n: int) -> str:
     return "".join(reversed(chars))
 
 
-def make_uri(kind: str, idx: int, seed: int) -> str:
-    code = ((idx + 1) * _URI_MULT + _KIND_SALT[kind] * 7919 + seed * 104729) % _B62_MOD
+def make_uri(kind: str, idx: int, random_seed: int) -> str:
+    code = ((idx + 1) * _URI_MULT + _KIND_SALT[kind] * 7919 + random_seed * 104729) % _B62_MOD
     return f"spotify:{kind}:{_b62(code)}"
 
 
-def id_of_uri(uri: str, seed: int) -> int:
+def id_of_uri(uri: str, random_seed: int) -> int:
     """Inverse of make_uri: the catalog index behind a synthetic track/artist/album URI."""
     kind, code = uri.split(":")[1:]
     n = 0
     for c in code:
         n = n * 62 + _B62.index(c)
-    return (n - _KIND_SALT[kind] * 7919 - seed * 104729) * _URI_MULT_INV % _B62_MOD - 1
+    return (n - _KIND_SALT[kind] * 7919 - random_seed * 104729) * _URI_MULT_INV % _B62_MOD - 1
 
 
 def _name(i: int, salt: int) -> str:
@@ -121,7 +121,7 @@ class Catalog:
     """Communities -> artists -> albums -> tracks, with a popularity per track (deterministic)."""
     n_tracks: int
     n_communities: int
-    seed: int
+    random_seed: int
     exponent: float = 0.9
     niche_share: float = 0.8
     niche_mass: float = 0.22
@@ -129,7 +129,7 @@ class Catalog:
     trend_days: float = 180.0
 
     def __post_init__(self):
-        rng = np.random.default_rng([self.seed, 1])
+        rng = np.random.default_rng([self.random_seed, 1])
         c = min(self.n_communities, len(COMMUNITIES))
         self.n_communities = c
         weight = 1.0 / np.arange(1, c + 1) ** 0.6
@@ -248,9 +248,9 @@ class Catalog:
     # ---- names and URIs, computed on demand (nothing per track is kept in memory)
     def track(self, t: int) -> dict:
         a, al = int(self.artist_of[t]), int(self.album_of[t])
-        return {"artist_name": self.artist_name(a), "track_uri": make_uri("track", t, self.seed),
-                "artist_uri": make_uri("artist", a, self.seed), "track_name": _name(t, 17),
-                "album_uri": make_uri("album", al, self.seed), "duration_ms": int(self.duration[t]),
+        return {"artist_name": self.artist_name(a), "track_uri": make_uri("track", t, self.random_seed),
+                "artist_uri": make_uri("artist", a, self.random_seed), "track_name": _name(t, 17),
+                "album_uri": make_uri("album", al, self.random_seed), "duration_ms": int(self.duration[t]),
                 "album_name": _name(al, 91)}
 
     def artist_name(self, a: int) -> str:
@@ -427,7 +427,7 @@ class Generator:
         return "{\n" + info + ',\n    "playlists": [\n' + body + "\n    ]\n}\n"
 
 
-def generate(out: str, playlists: int, seed: int = 0, tracks: int | None = None,
+def generate(out: str, playlists: int, random_seed: int = 0, tracks: int | None = None,
              communities: int = 24, focus: float = 0.6, exponent: float = 0.9,
              niche_share: float = 0.8, niche_mass: float = 0.22,
              challenge_per_category: int = 0, show_progress: bool = True,
@@ -435,7 +435,7 @@ def generate(out: str, playlists: int, seed: int = 0, tracks: int | None = None,
     """Write ceil(playlists / 1000) slices (and optionally a challenge set) under `out`
     (defaults: those of conf/default.yaml's synth section)."""
     t0 = time.time()
-    cat = Catalog(tracks or default_tracks(playlists), communities, seed, exponent, niche_share,
+    cat = Catalog(tracks or default_tracks(playlists), communities, random_seed, exponent, niche_share,
                   niche_mass, new_share, trend_days)
     gen = Generator(cat, focus)
     generated_on = "2017-12-03T08:41:42.057563"
@@ -444,20 +444,20 @@ def generate(out: str, playlists: int, seed: int = 0, tracks: int | None = None,
     for s in progress(range(n_slices), desc="synth", unit="slice", disable=not show_progress):
         first = s * SLICE_SIZE
         n = min(SLICE_SIZE, playlists - first)
-        rng = np.random.default_rng([seed, 2, s])
+        rng = np.random.default_rng([random_seed, 2, s])
         data = gen.render_slice(gen.playlists(first, n, rng), first, first + n - 1, generated_on)
         raw = data.encode("utf-8")
         storage.write_bytes(storage.join(out, mpd.slice_name(first, first + SLICE_SIZE - 1)), raw)
         nbytes += len(raw)
-    info = {"seed": seed, "playlists": playlists, "slices": n_slices, "catalog_tracks": cat.n_tracks,
+    info = {"random_seed": random_seed, "playlists": playlists, "slices": n_slices, "catalog_tracks": cat.n_tracks,
             "communities": [{"id": c, "name": cat.community_name(c),
-                             "top_tracks": [make_uri("track", t, seed) for t in cat.top_tracks(c)]}
+                             "top_tracks": [make_uri("track", t, random_seed) for t in cat.top_tracks(c)]}
                             for c in range(cat.n_communities)],
             "sizes": {"tracks": tracks, "communities": communities, "focus": focus, "exponent": exponent,
                       "niche_share": niche_share, "niche_mass": niche_mass, "new_share": new_share,
                       "trend_days": trend_days}}
     if challenge_per_category:
-        info["challenge"] = write_challenge(out, gen, challenge_per_category, seed)
+        info["challenge"] = write_challenge(out, gen, challenge_per_category, random_seed)
     storage.write_json(storage.join(out, "synth_info.json"), info)
     secs = time.time() - t0
     log.info("wrote %d playlists in %d slices (%.0f MB) to %s in %.1fs (%.0f playlists/s)",
@@ -465,10 +465,10 @@ def generate(out: str, playlists: int, seed: int = 0, tracks: int | None = None,
     return {**info, "bytes": nbytes, "seconds": secs}
 
 
-def write_challenge(out: str, gen: Generator, per_category: int, seed: int) -> dict:
+def write_challenge(out: str, gen: Generator, per_category: int, random_seed: int) -> dict:
     """challenge_set.json in the real format, and its held-out tracks in
     challenge_holdouts.json (for scoring a submission)."""
-    rng = np.random.default_rng([seed, 3])
+    rng = np.random.default_rng([random_seed, 3])
     cat = gen.cat
     playlists, holdouts = [], []
     pid = CHALLENGE_PID_BASE
@@ -493,8 +493,8 @@ def write_challenge(out: str, gen: Generator, per_category: int, seed: int) -> d
                 playlists.append(entry)
                 held = t[~mask]
                 holdouts.append({"pid": pid, "category": category.name,
-                                 "tracks": [make_uri("track", int(x), seed) for x in held],
-                                 "artists": [make_uri("artist", int(cat.artist_of[x]), seed) for x in held]})
+                                 "tracks": [make_uri("track", int(x), random_seed) for x in held],
+                                 "artists": [make_uri("artist", int(cat.artist_of[x]), random_seed) for x in held]})
                 pid += 1
                 made += 1
     body = []
@@ -520,19 +520,19 @@ def write_challenge(out: str, gen: Generator, per_category: int, seed: int) -> d
 def add_arguments(p) -> None:
     p.add_argument("--playlists", type=int, help="playlists to generate (synth.playlists)")
     p.add_argument("--out", metavar="URI", help="output folder (default: paths.mpd, i.e. <root>/mpd)")
-    p.add_argument("--seed", type=int, help="random seed (synth.seed)")
+    p.add_argument("--random-seed", "--seed", dest="random_seed", type=int, help="random seed (synth.random_seed)")
     p.add_argument("--tracks", type=int, help="catalog size (synth.tracks)")
     p.add_argument("--challenge", action="store_true",
                    help="also write challenge_set.json and challenge_holdouts.json")
 
 
 def run_cli(args) -> int:
-    extra = [f"synth.{k}={v}" for k, v in (("playlists", args.playlists), ("seed", args.seed),
+    extra = [f"synth.{k}={v}" for k, v in (("playlists", args.playlists), ("random_seed", args.random_seed),
                                             ("tracks", args.tracks)) if v is not None]
     cfg = config_from_args(args, extra)
     s = cfg.synth
     out = args.out or storage.stage_uri(cfg, "mpd")
-    info = generate(out, s.playlists, s.seed, s.tracks, s.communities, s.community_focus,
+    info = generate(out, s.playlists, s.random_seed, s.tracks, s.communities, s.community_focus,
                     s.popularity_exponent, s.niche_share, s.niche_mass,
                     s.challenge_per_category if args.challenge else 0,
                     new_share=s.new_share, trend_days=s.trend_days)

@@ -107,7 +107,7 @@ def mpd_small(tmp_path_factory) -> Path:
     """<root>/mpd with 3 slices, a challenge set (20 per category) and synth_info.json."""
     from musicmap import synth
     root = tmp_path_factory.mktemp("mpd_small")
-    synth.generate(str(root / "mpd"), SMALL_PLAYLISTS, seed=7, challenge_per_category=20,
+    synth.generate(str(root / "mpd"), SMALL_PLAYLISTS, random_seed=7, challenge_per_category=20,
                    show_progress=False)
     return root
 

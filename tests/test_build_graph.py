@@ -123,7 +123,7 @@ def test_catalogue_comes_from_train_playlists_without_their_held_out_tracks(grap
             for x in p["tracks"]:
                 first.setdefault(x["track_uri"], x["pos"])
             held[p["pid"]] = {u for u, pos in first.items()
-                              if cases.held_out(p["pid"], pos, g.eval_seed, g.holdout_playlists, g.holdout_tracks)}
+                              if cases.held_out(p["pid"], pos, g.eval_random_seed, g.holdout_playlists, g.holdout_tracks)}
             train_count.update(uris - held[p["pid"]])
     vocab = t["tracks"]["track_uri"].to_pylist()
     assert set(vocab) == {u for u, c in train_count.items() if c >= g.min_playlists}

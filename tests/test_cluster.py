@@ -126,7 +126,7 @@ def mpd_input(tmp_path_factory) -> Path:
     """A folder holding mpd/ with 2 generated slices (one task per executor on the cluster)."""
     from musicmap import synth
     base = tmp_path_factory.mktemp("mpd-2k")
-    synth.generate(str(base / "mpd"), PLAYLISTS, seed=11, show_progress=False)
+    synth.generate(str(base / "mpd"), PLAYLISTS, random_seed=11, show_progress=False)
     return base
 
 

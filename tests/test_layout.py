@@ -92,3 +92,22 @@ def test_imports_sit_at_the_top_unless_a_cost_is_stated():
                 if (rel, mod) not in LAZY and not rel.startswith("bench/"):
                     inner.append(f"{rel}:{node.lineno} {ast.unparse(node)}")
     assert not inner, inner
+
+
+def test_dependencies_run_one_way():
+    """The core imports no job (but its entry points: the command line, the demo, the API);
+    spark_jobs and train import no later stage; recommend imports no tool."""
+    known = modules()
+    later = {"core": ("spark_jobs", "train", "recommend", "tools"), "spark_jobs": ("train", "recommend", "tools"),
+             "train": ("spark_jobs", "recommend", "tools"), "recommend": ("spark_jobs", "tools"), "tools": ("spark_jobs",)}
+    entry = {"musicmap.cli", "musicmap.demo", "musicmap.dist", "musicmap.api", "musicmap"}
+    wrong = []
+    for name, f in known.items():
+        parts = name.split(".")
+        if parts[0] != "musicmap" or name in entry:
+            continue
+        home = parts[1] if len(parts) > 2 and parts[1] in later else "core"
+        for m, node in imports(f, known):
+            if m.split(".")[1:2] and m.split(".")[1] in later[home]:
+                wrong.append(f"{name}:{node.lineno} imports {m}")
+    assert not wrong, wrong

@@ -40,7 +40,7 @@ def communities(root: Path, uris: list[str]) -> np.ndarray:
 def test_layout_is_deterministic_for_a_seed():
     rng = np.random.default_rng(0)
     v = rng.standard_normal((300, 16)).astype(np.float32)
-    a, b = layout(v, 15, 0.3, seed=3), layout(v, 15, 0.3, seed=3)
+    a, b = layout(v, 15, 0.3, random_seed=3), layout(v, 15, 0.3, random_seed=3)
     assert a.shape == (300, 2) and a.dtype == np.float32 and np.abs(a).max() <= 1.0
     np.testing.assert_array_equal(a, b)
 

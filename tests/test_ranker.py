@@ -36,7 +36,7 @@ def test_optimized_foldin_first_step_is_hand_computed():
     grad = (torch.sigmoid(diff @ q0[0])[:, None] * diff).mean(0) + 2 * l2 * q0[0]
     # Adam's first step moves each coordinate by lr against the sign of its gradient
     expected = q0[0] - lr * torch.sign(grad)
-    got = optimize_queries(q0, tracks, rows, cols, steps=1, lr=lr, l2=l2, negatives=n_neg, seed=5)
+    got = optimize_queries(q0, tracks, rows, cols, steps=1, lr=lr, l2=l2, negatives=n_neg, random_seed=5)
     torch.testing.assert_close(got[0], expected, atol=1e-6, rtol=0)
     assert torch.equal(optimize_queries(q0, tracks, rows, cols, steps=0), q0)
 

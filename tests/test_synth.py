@@ -21,7 +21,7 @@ PLAYLIST_KEYS = set(mpd.PLAYLIST_FIELDS)
 def sample(tmp_path_factory):
     """10,000 generated playlists, loaded."""
     out = tmp_path_factory.mktemp("synth10k")
-    synth.generate(str(out), 10_000, seed=3, show_progress=False)
+    synth.generate(str(out), 10_000, random_seed=3, show_progress=False)
     playlists = []
     for f in sorted(out.glob("mpd.slice.*.json"), key=lambda f: mpd.slice_sort_key(f.name)):
         playlists += json.loads(f.read_text())["playlists"]
@@ -95,8 +95,8 @@ def test_playlists_draw_from_a_community_their_title_reflects(sample):
 
 def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
     digests = []
-    for i, seed in enumerate([5, 5, 6]):
-        synth.generate(str(tmp_path / str(i)), 1500, seed=seed, show_progress=False)
+    for i, random_seed in enumerate([5, 5, 6]):
+        synth.generate(str(tmp_path / str(i)), 1500, random_seed=random_seed, show_progress=False)
         digests.append(hashlib.sha256(b"".join(
             f.read_bytes() for f in sorted((tmp_path / str(i)).glob("mpd.slice.*")))).hexdigest())
     assert digests[0] == digests[1] != digests[2]

@@ -149,11 +149,11 @@ def test_negatives_are_tracks_for_the_same_playlist(graph_small):
 
 
 def test_each_rank_gets_a_disjoint_share_reshuffled_every_epoch():
-    shares = [np.concatenate(list(epoch_batches(1003, 2, r, 100, seed=0, epoch=1))) for r in range(2)]
+    shares = [np.concatenate(list(epoch_batches(1003, 2, r, 100, random_seed=0, epoch=1))) for r in range(2)]
     assert len(shares[0]) == len(shares[1]) == 501
     assert not set(shares[0]) & set(shares[1])
     assert len(set(shares[0]) | set(shares[1])) == 1002
-    again = np.concatenate(list(epoch_batches(1003, 2, 0, 100, seed=0, epoch=2)))
+    again = np.concatenate(list(epoch_batches(1003, 2, 0, 100, random_seed=0, epoch=2)))
     assert not np.array_equal(shares[0], again)
 
 

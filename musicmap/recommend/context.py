@@ -83,7 +83,7 @@ class Context:
         return ((self.fitted or {}).get("graph_playlists") or {}).get("chosen", "lightgcn")
 
     def yardstick(self, name: str):
-        """A fitted baseline (train.yardsticks.baseline) with the settings tuned for this graph."""
+        """A fitted baseline (recommend.yardsticks.baseline) with the settings tuned for this graph."""
         if name not in self._yardsticks:
             if "tuned" not in self._yardsticks and name in yardsticks.NAMES:
                 self._yardsticks["tuned"] = yardsticks.chosen_for(self)
@@ -107,7 +107,7 @@ class Context:
         return out
 
     def use_tuned(self, tuned: dict) -> None:
-        """Fit the yardsticks with these settings from now on (train.yardsticks.tune's result);
+        """Fit the yardsticks with these settings from now on (recommend.yardsticks.tune's result);
         methods fitted with other settings are dropped."""
         if self._yardsticks.get("tuned") != tuned:
             self._yardsticks = {"tuned": tuned}

@@ -1,4 +1,4 @@
-"""Candidates and their features for the re-ranker (train.ranker): what each source proposes for
+"""Candidates and their features for the re-ranker (recommend.ranker): what each source proposes for
 a playlist, and what the ranker knows about each (case, candidate) pair.
 
     src = Sources(graph, artist_of, album_of, train_modified_at, scorer, title_model, rp3)
@@ -125,7 +125,7 @@ class Block:
 
 class Sources:
     """Everything the candidate features are computed from (all fitted on train playlists).
-    scorer: LightGCN (train.recommenders.LightGCNRecommender, over its embedded tracks); rp3: a
+    scorer: LightGCN (recommend.recommenders.LightGCNRecommender, over its embedded tracks); rp3: a
     fitted RP3Beta over the catalogue, or None (then it proposes nothing)."""
 
     def __init__(self, graph: Graph, artist_of: np.ndarray, album_of: np.ndarray,

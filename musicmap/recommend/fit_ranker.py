@@ -28,10 +28,10 @@ from musicmap.train.data import EvalCases, load_eval, uri_index
 log = get_logger("ranker")
 
 
-def augment(cases: EvalCases, uri_to_idx: dict, per_playlist: int, seed: int) -> EvalCases:
+def augment(cases: EvalCases, uri_to_idx: dict, per_playlist: int, random_seed: int) -> EvalCases:
     """More fitting cases from the same validation playlists: each playlist's tracks (from its
     seed_half case, else its first case) cut as `per_playlist` random challenge categories
-    (train.features never sees anything but these playlists' own tracks)."""
+    (recommend.features never sees anything but these playlists' own tracks)."""
     full, name = {}, {}
     for i, p in enumerate(cases.pid.tolist()):
         uris = list(dict.fromkeys(cases.seed_uris[i] + cases.holdout_uris[i]))
@@ -39,7 +39,7 @@ def augment(cases: EvalCases, uri_to_idx: dict, per_playlist: int, seed: int) ->
             full[p] = uris
         name[p] = name.get(p) or cases.name[i]
     rows = [(p, c, pos, uris) for p, uris in full.items()
-            for c, pos in cut.more_cases(p, len(uris), seed, per_playlist)]
+            for c, pos in cut.more_cases(p, len(uris), random_seed, per_playlist)]
     out = EvalCases(np.array([r[0] for r in rows], np.int64), [], [], [], [], [], [], [])
     for p, c, pos, uris in rows:
         seed_uris = [uris[j] for j in pos]
@@ -70,7 +70,7 @@ class Pool:
             for i in range(len(part)):
                 self.blocks.append((b.cand[i], b.x[i], b.fallback[i], part.holdouts[i]))
 
-    def dataset(self, idx, negatives: int = 0, seed: int = 0):
+    def dataset(self, idx, negatives: int = 0, random_seed: int = 0):
         """(X, y, group sizes) of the cases idx, for LightGBM: every relevant candidate and at
         most `negatives` others of each case, drawn with the seed (0 = all)."""
         xs, ys, groups = [], [], []
@@ -79,7 +79,7 @@ class Pool:
             v = np.flatnonzero(cand >= 0)
             y = np.isin(cand[v], hold)
             if negatives and (~y).sum() > negatives:
-                rng = np.random.default_rng([seed, i])
+                rng = np.random.default_rng([random_seed, i])
                 v = np.sort(np.concatenate([v[y], rng.choice(v[~y], negatives, replace=False)]))
                 y = np.isin(cand[v], hold)
             if len(v) == 0:
@@ -98,7 +98,7 @@ class Pool:
 
 
 def fit_booster(pool: Pool, idx, rk):
-    X, y, groups = pool.dataset(idx, rk.fit_negatives, rk.seed)
+    X, y, groups = pool.dataset(idx, rk.fit_negatives, rk.random_seed)
     return lgb.train(lgb_params(rk), lgb.Dataset(X, y, group=groups, feature_name=FEATURE_NAMES), rk.rounds)
 
 
@@ -119,7 +119,7 @@ def cross_validate(pool: Pool, fit_pid: np.ndarray, n_val: int, rk, k: int) -> n
     """Ranked lists of the first n_val cases of the pool, each from a booster fitted on the
     playlists of the other folds (fit_pid: the pid of every pool case)."""
     pids = np.unique(fit_pid[:n_val])
-    fold_of = dict(zip(np.random.default_rng([rk.seed, 11]).permutation(pids).tolist(),
+    fold_of = dict(zip(np.random.default_rng([rk.random_seed, 11]).permutation(pids).tolist(),
                        np.arange(len(pids)) % max(rk.folds, 2)))
     fold = np.array([fold_of.get(int(p), -1) for p in fit_pid])
     ranked = np.full((n_val, k), -1, np.int64)
@@ -143,9 +143,9 @@ def fitting_cases(ctx, rk) -> tuple[EvalCases, int]:
                          f"paths.ranker at it (README: the final fit on all playlists)")
     pids = np.unique(val.pid)
     if rk.max_playlists and len(pids) > rk.max_playlists:
-        keep = set(np.random.default_rng([rk.seed, 3]).choice(pids, rk.max_playlists, replace=False).tolist())
+        keep = set(np.random.default_rng([rk.random_seed, 3]).choice(pids, rk.max_playlists, replace=False).tolist())
         val = val.subset([i for i, p in enumerate(val.pid.tolist()) if p in keep])
-    extra = augment(val, uri_index(ctx.tracks), rk.cases_per_playlist, rk.seed)
+    extra = augment(val, uri_index(ctx.tracks), rk.cases_per_playlist, rk.random_seed)
     return concat(val, extra), len(val)
 
 

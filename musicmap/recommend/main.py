@@ -6,7 +6,7 @@
 
 train: graph playlists, scored with their propagated embeddings, minus their own tracks.
 val/test: every evaluation case of the split, scored from its seeds by the served recommender
-(train.context), never a seed. A playlist may have two cases, its challenge category and the
+(recommend.context), never a seed. A playlist may have two cases, its challenge category and the
 seed protocol.
 --challenge FILE: a challenge_set.json; writes recs/<version>/submission.csv.gz and validates it.
 

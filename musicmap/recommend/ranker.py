@@ -1,7 +1,7 @@
 """The second stage: a learned re-ranker over candidates from LightGCN, item co-occurrence,
 popularity, recent popularity and the title model (the two-stage design that won the RecSys
 Challenge 2018). LightGBM's LambdaRank orders each playlist's candidates by the features of
-train.features; it is fitted on validation playlists only, and served only when a
+recommend.features; it is fitted on validation playlists only, and served only when a
 cross-validation over those playlists says it beats LightGCN alone.
 
     ranked, scores = Ranker(sources_for(ctx, tuned), booster).rank(seeds, names, k=500)
@@ -32,17 +32,17 @@ def lgb_params(rk) -> dict:
             "lambdarank_truncation_level": 100, "num_leaves": rk.num_leaves,
             "learning_rate": rk.learning_rate, "min_data_in_leaf": rk.min_data_in_leaf,
             "feature_fraction": rk.feature_fraction, "bagging_fraction": 0.8, "bagging_freq": 1,
-            "seed": rk.seed, "deterministic": True, "force_row_wise": True,
+            "seed": rk.random_seed, "deterministic": True, "force_row_wise": True,
             "num_threads": rk.threads}
 
 
 class Ranker:
-    """Re-ranks each playlist's candidates (train.features.Sources) with a fitted booster.
+    """Re-ranks each playlist's candidates (recommend.features.Sources) with a fitted booster.
 
         ranked, scores = Ranker(sources, booster).rank(seeds, names, k=500)
 
     Same interface as the other recommenders. It serves new playlists only (it is fitted on
-    them); graph playlists get LightGCN alone (train.recommend.recommend_train)."""
+    them); graph playlists get LightGCN alone (recommend.main.recommend_train)."""
     name = "ranker"
 
     def __init__(self, sources: Sources, booster, chunk: int = 64, cold: str = "ranker"):
@@ -92,8 +92,8 @@ def order_block(block: Block, predict, k: int) -> tuple[np.ndarray, np.ndarray]:
 # ------------------------------------------------------------------ serving
 
 def sources_for(ctx, tuned: dict) -> Sources:
-    """The candidate sources of a loaded recommend Context (train.context.load_context), with
-    RP3beta as tuned on validation (`tuned`: train.yardsticks.tune's result)."""
+    """The candidate sources of a loaded recommend Context (recommend.context.load_context), with
+    RP3beta as tuned on validation (`tuned`: recommend.yardsticks.tune's result)."""
 
     def ids(col):
         values = ctx.tracks[col].to_pylist()

@@ -5,7 +5,7 @@ baselines run in the same harness:
     ids, scores = rec.rank(seeds, names, k=500)          # (n, k) each: track_idx -1 padded, no seed
 
 seeds: per playlist, its in-vocabulary seed track_idx; names: its title or None.
-Ranks never contain a seed. Every per-playlist top-k goes through train.scoring.topk_rows
+Ranks never contain a seed. Every per-playlist top-k goes through musicmap.topk.topk_rows
 (Popularity ranks everyone by one order fixed in fit).
 """
 from __future__ import annotations
@@ -407,7 +407,7 @@ class TitleModel:
 
 class LightGCNRecommender:
     """The trained model for playlists outside the graph: the fold-in of their seeds (see
-    train.model.foldin_vectors). It ranks the tracks it embeds (the catalogue's first T; seeds
+    train.foldin.foldin_vectors). It ranks the tracks it embeds (the catalogue's first T; seeds
     beyond them are left out of the fold-in); a playlist with no embedded seed goes to the title
     model."""
     name = "lightgcn"

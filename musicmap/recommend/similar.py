@@ -3,7 +3,7 @@
     musicmap similar --root URI --track "NAME" [--artist "NAME"] [--track "NAME2" ...] [--k 10]
     musicmap similar --root URI --track-uri spotify:track:... [--track-uri ...]
 
-The seeds are folded in as a new playlist (train.model.foldin_vectors: the LightGCN propagation
+The seeds are folded in as a new playlist (train.foldin.foldin_vectors: the LightGCN propagation
 of a node joined to the seed tracks) and scored against every track's final embedding; the
 seeds themselves are never listed. A name matches case-insensitively; an unknown name, or one
 that several tracks share (add --artist), is an error that lists the closest matches.

@@ -1,5 +1,5 @@
 """The baselines every result is set beside (popularity, recent popularity, item co-occurrence) and
-the strongest simple methods, tuned on validation: RP3beta and EASE^R (train.recommenders), each
+the strongest simple methods, tuned on validation: RP3beta and EASE^R (recommend.recommenders), each
 over a small grid (the `baselines` config section) scored by NDCG on validation cases. What is
 chosen here is what evaluate scores beside the model, what fit-ranker's RP3beta source uses, and
 what bench_quality reports.
@@ -44,11 +44,11 @@ def build(name: str, params: dict, title_model=None, chunk: int = 256, max_track
     return EASE(params["lam"], title_model, max_tracks, chunk)
 
 
-def tuning_cases(cases: EvalCases, n: int, seed: int) -> EvalCases:
+def tuning_cases(cases: EvalCases, n: int, random_seed: int) -> EvalCases:
     """At most n of the validation cases that have seeds (item-based methods need them)."""
     idx = [i for i in range(len(cases)) if len(cases.seeds[i])]
     if n and len(idx) > n:
-        idx = sorted(np.random.default_rng([seed, 23]).choice(idx, n, replace=False).tolist())
+        idx = sorted(np.random.default_rng([random_seed, 23]).choice(idx, n, replace=False).tolist())
     return cases.subset(idx)
 
 
@@ -69,7 +69,7 @@ def fitted_grid(name: str, bc, graph: Graph, rows: np.ndarray):
 
 def tune(graph: Graph, val: EvalCases, bc, title_model=None, k: int = 500) -> dict:
     """{method: the best grid point by validation NDCG, with every point's score}."""
-    cases = tuning_cases(val, bc.tune_cases, bc.seed)
+    cases = tuning_cases(val, bc.tune_cases, bc.random_seed)
     rows = np.unique(np.concatenate([np.zeros(0, np.int64), *cases.seeds]))
     out = {}
     for name in NAMES:

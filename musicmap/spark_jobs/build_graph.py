@@ -5,7 +5,7 @@ On a cluster:  spark-submit [--py-files dist/musicmap-dist.zip] spark_jobs/build
 Locally:       musicmap build-graph --root demo-data     (local Spark, the project's Python)
 
 Reads <root>/mpd (or --input), writes <root>/graph (or --output), committed atomically.
-The steps and the stats are described in spark_jobs/graph.py.
+The steps and the stats are described in musicmap/spark_jobs/graph.py.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ Steps, each counted in stats.json so that every playlist and occurrence read is 
  6. edges with weight = 1 / (1 + position_decay * pos / 100) * (1 + followers_gain * ln(followers))
     * (1 + edits_gain * ln(edits));
  7. evaluation cases for val/test playlists: one of the ten challenge categories (chosen
-    deterministically from eval_seed and pid among those the playlist is long enough for) and the
+    deterministically from graph.eval_random_seed and pid among those the playlist is long enough for) and the
     seed system's protocol (first half as seeds); seeds as in-vocabulary track_idx, holdouts as
     URIs (out-of-vocabulary ones kept: they count as misses); and for a share of the graph's
     train playlists (musicmap.cases) a share of their tracks held out before steps 3-6, so they
@@ -278,7 +278,7 @@ def _eval_cases(job: Job) -> None:
     eval_in = fr["good"].where("split != 'train'").select(
         "pid", "split", "name", F.col("tracks.track_uri").alias("uris"),
         F.col("tracks.artist_uri").alias("artists"))
-    fn = _eval_cases_fn(vocab_bc, g.eval_seed, g.seed_protocol)
+    fn = _eval_cases_fn(vocab_bc, g.eval_random_seed, g.seed_protocol)
     new_playlists = eval_in.mapInArrow(fn, schemas.spark_schema(schemas.EVAL))
     fr["cases"] = job.cache.keep(new_playlists.unionByName(_graph_cases(job, vocab_bc)))
 
@@ -287,17 +287,17 @@ def _graph_cases(job: Job, vocab_bc) -> DataFrame:
     """Cases of the graph playlists with held-out tracks (musicmap.cases): their other tracks
     as seeds, in playlist order."""
     fr, g = job.frames, job.g
-    chosen = _mix(F.col("pid"), g.eval_seed, cases.PLAYLIST) < F.lit(g.holdout_playlists * cases.MOD)
+    chosen = _mix(F.col("pid"), g.eval_random_seed, cases.PLAYLIST) < F.lit(g.holdout_playlists * cases.MOD)
     in_graph = fr["pl"].where("split = 'train'").select("pid")
     occ = (_occurrences(fr["good"].where(F.col("split") == "train").where(chosen), "pid", "split", "name",
                         "num_tracks").where("first").withColumn("held", _held(g)).join(in_graph, "pid"))
     per_playlist = occ.groupBy("pid", "name", "num_tracks").agg(
         F.sort_array(F.collect_list(F.struct("pos", "track_uri", "artist_uri", "held"))).alias("occ"),
         F.max(F.col("held").cast("int")).alias("any_held")).where("any_held = 1").drop("any_held")
-    return per_playlist.mapInArrow(_graph_cases_fn(vocab_bc, g.eval_seed), schemas.spark_schema(schemas.EVAL))
+    return per_playlist.mapInArrow(_graph_cases_fn(vocab_bc, g.eval_random_seed), schemas.spark_schema(schemas.EVAL))
 
 
-def _graph_cases_fn(vocab_bc, eval_seed: int):
+def _graph_cases_fn(vocab_bc, eval_random_seed: int):
     """mapInArrow function: a graph playlist's first occurrences (sorted by pos, held flags) ->
     its EVAL row (split by musicmap.cases.split_of)."""
 
@@ -309,7 +309,7 @@ def _graph_cases_fn(vocab_bc, eval_seed: int):
                 kept = [o for o in r["occ"] if not o["held"]]
                 held = [o for o in r["occ"] if o["held"]]
                 seed_uris = [o["track_uri"] for o in kept]
-                for f, v in (("pid", r["pid"]), ("split", cases.split_of(r["pid"], eval_seed)),
+                for f, v in (("pid", r["pid"]), ("split", cases.split_of(r["pid"], eval_random_seed)),
                              ("category", cases.CATEGORY), ("name", r["name"]), ("num_tracks", r["num_tracks"]),
                              ("seed_idx", [vocab[u] for u in seed_uris if u in vocab]), ("seed_uris", seed_uris),
                              ("holdout_uris", [o["track_uri"] for o in held]),
@@ -373,17 +373,17 @@ def _occurrences(good: DataFrame, *cols: str) -> DataFrame:
         + F.col("pos").cast("long"))
 
 
-def _mix(x, seed: int, salt: int):
+def _mix(x, random_seed: int, salt: int):
     """musicmap.cases.mix as a Spark column (every product fits a long)."""
-    c = seed * cases.SEED_MULT + salt * cases.SALT_MULT
+    c = random_seed * cases.SEED_MULT + salt * cases.SALT_MULT
     return F.pmod(F.pmod(x, F.lit(cases.MOD)) * F.lit(cases.MULT) + F.lit(c), F.lit(cases.MOD))
 
 
 def _held(g) -> "F.Column":
     """musicmap.cases.held_out for an occurrence row (pid, pos, first, split): the first occurrence
     of a track in a train playlist whose track is held out for evaluation."""
-    playlist = _mix(F.col("pid"), g.eval_seed, cases.PLAYLIST) < F.lit(g.holdout_playlists * cases.MOD)
-    track = _mix(F.col("pid") * 256 + F.col("pos"), g.eval_seed, cases.TRACK) < F.lit(g.holdout_tracks * cases.MOD)
+    playlist = _mix(F.col("pid"), g.eval_random_seed, cases.PLAYLIST) < F.lit(g.holdout_playlists * cases.MOD)
+    track = _mix(F.col("pid") * 256 + F.col("pos"), g.eval_random_seed, cases.TRACK) < F.lit(g.holdout_tracks * cases.MOD)
     return (F.col("split") == "train") & F.col("first") & playlist & track
 
 
@@ -426,7 +426,7 @@ def _name_conflicts(good: DataFrame, track_agg: DataFrame, uris: list[str]) -> D
             .withColumn("rule", F.lit("track_name_conflict")))
 
 
-def _eval_cases_fn(vocab_bc, eval_seed: int, seed_protocol: bool):
+def _eval_cases_fn(vocab_bc, eval_random_seed: int, seed_protocol: bool):
     """mapInArrow function: val/test playlists -> EVAL rows (see module doc, step 7)."""
 
     def fn(batches):
@@ -447,7 +447,7 @@ def _eval_cases_fn(vocab_bc, eval_seed: int, seed_protocol: bool):
             for r in batch.to_pylist():
                 uris, artists = r["uris"], r["artists"]
                 n = len(uris)
-                drawn = cases.challenge_case(r["pid"], n, eval_seed)
+                drawn = cases.challenge_case(r["pid"], n, eval_random_seed)
                 if drawn:
                     c, pos = drawn
                     emit(r["pid"], r["split"], c.name, r["name"] if c.title else None, n, pos, uris, artists)

@@ -6,7 +6,7 @@ Open index.html in a browser (it works from the file system, offline) or serve t
 static files (`python -m http.server`, an object store's static website).
 
 - Layout: UMAP (umap-learn) of every vocabulary track's final embedding, cosine distance,
-  seeded (map.seed). UMAP rather than t-SNE (openTSNE): it runs in time roughly linear in the
+  seeded (map.random_seed). UMAP rather than t-SNE (openTSNE): it runs in time roughly linear in the
   tracks and keeps more of the global arrangement (which kinds of music border which), which
   is what a map is for; bench/BENCHMARKS.md has its cost.
 - Regions: k-means on the layout; each is labelled by its most frequent artists (playlist
@@ -14,7 +14,7 @@ static files (`python -m http.server`, an object store's static website).
   fall there, the most distinctive first (frequent in the region, rare elsewhere).
 - Neighbours: each track's nearest tracks exactly as `musicmap similar` lists them.
 - Vectors: the tracks' final and fold-in embeddings, so that the page folds several seeds into
-  a new playlist itself (LightGCN's propagation for a new node, train.scoring.seed_queries).
+  a new playlist itself (LightGCN's propagation for a new node, train.foldin.seed_queries).
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ log = get_logger("map")
 NEIGHBOUR_CHUNK = 2048   # tracks per block of the neighbour lists (bounds memory)
 
 
-def layout(vectors: np.ndarray, n_neighbors: int, min_dist: float, seed: int) -> np.ndarray:
+def layout(vectors: np.ndarray, n_neighbors: int, min_dist: float, random_seed: int) -> np.ndarray:
     """(T, 2) float32 positions in [-1, 1] of (T, d) vectors; the same for the same seed."""
     T = len(vectors)
     if T < 4:   # UMAP needs a few points; a line is the honest map of fewer
@@ -50,20 +50,20 @@ def layout(vectors: np.ndarray, n_neighbors: int, min_dist: float, seed: int) ->
     with warnings.catch_warnings():   # "n_jobs overridden to 1 by setting random_state": intended
         warnings.simplefilter("ignore", UserWarning)
         xy = umap.UMAP(n_neighbors=min(n_neighbors, T - 1), min_dist=min_dist, metric="cosine",
-                       random_state=seed, init="spectral" if T > n_neighbors + 2 else "random",
+                       random_state=random_seed, init="spectral" if T > n_neighbors + 2 else "random",
                        ).fit_transform(vectors.astype(np.float32))
     xy = xy - (xy.max(0) + xy.min(0)) / 2
     return (xy / max(np.abs(xy).max(), 1e-9)).astype(np.float32)
 
 
-def regions(xy: np.ndarray, n: int, seed: int) -> np.ndarray:
+def regions(xy: np.ndarray, n: int, random_seed: int) -> np.ndarray:
     """(T,) int16 region of each point, by k-means on the layout. n = 0 picks about one region
     per 50 points, clipped to 8-60. That is enough for a region to rarely span two kinds of
     music, and few enough to read."""
     T = len(xy)
     n = n or int(np.clip(round(T / 50), 8, 60))
     n = max(1, min(n, T))
-    return KMeans(n_clusters=n, random_state=seed, n_init=3).fit_predict(xy).astype(np.int16)
+    return KMeans(n_clusters=n, random_state=random_seed, n_init=3).fit_predict(xy).astype(np.int16)
 
 
 def _title_words(names: list[str | None]) -> tuple[list[str], list[np.ndarray]]:
@@ -109,7 +109,7 @@ def region_labels(region: np.ndarray, tracks: pa.Table, graph, playlist_names: l
 
 def neighbour_lists(ctx, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(T, k) track_idx (-1 pads) and scores of each track's nearest tracks, exactly as `musicmap
-    similar --track-uri <it> --k k` lists them (train.similar.similar, in blocks)."""
+    similar --track-uri <it> --k k` lists them (recommend.similar.similar, in blocks)."""
     rec, T = recommender(ctx), len(ctx.model.tracks)
     ids, scores = np.full((T, k), -1, np.int32), np.zeros((T, k), np.float32)
     for lo in progress(range(0, T, NEIGHBOUR_CHUNK), desc="neighbours", unit="block",
@@ -159,10 +159,10 @@ def run(cfg) -> dict:
     T = len(ctx.model.tracks)
     graph, tracks = ctx.graph.embedded(T), ctx.tracks.slice(0, T)
     log.info("laying out the %d tracks LightGCN embeds of the %d in the catalogue (UMAP, %d neighbours, "
-             "seed %d)", T, ctx.graph.num_tracks, mc.n_neighbors, mc.seed)
-    xy = layout(ctx.model.tracks, mc.n_neighbors, mc.min_dist, mc.seed)
+             "seed %d)", T, ctx.graph.num_tracks, mc.n_neighbors, mc.random_seed)
+    xy = layout(ctx.model.tracks, mc.n_neighbors, mc.min_dist, mc.random_seed)
     t_layout = time.time() - t0
-    region = regions(xy, mc.regions, mc.seed)
+    region = regions(xy, mc.regions, mc.random_seed)
     labels = region_labels(region, tracks, graph, ctx.train_playlists["name"].to_pylist(),
                            mc.label_artists, mc.label_words)
     log.info("%d regions labelled; neighbour lists of %d tracks", len(labels), T)

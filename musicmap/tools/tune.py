@@ -44,11 +44,11 @@ def flat_space(space) -> dict[str, list]:
     return dict(walk(space.to_dict() if hasattr(space, "to_dict") else space))
 
 
-def draw_trials(space: dict[str, list], n: int, seed: int) -> list[dict]:
+def draw_trials(space: dict[str, list], n: int, random_seed: int) -> list[dict]:
     """Trial 0 = {} (the config as is), then up to n - 1 distinct random points of the grid."""
     keys = sorted(space)
     grid = list(itertools.product(*(space[k] for k in keys)))
-    rng = np.random.default_rng([seed, 5])
+    rng = np.random.default_rng([random_seed, 5])
     picks = rng.permutation(len(grid))[:max(n - 1, 0)]
     return [{}] + [dict(zip(keys, grid[i])) for i in sorted(picks)]
 
@@ -104,7 +104,7 @@ def search(args, cfg) -> dict:
     scratch = storage.join(storage.stage_uri(cfg, "tune"), "trials")
     deadline = time.time() + 60 * tc.max_minutes if tc.max_minutes else float("inf")
     trials = []
-    for i, point in enumerate(draw_trials(flat_space(tc.space), tc.trials, tc.seed)):
+    for i, point in enumerate(draw_trials(flat_space(tc.space), tc.trials, tc.random_seed)):
         if time.time() > deadline:
             log.info("tune.max_minutes reached after %d trials", i)
             break
@@ -118,7 +118,7 @@ def search(args, cfg) -> dict:
         raise MusicMapError("tune: every trial failed; see the log above")
     best = max(done, key=lambda t: t["ndcg"])
     rankers = []
-    for j, point in enumerate(draw_trials(flat_space(tc.ranker_space), tc.ranker_trials, tc.seed)):
+    for j, point in enumerate(draw_trials(flat_space(tc.ranker_space), tc.ranker_trials, tc.random_seed)):
         if time.time() > deadline:
             break
         res = run_ranker_trial(args, point, best["model"], storage.join(scratch, f"ranker-{j:03d}"))

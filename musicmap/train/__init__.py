@@ -1,5 +1,4 @@
-"""The torch side, installed as musicmap.train: training (main.py, loop.py, model.py,
-checkpoint.py, export.py), the recommenders behind one interface (recommenders.py, scoring.py,
-ranker.py, features.py), and the jobs that read a trained model (context.py, recommend.py,
-evaluate.py, similar.py, map.py, tune.py). It reads the graph that spark_jobs/ commits and never
-imports spark_jobs."""
+"""The trainer: main.py (the torchrun job, the loop top to bottom), batches.py and validate.py
+(its pieces), model.py (LightGCN), foldin.py (how a playlist outside the graph gets a vector),
+checkpoint.py, data.py (the committed graph and evaluation cases), export.py (the model stage)
+and launch.py (torchrun locally). It reads the graph spark_jobs commits and never imports it."""

@@ -29,12 +29,12 @@ def steps_per_epoch(num_edges: int, world: int, batch: int) -> int:
     return max(1, math.ceil((num_edges - num_edges % world) / (world * batch)))
 
 
-def epoch_batches(num_edges: int, world: int, rank: int, batch: int, seed: int, epoch: int):
+def epoch_batches(num_edges: int, world: int, rank: int, batch: int, random_seed: int, epoch: int):
     """This rank's edge ids for each step of an epoch: one permutation shared by all ranks
     (seeded by seed and epoch), cut into steps of world * batch edges, each step dealt to the
     ranks round-robin. Every rank gets the same number of steps (a final remainder smaller than
     the world size is dropped: it is reshuffled into the next epoch)."""
-    perm = np.random.default_rng([seed, epoch]).permutation(num_edges)
+    perm = np.random.default_rng([random_seed, epoch]).permutation(num_edges)
     perm = perm[:num_edges - num_edges % world]
     for s in range(steps_per_epoch(num_edges, world, batch)):
         yield perm[s * world * batch:(s + 1) * world * batch][rank::world]

@@ -41,7 +41,7 @@ class FoldIn:
     lr: float = 0.05
     l2: float = 0.01
     negatives: int = 64
-    seed: int = 0
+    random_seed: int = 0
 
     @classmethod
     def from_config(cls, recommend, chosen: str | None = None) -> "FoldIn":
@@ -52,7 +52,7 @@ class FoldIn:
                    recommend.foldin_negatives)
 
     def with_mode(self, mode: str) -> "FoldIn":
-        return FoldIn(mode, self.steps, self.lr, self.l2, self.negatives, self.seed)
+        return FoldIn(mode, self.steps, self.lr, self.l2, self.negatives, self.random_seed)
 
 
 @torch.no_grad()
@@ -77,7 +77,7 @@ def seed_queries(seeds: list[np.ndarray], foldin: Tensor, tracks_final: Tensor,
     q = q / (counts.sqrt() if spec.mode == "lightgcn" else counts)[:, None]
     if spec.mode == "optimized":
         q = optimize_queries(q, tracks_final, rows_t, vals_t, spec.steps, spec.lr, spec.l2,
-                             spec.negatives, spec.seed)
+                             spec.negatives, spec.random_seed)
     return q
 
 
@@ -98,7 +98,7 @@ def foldin_vectors(layer_outputs: list[Tensor], track_degree: Tensor, num_playli
 
 
 def optimize_queries(q0: Tensor, tracks: Tensor, rows: Tensor, cols: Tensor, steps: int = 10,
-                     lr: float = 0.05, l2: float = 0.01, negatives: int = 64, seed: int = 0) -> Tensor:
+                     lr: float = 0.05, l2: float = 0.01, negatives: int = 64, random_seed: int = 0) -> Tensor:
     """Refine the vectors of new playlists with the tracks fixed, as ALS libraries fold in a new
     user: `steps` Adam steps on each playlist's BPR loss (its seeds against random tracks) plus
     l2 |q|².
@@ -113,7 +113,7 @@ def optimize_queries(q0: Tensor, tracks: Tensor, rows: Tensor, cols: Tensor, ste
     if steps <= 0 or n == 0 or rows.numel() == 0:
         return q0
     count = torch.bincount(rows, minlength=n).clamp_min(1).to(q0.dtype)
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    gen = torch.Generator(device="cpu").manual_seed(random_seed)
     q = q0.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([q], lr=lr)
     seed_vecs = tracks[cols]

@@ -92,7 +92,7 @@ def start(tc) -> Run:
             torch.cuda.set_device(local_rank)
         distributed.init("cuda" if use_cuda else "cpu", tc.dist_timeout_s, tc.dist_backend)
         world = torch.distributed.get_world_size()
-    torch.manual_seed(tc.seed)
+    torch.manual_seed(tc.random_seed)
     if tc.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     return Run(rank, world, local_rank, torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"),
@@ -123,7 +123,7 @@ def load_data(cfg, run: Run) -> Data:
     val.seeds = embedded_only(val.seeds, graph.num_tracks)
     with_seeds = [i for i in range(len(val)) if len(val.seeds[i])]
     if tc.val_max_cases and len(with_seeds) > tc.val_max_cases:
-        pick = np.random.default_rng([tc.seed, 7]).choice(len(with_seeds), tc.val_max_cases, replace=False)
+        pick = np.random.default_rng([tc.random_seed, 7]).choice(len(with_seeds), tc.val_max_cases, replace=False)
         with_seeds = [with_seeds[i] for i in np.sort(pick)]
     batch = per_rank_batch(E, run.world, tc.batch_size, tc.min_steps_per_epoch)
     data = Data(graph, committed, graph.adjacency(use_w).to(run.device), track_degree,
@@ -142,11 +142,11 @@ def load_data(cfg, run: Run) -> Data:
 def train_epoch(step_fn, opt, data: Data, run: Run, tc, epoch: int) -> dict:
     """One pass over this rank's share of the train edges; the loss and speed over all ranks."""
     t0, graph = time.time(), data.graph
-    gen = np.random.default_rng([tc.seed, epoch, run.rank, 1])
+    gen = np.random.default_rng([tc.random_seed, epoch, run.rank, 1])
     loss_sum, seen = 0.0, 0
     bar = progress(total=data.steps, desc=f"epoch {epoch}/{tc.epochs}", unit="step",
                    disable=not (run.master and tc.progress))
-    for ids in epoch_batches(graph.num_edges, run.world, run.rank, data.batch, tc.seed, epoch):
+    for ids in epoch_batches(graph.num_edges, run.world, run.rank, data.batch, tc.random_seed, epoch):
         u = graph.playlist[ids]
         neg = sample_negatives(graph, u, tc.negatives, tc.reject_positives, gen)
         batch = [torch.from_numpy(a).to(run.device) for a in (u, graph.track[ids], neg)]

@@ -12,9 +12,9 @@ touch more than this class, because every rank propagates the whole graph:
     (or the adjacency is partitioned too, a different trainer);
   - gradients: DDP all-reduces a dense gradient of the whole table; a sharded table needs
     TorchRec's DistributedModelParallel or FSDP instead of DDP in train/main.py;
-  - checkpoints: rank 0 saves the whole state dict (train/checkpoint.py); shards need
+  - checkpoints: rank 0 saves the whole state dict (musicmap/train/checkpoint.py); shards need
     torch.distributed.checkpoint, each rank writing its rows;
-  - export: train/export.py writes whole .npy tables from rank 0; shards would gather first or
+  - export: musicmap/train/export.py writes whole .npy tables from rank 0; shards would gather first or
     write row ranges.
 At the MPD's size (1M playlists + ~600K kept tracks, x 64 floats: 0.4 GB, 1.2 GB with Adam's
 moments) one device holds the table, so nothing is sharded today.
