@@ -8,8 +8,8 @@
 It reads what the commands committed (graph/, model/, ranker/), serves new playlists exactly as
 `musicmap recommend` serves the challenge's (the ranker when fit-ranker chose it, else LightGCN
 with the model's fold-in; a title alone goes to the title model when cross-validation chose
-it), and never writes. A seed is a track URI, or a track name that one catalogue track has
-(an unknown or shared name is an error naming the closest matches); a URI outside the
+it), and never writes. A seed is a track URI, a track name that one catalogue track has, or "name - artist" as results
+print them (an unknown or shared name is an error naming the closest matches); a URI outside the
 catalogue is left out, as the recommend job leaves out such seeds.
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ from musicmap.recommend import similar as similar_tracks
 from musicmap.recommend.context import Context, load_context
 
 URI_PREFIX = "spotify:track:"
+HINT = 'write "name - artist" or give the URI'
 log = get_logger("api")
 
 
@@ -86,13 +87,22 @@ class MusicMap:
     def _resolve(self, seed_tracks) -> list[int]:
         """track_idx of each seed, each once. A URI outside the catalogue is left out, as the
         recommend job leaves out such seeds of a challenge playlist; a name must be one track's."""
-        names = [s for s in seed_tracks if not s.startswith(URI_PREFIX)]
-        by_name = dict(zip(names, similar_tracks.resolve(self.tracks, names, None, [])))
-        ids = [by_name[s] if s in by_name else self._by_uri.get(s) for s in seed_tracks]
+        ids = [self._by_uri.get(s) if s.startswith(URI_PREFIX) else self._by_name(s) for s in seed_tracks]
         unknown = [s for s, i in zip(seed_tracks, ids) if i is None]
         if unknown:
             log.info("%d seed URI(s) outside the catalogue left out: %s", len(unknown), ", ".join(unknown[:5]))
         return list(dict.fromkeys(i for i in ids if i is not None))
+
+    def _by_name(self, name: str) -> int:
+        """The one track called `name`, or "name - artist" (as results print them) when several
+        tracks share the name; else an error listing the closest matches."""
+        try:
+            return similar_tracks.resolve(self.tracks, [name], None, [], HINT)[0]
+        except InputError:
+            if " - " not in name:
+                raise
+            track, artist = name.rsplit(" - ", 1)
+            return similar_tracks.resolve(self.tracks, [track], artist, [], HINT)[0]
 
     def _result(self, ids: np.ndarray, scores: np.ndarray, method: str) -> Recommendations:
         keep = ids >= 0

@@ -55,9 +55,10 @@ def test_recommend_gives_what_the_recommend_job_wrote(trained_small, tmp_path):
         assert not set(recs.uris) & set(cases.seed_uris[i]) and recs.method in ("lightgcn", "title")
         checked += 1
     assert checked >= 10
-    # a unique name is its track; the scores come best first
-    names = ctx.tracks["track_name"].to_pylist()
-    uri = next(ctx.tracks["track_uri"][j].as_py() for j in range(len(names)) if names.count(names[j]) == 1)
-    name = names[ctx.uris.to_pylist().index(uri)]
-    a, b = mm.recommend(seed_tracks=[uri], k=20), mm.recommend(seed_tracks=[name], k=20)
+    # "name - artist", as results print a track, is that track; the scores come best first
+    pairs = [f"{n} - {a}" for n, a in zip(ctx.tracks["track_name"].to_pylist(), ctx.tracks["artist_name"].to_pylist())]
+    j = next(j for j in range(len(pairs)) if pairs.count(pairs[j]) == 1)
+    a = mm.recommend(seed_tracks=[ctx.uris[j].as_py()], k=20)
+    b = mm.recommend(seed_tracks=[pairs[j]], k=20)
     assert a.uris == b.uris and len(a) == 20 and np.all(np.diff(a.scores) <= 0)
+    assert mm.similar(pairs[j], k=5).names == mm.similar(ctx.uris[j].as_py(), k=5).names

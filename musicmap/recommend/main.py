@@ -247,7 +247,7 @@ def run_cli(args) -> int:
     cfg = config_from_args(args, _extra(args))
     if args.nproc > 1:
         own = (["--challenge", args.challenge] if args.challenge else []) + (["--force"] if args.force else [])
-        rc = subprocess.call(torchrun_command(__file__, args, args.nproc, extra=_extra(args)) + own)
+        rc = subprocess.call(torchrun_command("musicmap.recommend.main", args, args.nproc, extra=_extra(args)) + own)
         if rc:
             raise MusicMapError(f"recommend failed (exit status {rc})")
         return 0

@@ -23,8 +23,10 @@ from musicmap.recommend.context import load_context
 log = get_logger("similar")
 
 
-def resolve(tracks: pa.Table, names: list[str], artist: str | None, uris: list[str]) -> list[int]:
-    """track_idx of each seed given by name (optionally narrowed to an artist) or by URI."""
+def resolve(tracks: pa.Table, names: list[str], artist: str | None, uris: list[str],
+            hint: str = "add --artist or use --track-uri") -> list[int]:
+    """track_idx of each seed given by name (optionally narrowed to an artist) or by URI; `hint`
+    says how to pick one of several tracks sharing a name."""
     uri_col = tracks["track_uri"].to_pylist()
     name_col = tracks["track_name"].to_pylist()
     artist_col = tracks["artist_name"].to_pylist()
@@ -46,8 +48,7 @@ def resolve(tracks: pa.Table, names: list[str], artist: str | None, uris: list[s
                              + _closest(name, artist, name_col, artist_col))
         if len(hits) > 1:
             choices = sorted({f"{name_col[i]} - {artist_col[i]} ({uri_col[i]})" for i in hits})
-            raise InputError(f"{len(hits)} tracks are called {label}; add --artist or use "
-                             f"--track-uri: {'; '.join(choices[:8])}")
+            raise InputError(f"{len(hits)} tracks are called {label}; {hint}: {'; '.join(choices[:8])}")
         out.append(hits[0])
     return out
 

@@ -1,5 +1,6 @@
-"""Train LightGCN locally: runs train/main.py under torchrun with N processes (gloo on CPU,
-nccl on GPUs), or as one plain process for --nproc 1.
+"""Train LightGCN locally: runs the trainer (musicmap.train.main) under torchrun with N processes
+(gloo on CPU, nccl on GPUs), or as one plain process for --nproc 1. Modules run with -m, so a
+job's own folder never lands on sys.path.
 
     musicmap train --root demo-data --nproc 2 [--set train.epochs=10] [--max-restarts 1]
 """
@@ -10,13 +11,12 @@ import os
 import subprocess
 import sys
 import traceback
-from pathlib import Path
 
 from musicmap import storage
 from musicmap.config import config_from_args
 from musicmap.errors import MusicMapError, exit_status
 
-MAIN = Path(__file__).resolve().parent / "main.py"
+MAIN = "musicmap.train.main"
 
 
 _KEEP_ALIVE: list = []
@@ -57,9 +57,9 @@ def add_arguments(p) -> None:
                    help="torchrun restarts after a failed process (each resumes from the checkpoint)")
 
 
-def torchrun_command(script, args, nproc: int, max_restarts: int = 0, extra: list[str] = ()) -> list[str]:
-    """The command line running `script` with the parsed --config/--root/--set options, under
-    torchrun when nproc > 1 (standalone rendezvous on this machine)."""
+def torchrun_command(module: str, args, nproc: int, max_restarts: int = 0, extra: list[str] = ()) -> list[str]:
+    """The command line running `module` (python -m) with the parsed --config/--root/--set
+    options, under torchrun when nproc > 1 (standalone rendezvous on this machine)."""
     fwd = []
     if args.config:
         fwd += ["--config", args.config]
@@ -68,9 +68,9 @@ def torchrun_command(script, args, nproc: int, max_restarts: int = 0, extra: lis
     for o in [*args.overrides, *extra]:
         fwd += ["--set", o]
     if nproc <= 1:
-        return [sys.executable, str(script), *fwd]
+        return [sys.executable, "-m", module, *fwd]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            f"--max-restarts={max_restarts}", str(script), *fwd]
+            f"--max-restarts={max_restarts}", "-m", module, *fwd]
 
 
 def run_cli(args) -> int:
