@@ -66,7 +66,6 @@ def subset(src: Path, n: int) -> Path:
 
 def dense_ids_bench(n_tracks: int, n_playlists: int, rounds: int = 3) -> dict:
     """Seconds of graph.dense_ids and of Window.orderBy + row_number on MPD-sized tables."""
-
     spark = spark_session(load_config(), local=True)  # the job's own session and settings
     h = F.xxhash64
     tables = {  # what the job numbers: tracks by (count desc, uri), playlists by (split, time, pid)

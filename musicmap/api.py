@@ -8,9 +8,9 @@
 It reads what the commands committed (graph/, model/, ranker/), serves new playlists exactly as
 `musicmap recommend` serves the challenge's (the ranker when fit-ranker chose it, else LightGCN
 with the model's fold-in; a title alone goes to the title model when cross-validation chose
-it), and never writes. A seed is a track URI, a track name that one catalogue track has, or "name - artist" as results
-print them (an unknown or shared name is an error naming the closest matches); a URI outside the
-catalogue is left out, as the recommend job leaves out such seeds.
+it), and never writes. A seed is a track URI, a track name that one catalogue track has, or
+"name - artist" as results print them (an unknown or shared name is an error naming the closest
+matches); a URI outside the catalogue is left out, as the recommend job leaves out such seeds.
 """
 from __future__ import annotations
 

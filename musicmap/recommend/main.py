@@ -259,7 +259,6 @@ def run_cli(args) -> int:
 
 def main(argv=None) -> int:
     """torchrun entry: shards playlists over ranks; rank 0 commits."""
-
     parser = argparse.ArgumentParser(prog="recommend/main.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)

@@ -101,7 +101,6 @@ def run_cli(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """spark-submit entry: same options as `musicmap build-graph`, the master from spark-submit."""
-
     parser = argparse.ArgumentParser(prog="build_graph.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)

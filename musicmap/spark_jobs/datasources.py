@@ -103,7 +103,6 @@ class MPDReader(DataSourceReader):
 
 def file_error(name: str, index: int, e):
     """The RAW_PLAYLISTS row of a file that cannot be read: pid null, reason '<rule>: <detail>'."""
-
     row = {f.name: [None] for f in RAW_PLAYLISTS}
     row.update(file=[name], file_index=[index], ordinal=[0], num_tracks=[0],
                reason=[f"{e.rule}: {e.detail}"], tracks=[[]])
@@ -125,7 +124,6 @@ def read_slice(name: str, index: int, data: bytes):
 
 def _mpd_arrow_schema():
     """The MPD file layout as a pyarrow schema for the JSON reader (one row per file)."""
-
     kinds = {str: pa.string(), int: pa.int64(), list: None}
     track = pa.struct([(k, kinds[t]) for k, t in mpd.TRACK_FIELDS.items()])
     fields = [(k, pa.list_(track) if t is list else kinds[t]) for k, t in
@@ -141,7 +139,6 @@ def fast_slice(name: str, index: int, data: bytes):
     pyarrow's JSON reader with the exact MPD schema refuses wrong types, unknown fields, repeated
     keys and bad JSON; the value rules of musicmap.mpd.validate_playlist are then checked on
     whole columns. Any doubt returns None."""
-
     parsed = _parse_columns(data)
     if parsed is None or not _values_ok(*parsed):
         return None
@@ -172,8 +169,6 @@ def fast_slice(name: str, index: int, data: bytes):
 def _parse_columns(data: bytes):
     """(playlist columns, track columns, tracks per playlist, track list offsets) of a slice
     that pyarrow reads with the exact MPD schema and no missing value; else None."""
-
-
     try:
         doc = pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(
             use_threads=False, block_size=len(data) + 1), parse_options=pj.ParseOptions(
@@ -208,7 +203,6 @@ def _parse_columns(data: bytes):
 
 def _values_ok(col: dict, t: dict, lens, offsets) -> bool:
     """Whether every playlist keeps the value rules of musicmap.mpd.validate_playlist."""
-
     n = len(lens)
     owner = np.repeat(np.arange(n), lens)
     pos = t["pos"].to_numpy()
@@ -243,7 +237,6 @@ def _distinct_per_list(owner, values, n: int):
 
 def exact_slice(name: str, index: int, data: bytes):
     """RAW_PLAYLISTS batch of any slice file, playlist by playlist with musicmap.mpd's rules."""
-
     cols = {f: [] for f in RAW_PLAYLISTS.names if f != "tracks"}
     tcols = {f: [] for f in TRACK_STRUCT.names}
     offsets = [0]

@@ -81,8 +81,6 @@ def seed_queries(seeds: list[np.ndarray], foldin: Tensor, tracks_final: Tensor,
     return q
 
 
-
-
 @torch.no_grad()
 def foldin_vectors(layer_outputs: list[Tensor], track_degree: Tensor, num_playlists: int) -> Tensor:
     """(T, d) per-track vectors f_t = 1/(L+1) Σ_{k=0..L-1} x_t^(k) / sqrt(d_t).
