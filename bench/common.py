@@ -34,7 +34,7 @@ class ProcessTreeMemory:
         self._t.join()
 
     def _run(self):
-        try:
+        try:  # psutil is an optional extra (.[test]); without it no peak is sampled
             import psutil
         except ImportError:
             return
