@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from conftest import ROOT, WORKDIR, recs_table, run_cmd
+from conftest import ROOT, musicmap, recs_table, run_cmd
 
 import musicmap as mm_package
 from musicmap.config import load_config
@@ -21,14 +21,11 @@ def readme_example() -> str:
     return m.group(1)
 
 
-def test_the_readme_example_runs_as_written(trained_small):
+def test_the_readme_example_runs_as_written(trained_small, tmp_path):
     code = readme_example()
     assert len(code.strip().splitlines()) == 5
-    cwd = WORKDIR / "readme-example"             # outside the checkout, demo-data beside it
-    cwd.mkdir(exist_ok=True)
-    if not (cwd / "demo-data").exists():
-        (cwd / "demo-data").symlink_to(trained_small)
-    p = run_cmd(["python", "-c", code], cwd=cwd)
+    (tmp_path / "demo-data").symlink_to(trained_small)   # a folder outside the checkout
+    p = run_cmd(["python", "-c", code], cwd=tmp_path)
     blocks = p.stdout.split("\n\n")
     assert re.match(r"10 tracks \(lightgcn, fold-in \w+\):", p.stdout)   # no ranker fitted there
     assert "5 tracks (lightgcn" in blocks[-1] and len(re.findall(r"^\s+\d+\. ", p.stdout, re.M)) == 15
@@ -37,7 +34,6 @@ def test_the_readme_example_runs_as_written(trained_small):
 def test_recommend_gives_what_the_recommend_job_wrote(trained_small, tmp_path):
     """For test cases (seeds by URI, the title), musicmap.load(root).recommend ranks the same top
     10 as `musicmap recommend --playlists test`; a name works as its URI does."""
-    from conftest import musicmap
     musicmap("recommend", "--root", str(trained_small), "--playlists", "test",
              "--set", f"paths.recs={tmp_path / 'recs'}")
     t, _ = recs_table(str(tmp_path / "recs"))
