@@ -3,8 +3,8 @@ data, every method of the harness on the same test cases, per category group and
 protocol, over several seeds, with the time each stage took.
 
     python bench/bench_quality.py                                  # ml-small and synth, 3 seeds
-    python bench/bench_quality.py --sets ml-small,ml-100k,synth --seeds 0,1,2 --transductive
-    python bench/bench_quality.py --sets ml-small --seeds 0 --quick
+    python bench/bench_quality.py --sets ml-small,ml-100k,synth --random-seeds 0,1,2 --transductive
+    python bench/bench_quality.py --sets ml-small --random-seeds 0 --quick
 
 Data sets (written once under bench/out/quality/<set>/mpd):
   ml-small  MovieLens latest-small as MPD slices: ../shared/realdata/movielens_small.sh (the

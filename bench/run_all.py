@@ -32,8 +32,8 @@ PLAN = {
     "ranker": ("bench_ranker.py", ["--scale", "tiny", "--cases", "200"], ["--scale", "seed"]),
     "map": ("bench_map.py", ["--scale", "tiny", "--page-points", "20000"],
             ["--demo-root", "demo-data", "--scale", "seed", "--page-points", "600000"]),
-    "quality": ("bench_quality.py", ["--sets", "synth", "--seeds", "0", "--quick"],
-                ["--sets", "ml-small,ml-100k,synth", "--seeds", "0,1,2", "--transductive"]),
+    "quality": ("bench_quality.py", ["--sets", "synth", "--random-seeds", "0", "--quick"],
+                ["--sets", "ml-small,ml-100k,synth", "--random-seeds", "0,1,2", "--transductive"]),
     # after quality: it measures the caps and the graph-playlist methods on quality's synth root
     "catalogue": ("bench_catalogue.py", ["--root", "bench/out/quality/synth", "--caps", "1,2", "--steps", "3",
                                          "--playlists", "200"],
