@@ -4,15 +4,16 @@ Every stage output is committed atomically:
 
     out = StageWriter("s3://bucket/mm/graph")      # data goes under graph/v-<time>-<id>/
     write_parquet(table, out.path("edges", "part-00000.parquet"))
-    out.commit({"rows": 123})                      # graph/_SUCCESS written last (one PUT)
+    out.commit({"rows": 123})                      # claims the base (one exclusive PUT), then _SUCCESS
 
-    graph = open_committed("s3://bucket/mm/graph") # refuses an output with no _SUCCESS
+    graph = open_committed("s3://bucket/mm/graph") # refuses an output that was never committed
     read_parquet(graph.path("edges"))
 
-A committed output is the version folder named by `_SUCCESS`. A writer killed before commit
-leaves the previous version (or nothing) visible. A commit keeps the newest storage.keep_versions
-committed versions (a reader that opened one reads it to the end) and fails cleanly when another
-run of the stage committed since it started (StageWriter).
+A committed output is a version folder named by a commit record (head(): the marker `_SUCCESS`
+and the claims after it). A writer killed before commit leaves the previous version (or nothing)
+visible. A commit keeps the newest storage.keep_versions committed versions (a reader that opened
+one reads it to the end) and fails cleanly when another run of the stage committed since it
+started (StageWriter).
 
 Endpoint and credentials come from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...,
 GOOGLE_APPLICATION_CREDENTIALS) or from the storage config; they are never printed or logged.
@@ -394,6 +395,9 @@ def new_version() -> str:
 
 
 CLAIMS = "_claims"
+WRITER = "_writer.json"     # in each version folder: the version it was started from
+NONE = "none"               # the base of a stage's first commit
+RESERVED = ("version", "seq", "base", "history", "committed_at")
 
 
 class CommitConflict(StorageError):
@@ -402,17 +406,25 @@ class CommitConflict(StorageError):
 
 def create_exclusive(uri: str, data: bytes) -> bool:
     """Write a new file only if there is none: True when this call created it, False when it was
-    there. One call wins however many race (O_EXCL locally, a conditional PUT on S3)."""
+    there. One call wins however many race, and a reader never sees the file in part (locally a
+    whole temporary file hard-linked into place, which fails if the name exists; a conditional PUT
+    on S3). A PUT whose response was lost is retried and then answers False: callers that must
+    know read the file back (StageWriter._claim)."""
     fs, path = get_fs(uri)
     if is_local(uri):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            os.link(tmp, path)
+            return True
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        return True
+        finally:
+            os.remove(tmp)
 
     def put():
         try:
@@ -428,64 +440,121 @@ def create_exclusive(uri: str, data: bytes) -> bool:
     return call(uri, put, "create")
 
 
+def _read_record(uri: str) -> dict | None:
+    """A commit record (a claim or the marker), None when there is none."""
+    try:
+        return read_json(uri)
+    except NotFoundError:
+        return None
+
+
+def head(uri: str) -> dict | None:
+    """The newest commit record of a stage folder, None before its first commit.
+
+    A commit is the claim `_claims/<base>` holding the record of the version committed over
+    `base`; `_SUCCESS` is a copy of the newest record, written after the claim. Claims are never
+    removed, so the records form one chain from `none`: start at the marker (or `none`) and follow
+    the claims to the end. A commit that died between its claim and its marker is thereby seen
+    (its files were complete when it claimed) and the next commit writes the marker again."""
+    uri = uri.rstrip("/")
+    record = _read_record(join(uri, SUCCESS))
+    while True:
+        nxt = _read_record(join(uri, CLAIMS, record["version"] if record else NONE))
+        if nxt is None:
+            return record
+        record = nxt
+
+
 class StageWriter:
     """Stage output written under a fresh version folder and made visible by commit().
 
-    The writer remembers the version that was committed when it started (its base). commit()
-    first claims that base (`_claims/<base>`, created exclusively): of two runs that started from
-    the same base, the first to commit wins and the other fails with CommitConflict, its own
-    folder left uncommitted. Then the marker is written, naming this version and the committed
-    ones before it; the newest `keep` committed versions stay (a reader holding one finishes it),
-    older ones go. A folder of another writer, still writing, is never removed: only committed
-    versions past the newest `keep`, and uncommitted folders older than the oldest kept one
-    (runs killed long ago)."""
+    The writer remembers the version that was committed when it started (its base) and records
+    it in its folder (`_writer.json`). commit() claims that base: it creates `_claims/<base>`
+    exclusively, holding this version's commit record, and that claim is the commit. Of two runs
+    that started from the same base the first to claim wins and the other fails with
+    CommitConflict, its own folder left uncommitted; since claims are never removed, a run whose
+    base was claimed by another can never commit, whenever it tries. Then the marker `_SUCCESS`
+    is written (a copy of the record, for readers: see head()) and what is no longer needed goes:
+    committed versions more than `keep` commits old (a reader that opened one of the newest `keep`
+    reads it to the end) and the folders of runs that can no longer commit (their base was
+    claimed by another). A folder whose run may still commit is never removed, whatever its age."""
 
     def __init__(self, uri: str, version: str | None = None, keep: int | None = None):
         self.uri = uri.rstrip("/")
         self.version = version or new_version()
         self.prefix = join(self.uri, self.version)
         self.keep = max(1, keep if keep is not None else _options.keep_versions)
-        marker = join(self.uri, SUCCESS)
-        self.base = read_json(marker) if exists(marker) else None
+        self.base = head(self.uri)
+        write_json(self.path(WRITER), {"version": self.version, "base": self._base_name})
+
+    @property
+    def _base_name(self) -> str:
+        return self.base["version"] if self.base else NONE
 
     def path(self, *parts: str) -> str:
         return join(self.prefix, *parts)
 
     def commit(self, info: dict | None = None) -> dict:
-        """Claim the base, write the commit marker (last), then remove what is no longer kept."""
-        base = self.base["version"] if self.base else "none"
+        """Claim the base (the commit), write the marker, then remove what is no longer kept."""
+        record = self._claim(info)
+        try:
+            write_json(join(self.uri, SUCCESS), record)
+        except (StorageError, OSError) as e:
+            # the claim already committed this version: readers find it through the claim, and
+            # the next commit writes the marker
+            _log().warning("%s: committed %s, but its marker could not be written (%s); readers "
+                           "find it through %s", self.uri, self.version, e, CLAIMS)
+        try:
+            self._prune(record)
+        except (StorageError, OSError) as e:     # housekeeping: the next commit prunes again
+            _log().warning("%s: committed %s; removing older versions failed (%s)", self.uri, self.version, e)
+        return record
+
+    def _claim(self, info: dict | None) -> dict:
+        """Create `_claims/<base>` holding this version's record; CommitConflict when another run
+        holds it or this run's folder was removed."""
+        base = self._base_name
         claim = join(self.uri, CLAIMS, base)
-        if not create_exclusive(claim, self.version.encode()) and not self._stale_claim(claim):
-            winner = read_text(claim)
-            raise CommitConflict(f"{self.uri}: another run committed {winner} while this one wrote "
-                                 f"{self.version} (both started from {base}); this run's output is left "
-                                 f"uncommitted: rerun the stage if you want it to be the newest")
-        history = [self.version] + (self.base.get("history") or [base] if self.base else [])
-        marker = {"version": self.version,
+        holder = _read_record(claim)
+        if holder is None and not exists(self.path(WRITER)):
+            raise CommitConflict(f"{self.uri}: this run's folder {self.version} was removed while it wrote; "
+                                 f"its output is not committed: rerun the stage")
+        history = [self.version] + ((self.base.get("history") or [base]) if self.base else [])
+        record = {**{k: v for k, v in (info or {}).items() if k not in RESERVED},
+                  "version": self.version, "base": base, "seq": (self.base or {}).get("seq", 0) + 1,
                   "committed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  **(info or {}), "history": history[:self.keep]}
-        write_json(join(self.uri, SUCCESS), marker)
-        self._prune(set(history[:self.keep]), history[self.keep:])
-        return marker
+                  "history": history[:self.keep]}
+        if holder is None and create_exclusive(claim, (json.dumps(record, indent=2, sort_keys=True, default=str)
+                                                       + "\n").encode()):
+            return record
+        holder = holder or read_json(claim)
+        if holder.get("version") == self.version:    # our own PUT, whose response was lost
+            return holder
+        raise CommitConflict(f"{self.uri}: another run committed {holder.get('version')} while this one wrote "
+                             f"{self.version} (both started from {base}); this run's output is not "
+                             f"committed (and is removed): rerun the stage if you want it to be the newest")
 
-    def _stale_claim(self, claim: str) -> bool:
-        """A first commit's claim left by an output since deleted by hand (no marker, no folder):
-        take it over. True when this writer now holds it."""
-        if self.base or exists(join(self.uri, SUCCESS)) or exists(join(self.uri, read_text(claim))):
-            return False
-        remove(claim)
-        return create_exclusive(claim, self.version.encode())
-
-    def _prune(self, kept: set[str], dropped: list[str]) -> None:
-        oldest_kept = min(kept)
+    def _prune(self, record: dict) -> None:
+        """Remove committed versions `keep` or more commits older than `record`, and folders whose
+        run can no longer commit. Safe against any later commit: a version's age in commits
+        only grows, and a claimed base stays claimed."""
+        kept = set(record["history"])
         for name in listdir(self.uri):
-            if not name.startswith(VERSION_PREFIX) or name in kept:
-                continue
-            if name in dropped or name < oldest_kept:
+            if name.startswith(VERSION_PREFIX) and name not in kept and self._removable(name, record, kept):
                 remove(join(self.uri, name))
-        for name in listdir(join(self.uri, CLAIMS)):
-            if name != "none" and name < oldest_kept:
-                remove(join(self.uri, CLAIMS, name))
+
+    def _removable(self, name: str, record: dict, kept: set[str]) -> bool:
+        started = _read_record(join(self.uri, name, WRITER))
+        if started is None:
+            # a folder of this module's earlier releases (no _writer.json), or one whose writer
+            # is creating it this instant: only by age, as those releases did
+            return name < min(kept)
+        claim = _read_record(join(self.uri, CLAIMS, started["base"]))
+        if claim is None:
+            return False                    # its run may still commit
+        if claim.get("version") != name:
+            return True                     # another run committed over its base
+        return claim.get("seq", 0) <= record["seq"] - self.keep
 
 
 @dataclass
@@ -499,15 +568,15 @@ class Committed:
 
 
 def open_committed(uri: str, stage: str = "") -> Committed:
-    """The committed output at uri, or NotCommittedError naming what to run."""
+    """The committed output at uri (its newest commit, see head()), or NotCommittedError naming
+    what to run."""
     uri = uri.rstrip("/")
-    marker = join(uri, SUCCESS)
-    if not exists(marker):
+    info = head(uri)
+    if info is None:
         hint = f"; run `musicmap {stage}` first" if stage else ""
         partial = any(n.startswith(VERSION_PREFIX) for n in listdir(uri))
         why = "an unfinished or killed run left only uncommitted files" if partial else "nothing is there"
         raise NotCommittedError(f"{uri}: no committed output ({SUCCESS} missing: {why}){hint}")
-    info = read_json(marker)
     return Committed(uri, info["version"], info)
 
 

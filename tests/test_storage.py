@@ -2,8 +2,13 @@
 real S3 server (moto, loopback)."""
 from __future__ import annotations
 
+import uuid
+
 import pyarrow as pa
 import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
 from conftest import make_bucket
 from musicmap import storage
@@ -84,7 +89,7 @@ def _reader_finishes_its_version(root: str) -> None:
 
 def _two_writers_race(root: str) -> None:
     """Two runs of one stage from the same committed version: the first to commit wins, the other
-    fails saying so, and neither removes the other's files."""
+    fails saying so, and its folder (it can never commit) goes."""
     uri = storage.join(root, "graph")
     base = storage.StageWriter(uri)
     storage.write_bytes(base.path("a.txt"), b"base")
@@ -99,7 +104,7 @@ def _two_writers_race(root: str) -> None:
     c = storage.open_committed(uri)
     assert c.version == a.version and c.info["rows"] == 3
     assert [storage.read_bytes(c.path(f"part-{i}")) for i in range(3)] == [a.version.encode()] * 3
-    assert storage.exists(storage.join(uri, b.version, "part-2"))   # the loser's files are its own
+    assert not storage.exists(storage.join(uri, b.version, "part-2"))   # the loser's folder went
 
 
 def test_a_reader_finishes_its_version_and_racing_writers_have_one_winner(tmp_path):
@@ -163,3 +168,206 @@ def test_transient_errors_by_status_and_code_not_by_message():
     retried.__cause__ = client_error("ServiceUnavailable", 503, "")
     assert storage._is_transient(retried)
     assert storage._is_transient(EndpointConnectionError(endpoint_url="http://127.0.0.1:1"))
+
+
+# ------------------------------------------------------------------ commits under any interleaving
+
+def _parts(uri: str, version: str) -> list[str]:
+    return [n for n in storage.listdir(storage.join(uri, version)) if n.startswith("part-")]
+
+
+def _overlapping_run_cannot_commit_a_removed_folder(root: str, keep: int) -> None:
+    """Run X starts from a committed version; runs W and Y commit meanwhile (their prunes remove X's folder: X can never
+    commit); X writes one more part and commits: it fails, and the newest output stays Y's."""
+    uri = storage.join(root, "graph")
+    storage.StageWriter(uri, keep=keep).commit()                             # the version X starts from
+    x = storage.StageWriter(uri, keep=keep)
+    storage.write_bytes(x.path("part-0"), b"x")
+    for _ in ("W", "Y"):
+        w = storage.StageWriter(uri, keep=keep)
+        storage.write_bytes(w.path("part-0"), w.version.encode())
+        storage.write_bytes(w.path("part-1"), w.version.encode())
+        last = w.commit()
+    assert not storage.exists(storage.join(uri, x.version, "part-0"))      # X's folder went ...
+    storage.write_bytes(x.path("part-1"), b"x")                              # ... X writes on
+    with pytest.raises(storage.CommitConflict, match="another run committed"):
+        x.commit()
+    now = storage.open_committed(uri)
+    assert now.version == last["version"] and _parts(uri, now.version) == ["part-0", "part-1"]
+
+
+def test_an_overlapping_run_never_commits_over_newer_versions(tmp_path):
+    for keep in (1, 2):
+        _overlapping_run_cannot_commit_a_removed_folder(str(tmp_path / f"keep{keep}"), keep)
+
+
+def test_on_s3_an_overlapping_run_never_commits_over_newer_versions(s3_server):
+    make_bucket("mm-overlap")
+    storage.configure()
+    for keep in (1, 2):
+        _overlapping_run_cannot_commit_a_removed_folder(f"s3://mm-overlap/keep{keep}", keep)
+
+
+def _failed_marker_write_does_not_block_the_stage(root: str, monkeypatch) -> None:
+    """A commit whose marker write fails after its claim: the claim committed it (readers see it),
+    and the next run commits over it instead of failing for good."""
+    uri = storage.join(root, "graph")
+    storage.StageWriter(uri).commit()
+    w = storage.StageWriter(uri)
+    storage.write_bytes(w.path("part-0"), b"w")
+    real = storage.write_json
+
+    def failing(target, obj):
+        if target.endswith(storage.SUCCESS):
+            raise OSError(28, "No space left on device")
+        return real(target, obj)
+    monkeypatch.setattr(storage, "write_json", failing)
+    w.commit()
+    monkeypatch.setattr(storage, "write_json", real)
+    assert storage.open_committed(uri).version == w.version
+    nxt = storage.StageWriter(uri)
+    assert nxt.base["version"] == w.version
+    nxt.commit()
+    assert storage.open_committed(uri).version == nxt.version
+    assert storage.read_json(storage.join(uri, storage.SUCCESS))["version"] == nxt.version
+
+
+def test_a_failed_marker_write_leaves_the_stage_usable(tmp_path, monkeypatch):
+    _failed_marker_write_does_not_block_the_stage(str(tmp_path), monkeypatch)
+
+
+def test_on_s3_a_failed_marker_write_leaves_the_stage_usable(s3_server, monkeypatch):
+    make_bucket("mm-marker")
+    storage.configure(retry_backoff_s=0.01)
+    _failed_marker_write_does_not_block_the_stage("s3://mm-marker/r", monkeypatch)
+
+
+def test_on_s3_a_claim_whose_put_response_was_lost_is_recognised_as_its_own(s3_server, monkeypatch):
+    """The conditional PUT of the claim succeeds but its response times out: the retry gets 412,
+    and the run reads the claim back and finds its own version (not a conflict with itself)."""
+    make_bucket("mm-lost")
+    storage.configure(retry_backoff_s=0.01)
+    uri = "s3://mm-lost/graph"
+    storage.StageWriter(uri).commit()
+    w = storage.StageWriter(uri)
+    fs, _ = storage.get_fs(uri)
+    real, lost = fs.pipe_file, []
+
+    def put(path, data, **kw):
+        real(path, data, **kw)
+        if "/_claims/" in path and not lost:
+            lost.append(path)
+            raise TimeoutError("read timed out")      # the write landed; its answer did not
+    monkeypatch.setattr(fs, "pipe_file", put)
+    w.commit()
+    assert lost and storage.open_committed(uri).version == w.version
+
+
+class Killed(BaseException):
+    """A process killed at this point (no except clause of the code under test catches it)."""
+
+
+class CommitMachine(RuleBasedStateMachine):
+    """Random interleavings of runs of one stage (start, write a part, commit, die before or in
+    the middle of a commit, open a reader) against a model: the committed versions form one
+    chain; a run commits exactly when nothing was committed since it started; readers see the
+    newest commit with exactly its writer's parts; the newest `keep` versions stay whole; after a
+    commit no folder of a run that can no longer commit remains."""
+    root = None      # set by the test: a folder or an S3 prefix
+
+    def __init__(self):
+        super().__init__()
+        self.uri = storage.join(self.root, uuid.uuid4().hex[:8], "stage")
+        self.chain: list[tuple[str, list[str]]] = []    # committed (version, parts), oldest first
+        self.runs: dict[str, dict] = {}                  # started, not yet ended
+        self.readers: list[tuple[storage.Committed, int]] = []
+
+    @initialize(keep=st.sampled_from([1, 2, 3]))
+    def choose_keep(self, keep):
+        self.keep = keep
+
+    def _head(self):
+        return self.chain[-1][0] if self.chain else None
+
+    @rule()
+    def start(self):
+        w = storage.StageWriter(self.uri, keep=self.keep)
+        assert (w.base or {}).get("version") == self._head()
+        self.runs[w.version] = {"w": w, "base": self._head(), "parts": []}
+
+    @precondition(lambda self: self.runs)
+    @rule(data=st.data())
+    def write(self, data):
+        run = self.runs[data.draw(st.sampled_from(sorted(self.runs)))]
+        name = f"part-{len(run['parts'])}"
+        storage.write_bytes(run["w"].path(name), (run["w"].version + name).encode())
+        run["parts"].append(name)
+
+    @precondition(lambda self: self.runs)
+    @rule(data=st.data(), killed=st.booleans())
+    def commit(self, data, killed):
+        version = data.draw(st.sampled_from(sorted(self.runs)))
+        run = self.runs.pop(version)
+        wins = run["base"] == self._head()
+        real = storage.write_json
+
+        def marker(target, obj):
+            if target.endswith(storage.SUCCESS):
+                raise Killed()
+            return real(target, obj)
+        storage.write_json = marker if killed else real
+        try:
+            run["w"].commit()
+            won = True
+        except Killed:
+            won = True                      # died after its claim: the claim is the commit
+        except storage.CommitConflict:
+            won = False
+        finally:
+            storage.write_json = real
+        assert won == wins
+        if won:
+            self.chain.append((version, run["parts"]))
+        if won and not killed:
+            started = {n for n in storage.listdir(self.uri) if n.startswith(storage.VERSION_PREFIX)
+                       and storage.exists(storage.join(self.uri, n, storage.WRITER))}
+            assert started == {v for v, _ in self.chain[-self.keep:]}
+
+    @precondition(lambda self: self.runs)
+    @rule(data=st.data())
+    def die(self, data):
+        self.runs.pop(data.draw(st.sampled_from(sorted(self.runs))))
+
+    @rule()
+    def open_reader(self):
+        if not self.chain:
+            with pytest.raises(storage.NotCommittedError):
+                storage.open_committed(self.uri)
+            return
+        c = storage.open_committed(self.uri)
+        assert c.version == self._head()
+        self.readers.append((c, len(self.chain) - 1))
+
+    @invariant()
+    def newest_versions_are_whole(self):
+        for version, parts in self.chain[-self.keep:]:
+            assert _parts(self.uri, version) == parts
+            for name in parts:
+                assert storage.read_bytes(storage.join(self.uri, version, name)) == (version + name).encode()
+        for c, at in self.readers:
+            if at >= len(self.chain) - self.keep:           # a reader of a kept version reads it whole
+                assert _parts(self.uri, c.version) == self.chain[at][1]
+
+
+def test_commits_hold_under_random_interleavings(tmp_path):
+    CommitMachine.root = str(tmp_path)
+    run_state_machine_as_test(CommitMachine, settings=settings(max_examples=40, stateful_step_count=30,
+                                                               deadline=None))
+
+
+def test_on_s3_commits_hold_under_random_interleavings(s3_server):
+    make_bucket("mm-machine")
+    storage.configure(retry_backoff_s=0.01)
+    CommitMachine.root = "s3://mm-machine"
+    run_state_machine_as_test(CommitMachine, settings=settings(max_examples=8, stateful_step_count=20,
+                                                               deadline=None))
