@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_quality_lib import GROUPS, METRICS, score_foldins, summarise, transductive_scores  # noqa: E402
 import numpy as np
 from musicmap import storage
+from musicmap.tools.evaluate import no_vector_share
 
 OUT = REPO / "bench" / "out" / "quality"
 SETS = {"ml-small": {"config": None}, "ml-100k": {"config": None},
@@ -203,6 +204,12 @@ def reach_and_graph(seeds: list[dict]) -> str:
     r = seeds[0]["reachable"]
     lines = [f"Held-out test tracks that can be recommended at all: {r['catalogue']:.1%} (in the catalogue), "
              f"{r['embedded']:.1%} (embedded by LightGCN), of {r['holdouts']:,}.", ""]
+    if "no_embedded_seed" in r:
+        none = r["no_embedded_seed"]
+        one = none.get("title_first1", {"cases": 0, "of_seeded": 0})
+        lines[-1:-1] = [f"Cases with seeds but none embedded by LightGCN: {no_vector_share(r):.1%} "
+                        f"({sum(c['cases'] for c in none.values()):,} of {sum(c['of_seeded'] for c in none.values()):,}); "
+                        f"title_first1: {one['cases']:,} of {one['of_seeded']:,}."]
     graph = [m for m in seeds[0]["test"] if m.startswith("graph: ")]
     if graph:
         lines += ["| graph playlists (held-out tracks) | NDCG | R-prec | clicks |", "| --- | --- | --- | --- |"]

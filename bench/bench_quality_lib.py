@@ -27,7 +27,8 @@ from musicmap.topk import topk
 REPO = Path(__file__).resolve().parents[1]
 GROUPS = {"title-only": ["title_only"],
           "1-10 seeds": ["title_first1", "title_first5", "first5", "title_first10", "first10"],
-          "25-100 seeds": ["title_first25", "title_random25", "title_first100", "title_random100"]}
+          "25-100 seeds": ["title_first25", "title_random25", "title_first100", "title_random100"],
+          "1 seed": ["title_first1"]}
 METRICS = ("ndcg", "r_precision", "clicks")
 
 

@@ -261,12 +261,16 @@ class Catalog:
 
 
 def default_tracks(playlists: int) -> int:
-    """The catalog for `playlists` playlists: 6,000 N^0.4 tracks. With the niche share of plays
-    (niche_mass 0.22, spread evenly over the niche artists' tracks) the distinct tracks drawn then
-    grow about as the real MPD's (476 N^0.613: 32.8K in 1,000 playlists) from 1K to 100K
-    playlists, within 0.84-1.14 of it, and a few thousand playlists hold as many rare tracks as
-    real ones (bench/bench_synth_tail.py, bench/BENCHMARKS.md)."""
-    return max(5000, int(6000 * playlists ** 0.4))
+    """The catalog for `playlists` playlists: 6,000 N^0.4 tracks up to 100K playlists, then
+    600K (N / 100K)^0.58. With the niche share of plays (niche_mass 0.22, spread evenly over the
+    niche artists' tracks) the distinct tracks drawn then grow about as the real MPD's (476 N^0.613:
+    32.8K in 1,000 playlists, 2.26M in the full 1M), within 0.84-1.14 of it from 1K to 100K
+    playlists, and a few thousand playlists hold as many rare tracks as real ones. At 1M the
+    first formula alone drew only ~1.5M distinct tracks: the second keeps the real growth
+    (bench/bench_synth_tail.py, bench/BENCHMARKS.md)."""
+    if playlists <= 100_000:
+        return max(5000, int(6000 * playlists ** 0.4))
+    return int(600_000 * (playlists / 100_000) ** 0.58)
 
 
 class Generator:

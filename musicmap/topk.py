@@ -5,8 +5,9 @@
     ids, scores = topk_rows(score_block, k=500, exclude=seeds)              # a dense (n, T) block
 
 topk_rows is the one top-k: every recommender's ranking goes through it (or through `select`,
-its selection step, for the ranker's candidate lists). topk bounds memory by chunk x T scores at
-a time (one buffer, reused).
+its selection step, for the ranker's candidate lists; topk_sparse for sparse scores), with one
+tie rule: score, then the lower id. topk bounds memory by chunk x T scores at a time (one
+buffer, reused).
 """
 from __future__ import annotations
 
@@ -74,12 +75,11 @@ def select(s: Tensor, k: int) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def topk_rows(s: Tensor, k: int, exclude: list[np.ndarray] | None = None,
-              stable: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def topk_rows(s: Tensor, k: int, exclude: list[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The one top-k: ids (n, k) int64 and scores (n, k) float32 of each row of a score block
-    s (n, W), never an excluded id, padded with -1 / -inf when fewer than k are left. stable:
-    equal scores by the lower id (for counts and shares, where ties are common), at the cost of
-    a pass per row; else torch's order. Excluded entries of s are set to -inf in place."""
+    s (n, W), never an excluded id, padded with -1 / -inf when fewer than k are left. Equal
+    scores come by the lower id (the tie rule of every method: score, then track id). Excluded
+    entries of s are set to -inf in place."""
     n, W = s.shape
     kk = min(k, W)
     out_i, out_s = np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32)
@@ -89,15 +89,52 @@ def topk_rows(s: Tensor, k: int, exclude: list[np.ndarray] | None = None,
         r, cols = flat_pairs(exclude)
         if len(r):
             s[torch.from_numpy(r).to(s.device), torch.from_numpy(cols).to(s.device)] = -torch.inf
-    vs, ix = select(s, kk)
-    if stable:  # every tie of the k-th score, in id order, then a stable sort by score
-        for i in range(n):
-            cand = torch.nonzero(s[i] >= vs[i, -1]).squeeze(1)
-            v, order = torch.sort(s[i, cand], descending=True, stable=True)
-            vs[i], ix[i] = v[:kk], cand[order[:kk]]
-    vs, ix = vs.float().cpu().numpy(), ix.cpu().numpy()
+    # one more than asked: when the (k+1)-th equals the k-th, the row has a tie at the cut and
+    # which ids are in depends on the rule (a pass over that row); otherwise the k are the k
+    vs, ix = select(s, min(kk + 1, W))
+    ix, order = torch.sort(ix, dim=1)                       # by id, then stably by score
+    vs = torch.gather(vs, 1, order)
+    vs, order = torch.sort(vs, dim=1, descending=True, stable=True)
+    ix = torch.gather(ix, 1, order)
+    if kk < W:
+        cut = torch.nonzero((vs[:, kk] == vs[:, kk - 1]) & torch.isfinite(vs[:, kk])).squeeze(1)
+        for i in cut.tolist():
+            cand = torch.nonzero(s[i] >= vs[i, kk - 1]).squeeze(1)          # ascending ids
+            v, o = torch.sort(s[i, cand], descending=True, stable=True)
+            vs[i, :kk], ix[i, :kk] = v[:kk], cand[o[:kk]]
+    vs, ix = vs[:, :kk].float().cpu().numpy(), ix[:, :kk].cpu().numpy()
     ix[~np.isfinite(vs)] = -1
     out_i[:, :kk], out_s[:, :kk] = ix, vs
+    return out_i, out_s
+
+
+def topk_sparse(m, k: int, exclude: list[np.ndarray], fill: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """topk_rows for sparse scores: m (n, W) scipy CSR whose stored entries above 0 are the
+    tracks a method reached (every other track scores 0). Ids (n, k) and scores (n, k) by the
+    same rule (score, then id), never an excluded id; a row with fewer than k reached tracks is
+    filled from `fill` (ids in order, e.g. by popularity; None: by id, the order of the
+    unreached tracks' equal scores), scored 0, and padded with -1 / -inf after that."""
+    n, W = m.shape
+    out_i, out_s = np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32)
+    fill = np.arange(W) if fill is None else fill
+    for i in range(n):
+        lo, hi = m.indptr[i], m.indptr[i + 1]
+        cols, vals = m.indices[lo:hi].astype(np.int64), m.data[lo:hi]
+        own = exclude[i]
+        keep = (vals > 0) & ~np.isin(cols, own)
+        cols, vals = cols[keep], vals[keep]
+        if len(cols) > k:                                   # the best k, then ordered
+            cut = np.argpartition(-vals, k - 1)[:k]
+            tie = vals >= vals[cut].min()                   # every tie of the k-th score
+            cols, vals = cols[tie], vals[tie]
+        top = np.lexsort((cols, -vals))[:k]
+        ids, sc = cols[top], vals[top].astype(np.float32)
+        if len(ids) < k:
+            more = fill[:k + len(ids) + len(own)]
+            more = more[~np.isin(more, ids) & ~np.isin(more, own)][:k - len(ids)]
+            ids, sc = np.concatenate([ids, more]), np.concatenate([sc, np.zeros(len(more), np.float32)])
+        out_i[i, :len(ids)], out_s[i, :len(ids)] = ids, sc
     return out_i, out_s
 
 

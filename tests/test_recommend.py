@@ -14,6 +14,7 @@ from conftest import ROOT, musicmap, recs_table, run_cmd
 from musicmap import storage, submission, synth
 from musicmap.config import load_config
 from musicmap.recommend import context
+from musicmap.tools import evaluate
 from musicmap.train.data import load_eval, uri_index
 from musicmap.recommend.recommenders import Popularity
 
@@ -260,7 +261,7 @@ def test_evaluate_refuses_recommendations_from_an_older_model(trained, tmp_path)
     musicmap("recommend", "--root", str(root), "--playlists", "test")
     old = storage.open_committed(str(root / "model"))
     again = storage.StageWriter(str(root / "model"))                 # "musicmap train" again
-    shutil.copytree(old.path(), again.path())
+    shutil.copytree(old.path(), again.path(), dirs_exist_ok=True, ignore=shutil.ignore_patterns(storage.WRITER))
     again.commit({k: v for k, v in old.info.items() if k not in ("version", "committed_at", "history")})
     p = musicmap("evaluate", "--root", str(root), check=False)
     assert p.returncode == 2 and "Traceback" not in p.stderr
@@ -270,3 +271,22 @@ def test_evaluate_refuses_recommendations_from_an_older_model(trained, tmp_path)
     musicmap("evaluate", "--root", str(root), "--force")
     report = storage.read_json(storage.open_committed(str(root / "metrics")).path("metrics.json"))
     assert report["input"]["model_version"] == old.version and report["input"]["forced"]
+
+
+def test_evaluate_reports_what_made_the_recs_from_one_committed_version(trained, tmp_path, monkeypatch):
+    """Recs made with another fold-in than the config's: evaluate reports the recs' own (their
+    summary), scores LightGCN alone with it, and opens the committed recs once (a commit between
+    two opens would pair one version's provenance with another's lists)."""
+    recs = str(tmp_path / "recs")
+    musicmap("recommend", "--root", str(trained), "--playlists", "test", "--set", f"paths.recs={recs}",
+             "--set", "recommend.foldin=mean")
+    cfg = load_config(root=str(trained), overrides=[f"paths.recs={recs}", f"paths.metrics={tmp_path / 'metrics'}",
+                                                    "evaluate.baselines=[popularity]"])
+    opened, real = [], storage.open_committed
+    monkeypatch.setattr(storage, "open_committed",
+                        lambda uri, *a: (opened.append(uri) if uri.rstrip("/") == recs else None) or real(uri, *a))
+    report = evaluate.run(cfg, "test")
+    assert len(opened) == 1
+    summary = storage.read_json(real(recs).path("summary.json"))
+    assert report["model"]["foldin"] == summary["foldin"] == "mean"
+    assert report["model"]["graph_playlists"] == summary["graph_playlists_method"]

@@ -3,9 +3,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
-from musicmap.topk import topk
+from musicmap.recommend.features import Block
+from musicmap.recommend.ranker import order_block
+from musicmap.recommend.recommenders import (EASE, CoOccurrence, LightGCNRecommender, Popularity, RecentPopularity,
+                                             RP3Beta, TitleModel)
+from musicmap.topk import topk, topk_rows, topk_sparse
+from musicmap.train.data import Graph
+from musicmap.train.export import TrainedModel
 from musicmap.train.foldin import seed_queries
 
 
@@ -48,3 +55,37 @@ def test_lightgcn_foldin_query():
     np.testing.assert_allclose(q.numpy(), [[1 / np.sqrt(2), 2 / np.sqrt(2)], [0, 0]])
     q = seed_queries([np.array([0, 2])], foldin, foldin, "mean")
     np.testing.assert_allclose(q.numpy(), [[2.0, 1.5]])
+
+
+# ------------------------------------------------------------------ one tie rule: score, then id
+
+def test_topk_rows_breaks_ties_by_the_lower_id_at_the_cut_and_inside():
+    W = 70_000                                   # wide enough for the two-level selection
+    s = torch.zeros(3, W)
+    s[0, 5000:] = 1.0                            # 65,000 equal best scores
+    s[1, ::7] = 2.0
+    s[1, 3] = 3.0
+    ids, scores = topk_rows(s.clone(), 50, [np.array([5001]), np.array([0]), np.zeros(0, np.int64)])
+    assert ids[0].tolist() == [5000] + list(range(5002, 5051))
+    assert ids[1].tolist() == [3] + list(range(7, 7 * 50, 7))
+    assert ids[2].tolist() == list(range(50)) and (scores[2] == 0).all()
+    m = sp.csr_matrix(s.numpy()[:2])
+    assert topk_sparse(m, 50, [np.array([5001]), np.array([0])])[0].tolist() == ids[:2].tolist()
+
+
+def test_every_method_ranks_equal_scores_by_track_id():
+    """One playlist holding every track: each seed's neighbours, popularity, titles and equal
+    vectors all tie, and every method lists them by track id (never a seed)."""
+    def one_playlist(T):
+        return Graph(1, T, np.zeros(T, np.int64), np.arange(T), np.ones(T, np.float32))
+    big, small = one_playlist(7000), one_playlist(300)
+    seeds, want = [np.array([0])], list(range(1, 51))
+    vec = np.ones((7000, 4), np.float32)
+    methods = {"cooccurrence": CoOccurrence().fit(big), "rp3beta": RP3Beta(neighbours=200).fit(big),
+               "popularity": Popularity().fit(big), "recent": RecentPopularity(np.array([1])).fit(big),
+               "title": TitleModel(["mix"]).fit(big), "ease": EASE(lam=1.0).fit(small),
+               "lightgcn": LightGCNRecommender(TrainedModel(vec[:1], vec, vec, {}, "v"))}
+    for name, rec in methods.items():
+        assert rec.rank(seeds, ["mix"], 50)[0][0].tolist() == want, name
+    block = Block(np.arange(1, 200)[None], np.zeros((1, 199, 2), np.float32), np.full((1, 50), -1))
+    assert order_block(block, lambda x: np.zeros(len(x)), 50)[0][0].tolist() == want

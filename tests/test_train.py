@@ -183,7 +183,7 @@ def test_resume_is_refused_when_the_settings_or_the_graph_change(graph_small, tm
     other = tmp_path / "root"
     w = storage.StageWriter(str(other / "graph"))
     import shutil
-    shutil.copytree(g.path(), w.path())
+    shutil.copytree(g.path(), w.path(), dirs_exist_ok=True, ignore=shutil.ignore_patterns(storage.WRITER))
     w.commit({k: v for k, v in g.info.items() if k not in ("version", "committed_at")})
     p = torchrun(other, model_dir, "train.epochs=3", "train.lr=0.03", nproc=1)
     assert "belongs to another run" in p.stderr and "resumed from" not in p.stderr

@@ -28,6 +28,7 @@ log = get_logger("recommend")
 
 
 METHODS = ("auto", "ranker", "lightgcn")
+ITEM_BASED = ("rp3beta", "cooccurrence", "ease")     # methods that rank from a playlist's tracks
 
 
 @dataclass
@@ -70,9 +71,20 @@ class Context:
         """modified_at of the graph playlists, by playlist_idx."""
         return self.train_playlists["modified_at"].to_numpy()
 
-    def lightgcn(self) -> LightGCNRecommender:
-        return LightGCNRecommender(self.model, self.title_model, self.foldin_spec(),
-                                   self.device(), self.cfg.recommend.chunk)
+    def lightgcn(self, foldin: str | None = None) -> LightGCNRecommender:
+        """LightGCN alone, with the configured fold-in or `foldin` (a mode: what made some recs)."""
+        spec = self.foldin_spec() if foldin is None else self.foldin_spec().with_mode(foldin)
+        return LightGCNRecommender(self.model, self.title_model, spec, self.device(), self.cfg.recommend.chunk,
+                                   fallback=self.fallback)
+
+    def fallback(self):
+        """The item-based method that serves what LightGCN has no vector for (a playlist whose
+        seeds, or tracks, are all too rare to be embedded): the best on the graph playlists'
+        held-out tracks when fit-ranker measured them (graph_val), else co-occurrence, which
+        needs no tuning. Fitted once per command (the yardsticks' cache)."""
+        val = ((self.fitted or {}).get("graph_playlists") or {}).get("val_ndcg") or {}
+        item = {m: v for m, v in val.items() if m in ITEM_BASED}
+        return self.yardstick(max(item, key=item.get) if item else "cooccurrence")
 
     def graph_method(self) -> str:
         """What graph playlists are served (recommend.graph_method; auto: what fit-ranker chose on

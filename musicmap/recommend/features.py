@@ -8,7 +8,11 @@ a playlist, and what the ranker knows about each (case, candidate) pair.
 
 Sources, each proposing its top candidates from the whole catalogue (never a seed):
   lightgcn      the trained model (query = fold-in of the seeds): its top k among the tracks it
-                embeds, so the pool always holds k tracks when there are seeds;
+                embeds, so the pool always holds k tracks when a seed is embedded. A case whose
+                seeds are all too rare to be embedded has no LightGCN query: the source proposes
+                nothing and its features are missing (NaN), in fitting and serving alike, and
+                LightGBM sends a missing value down each split's learned default branch, as it
+                does for a case without seeds;
   cooccurrence  item co-occurrence with the seeds (cosine), top `per_source`;
   rp3beta       RP3beta's random walk from the seeds (tuned on validation), top `per_source`: it
                 reaches tracks in one or two train playlists, which LightGCN does not embed;
@@ -147,7 +151,8 @@ class Sources:
         embedded tracks densely; co-occurrence and RP3beta stay sparse (only the tracks the seeds
         reach score above 0), so a chunk costs its seeds' neighbourhoods, not the catalogue."""
         T = self.graph.num_tracks
-        out = {"lightgcn": _dense(self.scorer.scores(seeds).float(), seed_keys, T, self.k, has),
+        reach = has & self.scorer.reach(seeds)           # an embedded seed: a LightGCN query
+        out = {"lightgcn": _dense(self.scorer.scores(seeds).float(), seed_keys, T, self.k, reach),
                "cooc": _sparse(self.cooc.sparse_scores(seeds), seed_keys, self.per_source, has)}
         out["rp3"] = (_sparse(self.rp3.sparse_scores(seeds), seed_keys, self.per_source, has)
                       if self.rp3 is not None else _silent(len(seeds), self.per_source))
@@ -187,7 +192,7 @@ class Sources:
                 continue
             lo, hi = tm.starts[t], tm.starts[t + 1]
             tr, sh = tm.key_track[lo:hi], tm.key_share[lo:hi]   # tracks ascending within a title
-            best = topk_rows(torch.from_numpy(sh)[None], m, stable=True)[0][0]   # ties by track
+            best = topk_rows(torch.from_numpy(sh)[None], m)[0][0]   # ties by track
             best = best[best >= 0]
             top[i, :len(best)] = tr[best]
             shares.append((tr, sh))
@@ -251,17 +256,17 @@ class Scored:
 
 def _dense(s: torch.Tensor, seed_keys: np.ndarray, T: int, size: int, has: np.ndarray) -> Scored:
     """A source that scores the catalogue's first W tracks (LightGCN: those it embeds; s (n, W))
-    and says nothing of the rest."""
+    and says nothing of the rest, nor anything of the cases `has` marks False (no query)."""
     W = s.shape[1]
     rows, cols = seed_keys // T, seed_keys % T
     inside = cols < W
     s[torch.from_numpy(rows[inside]), torch.from_numpy(cols[inside])] = -torch.inf
     v, top = select(s, min(size, W))
-    top[~torch.from_numpy(has)[:, None] | ~torch.isfinite(v)] = -1   # no seeds, or nothing to say
-    best = s.max(1).values.numpy()
+    top[~torch.from_numpy(has)[:, None] | ~torch.isfinite(v)] = -1   # no query, or nothing to say
+    best = np.where(has, s.max(1).values.numpy(), np.nan)
 
     def lookup(cand: np.ndarray) -> np.ndarray:
-        ok = (cand >= 0) & (cand < W)
+        ok = (cand >= 0) & (cand < W) & has[:, None]
         val = torch.gather(s, 1, torch.from_numpy(np.where(ok, cand, 0))).numpy()
         return np.where(ok & np.isfinite(val), val, np.nan).astype(np.float32)
     return Scored(top.numpy(), best, lookup)

@@ -28,7 +28,7 @@ from musicmap import distributed, metrics, schemas, storage, submission
 from musicmap.config import add_config_args, config_from_args
 from musicmap.errors import InputError, MusicMapError
 from musicmap.log import get_logger, progress, setup_logging
-from musicmap.recommend.context import Context, load_context
+from musicmap.recommend.context import ITEM_BASED, Context, load_context
 from musicmap.topk import topk
 from musicmap.train.data import EvalCases, embedded_only, load_eval, uri_index
 from musicmap.train.launch import run_worker, torchrun_command
@@ -78,18 +78,24 @@ class PartWriter:
 def rank_graph_playlists(ctx: Context, idx: np.ndarray, k: int, method: str) -> tuple[np.ndarray, np.ndarray]:
     """Top k of graph playlists `idx` (playlist_idx), never one of their own tracks. lightgcn
     scores their trained embedding against the tracks it embeds; an item-based method
-    (rp3beta, cooccurrence, ease) ranks the whole catalogue from their tracks as seeds."""
+    (rp3beta, cooccurrence, ease) ranks the whole catalogue from their tracks as seeds. A
+    playlist with no embedded track has no trained vector (no edge ever moved its initial one):
+    LightGCN's fallback serves it (Context.fallback)."""
     own = [ctx.graph.playlist_tracks(int(p)) for p in idx]
+    names = lambda rows: ctx.train_playlists["name"].take(pa.array(idx[rows])).to_pylist()  # noqa: E731
     if method != "lightgcn":
-        names = ctx.train_playlists["name"].take(pa.array(idx)).to_pylist()
-        return ctx.yardstick(method).rank(own, names, k)
+        return ctx.yardstick(method).rank(own, names(np.arange(len(idx))), k)
     dev = torch.device(ctx.device())
     tracks = torch.from_numpy(ctx.model.tracks).to(dev)
     q = torch.from_numpy(ctx.model.playlists[idx]).to(dev)
-    return topk(q, tracks, k, exclude=embedded_only(own, len(tracks)), chunk=ctx.cfg.recommend.chunk)
+    ranked, scores = topk(q, tracks, k, exclude=embedded_only(own, len(tracks)), chunk=ctx.cfg.recommend.chunk)
+    untrained = np.flatnonzero([not (s < len(tracks)).any() for s in own])
+    if len(untrained):
+        ranked[untrained], scores[untrained] = ctx.fallback().rank([own[i] for i in untrained], names(untrained), k)
+    return ranked, scores
 
 
-GRAPH_METHODS = ("lightgcn", "rp3beta", "cooccurrence", "ease")
+GRAPH_METHODS = ("lightgcn", *ITEM_BASED)
 
 
 def graph_cases(ctx: Context, split: str) -> tuple[EvalCases, np.ndarray]:

@@ -74,7 +74,7 @@ def order_block(block: Block, predict, k: int) -> tuple[np.ndarray, np.ndarray]:
     s = np.full(block.cand.shape, -np.inf)
     if valid.any():
         s[valid] = predict(block.x[valid])
-    order, sc = topk_rows(torch.from_numpy(s), k, stable=True)   # ties in candidate order
+    order, sc = topk_rows(torch.from_numpy(s), k)   # ties in candidate order
     ids = np.where(order >= 0, np.take_along_axis(block.cand, order.clip(min=0), 1), -1)
     out = np.full((len(ids), k), -1, np.int64)
     out_s = np.full((len(ids), k), -np.inf, np.float32)

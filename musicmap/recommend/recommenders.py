@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import torch
 
 from musicmap.mpd import normalize_title
-from musicmap.topk import flat_pairs, topk, topk_rows
+from musicmap.topk import flat_pairs, topk, topk_rows, topk_sparse
 from musicmap.train.data import Graph, embedded_only
 from musicmap.train.export import TrainedModel
 from musicmap.train.foldin import FoldIn, seed_queries
@@ -115,8 +115,9 @@ def inverse_power(d: np.ndarray, a: float) -> np.ndarray:
 
 
 def top_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """m with only the k largest entries of each row kept (a row with more is cut by
-    np.argpartition: equal values at the cut are kept reproducibly, in no promised order)."""
+    """m with only the k largest entries of each row kept, by the one tie rule (score, then the
+    lower column id): a row with more is cut at its k-th value by np.argpartition, and of the
+    entries equal to it the lowest ids are kept."""
     counts = np.diff(m.indptr)
     long = np.flatnonzero(counts > k) if k > 0 else np.zeros(0, np.int64)
     if not len(long):
@@ -124,8 +125,13 @@ def top_per_row(m: sp.csr_matrix, k: int) -> sp.csr_matrix:
     keep = np.ones(len(m.data), bool)
     for r in long:
         lo, hi = m.indptr[r], m.indptr[r + 1]
-        drop = np.argpartition(-m.data[lo:hi], k)[k:]
-        keep[lo + drop] = False
+        v = m.data[lo:hi]
+        kth = v[np.argpartition(-v, k - 1)[k - 1]]
+        tied = np.flatnonzero(v == kth)
+        room = k - int((v > kth).sum())
+        drop = (v < kth)
+        drop[tied[np.argsort(m.indices[lo:hi][tied], kind="stable")[room:]]] = True
+        keep[lo:hi] = ~drop
     indptr = np.concatenate([[0], np.cumsum(np.minimum(counts, k))])   # a cut row keeps exactly k
     return sp.csr_matrix((m.data[keep], m.indices[keep], indptr), shape=m.shape)
 
@@ -145,8 +151,9 @@ def row_blocks(work: np.ndarray, budget: float) -> list[tuple[int, int]]:
 
 class ItemBased:
     """What the item-to-item methods share: scores of new playlists as sums of item rows over
-    their seeds, a list filled by popularity (track_idx order breaks ties: ids are given by train
-    count), and the title model (else popularity) for playlists without a seed."""
+    their seeds, ranked by the one tie rule (score, then track_idx: a track no seed reaches
+    scores 0, so the list is filled by track_idx, which is train popularity order), and the
+    title model (else popularity) for playlists without a seed."""
     name = "itembased"
     title_model = None
     chunk = 256
@@ -161,9 +168,11 @@ class ItemBased:
         rows = max(1, min(self.chunk, 2 ** 26 // max(T, 1)))     # at most 256 MB of scores at once
         for lo in range(0, n, rows):
             part = seeds[lo:lo + rows]
-            s = self.scores(part)
-            s = s / s.abs().amax(1, keepdim=True).clamp_min(1e-30) + self.tiebreak   # ties by popularity
-            out_i[lo:lo + rows], out_s[lo:lo + rows] = topk_rows(s, k, part)
+            out_i[lo:lo + rows], out_s[lo:lo + rows] = topk_rows(self.scores(part), k, part)
+        return self._cold(seeds, names, k, out_i, out_s)
+
+    def _cold(self, seeds, names, k, out_i, out_s):
+        """Playlists without a seed: the title model's list (when there is one)."""
         cold = [i for i, s in enumerate(seeds) if len(s) == 0]
         if cold and self.title_model is not None and names is not None:
             out_i[cold], out_s[cold] = self.title_model.rank([seeds[i] for i in cold], [names[i] for i in cold], k)
@@ -172,7 +181,6 @@ class ItemBased:
     def _fit_popularity(self, A: sp.csr_matrix) -> np.ndarray:
         d = np.asarray(A.sum(0)).ravel()
         self.num_tracks = A.shape[1]
-        self.tiebreak = torch.from_numpy((d / max(d.max(initial=0), 1) * 1e-6).astype(np.float32))
         return d
 
 
@@ -224,7 +232,7 @@ class RP3Beta(ItemBased):
         out = []
         for beta, part in zip(betas, parts):
             rec = RP3Beta(self.alpha, beta, self.neighbours, self.title_model, self.chunk, self.block_work)
-            rec.num_tracks, rec.tiebreak = self.num_tracks, self.tiebreak
+            rec.num_tracks = self.num_tracks
             rec.W = _stack_rows(part, T)
             out.append(rec)
         return out
@@ -239,30 +247,14 @@ class RP3Beta(ItemBased):
         return torch.from_numpy(self.sparse_scores(seeds).toarray())
 
     def rank(self, seeds: list[np.ndarray], names=None, k: int = 500) -> tuple[np.ndarray, np.ndarray]:
-        """As ItemBased.rank (score, then popularity, then track_idx), from the sparse scores: a
-        row costs its seeds' neighbours, not the catalogue (1M graph playlists x 2.26M tracks)."""
+        """As ItemBased.rank, from the sparse scores: a row costs its seeds' neighbours, not the
+        catalogue (1M graph playlists x 2.26M tracks)."""
         n = len(seeds)
         out_i, out_s = np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32)
-        pop = self.tiebreak.numpy()
-        order = np.lexsort((np.arange(self.num_tracks), -pop))            # the fill: popularity
         for lo in range(0, n, 1024):
-            m = self.sparse_scores(seeds[lo:lo + 1024])
-            for i in range(m.shape[0]):
-                cols, vals = m.indices[m.indptr[i]:m.indptr[i + 1]], m.data[m.indptr[i]:m.indptr[i + 1]]
-                own = seeds[lo + i]
-                keep = (vals > 0) & ~np.isin(cols, own)
-                cols, vals = cols[keep], vals[keep]
-                top = np.lexsort((cols, -pop[cols], -vals))[:k]
-                ids, sc = cols[top], vals[top] / max(vals.max(initial=0), 1e-30) + pop[cols[top]]
-                if len(ids) < k:
-                    fill = order[:k + len(ids) + len(own)]
-                    fill = fill[~np.isin(fill, ids) & ~np.isin(fill, own)][:k - len(ids)]
-                    ids, sc = np.concatenate([ids, fill]), np.concatenate([sc, pop[fill]])
-                out_i[lo + i, :len(ids)], out_s[lo + i, :len(ids)] = ids, sc
-        cold = [i for i, s in enumerate(seeds) if len(s) == 0]
-        if cold and self.title_model is not None and names is not None:
-            out_i[cold], out_s[cold] = self.title_model.rank([seeds[i] for i in cold], [names[i] for i in cold], k)
-        return out_i, out_s
+            part = seeds[lo:lo + 1024]
+            out_i[lo:lo + 1024], out_s[lo:lo + 1024] = topk_sparse(self.sparse_scores(part), k, part)
+        return self._cold(seeds, names, k, out_i, out_s)
 
 
 def _stack_rows(parts: list[tuple[np.ndarray, sp.csr_matrix]], T: int) -> sp.csr_matrix:
@@ -314,8 +306,7 @@ class EASE(ItemBased):
 class CoOccurrence(ItemBased):
     """Item-based kNN on train co-occurrence: score(t) = Σ_{s∈S} C[s,t] / sqrt(n_s n_t), where
     C[s,t] counts train playlists holding both tracks and n_t the playlists holding t (cosine
-    similarity); popularity breaks ties and fills the list, the title model (when given) serves
-    playlists without a seed."""
+    similarity); the title model (when given) serves playlists without a seed."""
     name = "cooccurrence"
 
     def __init__(self, chunk: int = 256, title_model: "TitleModel | None" = None):
@@ -328,10 +319,8 @@ class CoOccurrence(ItemBased):
         self.X = torch.sparse_coo_tensor(idx, ones, (P, T), check_invariants=False).coalesce().to_sparse_csr()
         self.Xt = torch.sparse_coo_tensor(idx.flip(0), ones, (T, P),
                                           check_invariants=False).coalesce().to_sparse_csr()
-        n = np.bincount(graph.track, minlength=T).astype(np.float32)
+        n = torch.from_numpy(np.bincount(graph.track, minlength=T).astype(np.float32))
         self.num_tracks = T
-        self.tiebreak = torch.from_numpy(n / max(n.max(initial=0), 1) * 1e-6)
-        n = torch.from_numpy(n)
         self.inv_sqrt = torch.where(n > 0, n.clamp_min(1).rsqrt(), torch.zeros_like(n))
         return self
 
@@ -400,7 +389,7 @@ class TitleModel:
         out = np.full((len(names), k), -1, np.int64)
         out_s = np.full((len(names), k), -np.inf, np.float32)
         for i, (s, name) in enumerate(zip(seeds, names)):
-            ids, scores = topk_rows(torch.from_numpy(self.scores(name))[None], k, [s], stable=True)
+            ids, scores = topk_rows(torch.from_numpy(self.scores(name))[None], k, [s])
             out[i], out_s[i] = ids[0], scores[0]
         return out, out_s
 
@@ -408,36 +397,66 @@ class TitleModel:
 class LightGCNRecommender:
     """The trained model for playlists outside the graph: the fold-in of their seeds (see
     train.foldin.foldin_vectors). It ranks the tracks it embeds (the catalogue's first T; seeds
-    beyond them are left out of the fold-in); a playlist with no embedded seed goes to the title
-    model."""
+    beyond them are left out of the fold-in). A playlist with no embedded seed has no vector
+    (never the zero vector): `fallback` serves it (the best item-based method, which reaches
+    rare tracks, with the title model for playlists without a seed), else the title model.
+
+        rec = LightGCNRecommender(model, title_model, foldin, fallback=ctx.fallback)
+        rec.served_by(seeds)        # per playlist: "lightgcn", the fallback's name or "title"
+    fallback: a Recommender, or a function giving one on first use (it may be a whole fit)."""
     name = "lightgcn"
 
     def __init__(self, model: TrainedModel, title_model: TitleModel | None = None,
-                 foldin: str | FoldIn = "lightgcn", device: str = "cpu", chunk: int = 1024):
+                 foldin: str | FoldIn = "lightgcn", device: str = "cpu", chunk: int = 1024, fallback=None):
         self.device = torch.device(device)
         self.tracks = torch.from_numpy(model.tracks).to(self.device)
         self.foldin = torch.from_numpy(model.foldin).to(self.device)
         self.num_tracks = len(model.tracks)
         self.title_model, self.mode, self.chunk = title_model, foldin, chunk
+        self._fallback = fallback
+
+    def fallback(self):
+        """What serves a playlist with seeds but no embedded one (None: the title model)."""
+        if callable(self._fallback) and not hasattr(self._fallback, "rank"):
+            self._fallback = self._fallback()
+        return self._fallback
 
     def queries(self, seeds: list[np.ndarray]) -> torch.Tensor:
-        """(n, d) vectors of new playlists from their seeds (the fold-in mode)."""
+        """(n, d) vectors of new playlists from their seeds (the fold-in mode); a playlist with
+        no embedded seed gets zeros, which no caller ranks by (see reach)."""
         return seed_queries(embedded_only(seeds, self.num_tracks), self.foldin, self.tracks, self.mode)
+
+    def reach(self, seeds: list[np.ndarray]) -> np.ndarray:
+        """(n,) bool: whether each playlist has an embedded seed (LightGCN has a vector for it)."""
+        return np.array([bool((s < self.num_tracks).any()) for s in seeds], bool)
 
     @torch.no_grad()
     def scores(self, seeds: list[np.ndarray]) -> torch.Tensor:
         """(n, T) dot products of the seeds' fold-in with every embedded track, on the CPU (one
-        chunk of playlists)."""
+        chunk of playlists; rows without an embedded seed are meaningless: see reach)."""
         return (self.queries(seeds) @ self.tracks.t()).cpu()
 
     def fit(self, graph: Graph) -> "LightGCNRecommender":
         """Nothing to fit: train/main.py trained the model on this graph."""
         return self
 
+    def served_by(self, seeds: list[np.ndarray]) -> list[str]:
+        """Per playlist, what rank() serves it with: lightgcn, the fallback or the title model."""
+        fb = self.fallback() if any(len(s) for s, r in zip(seeds, self.reach(seeds)) if not r) else None
+        return ["lightgcn" if r else (fb.name if fb is not None and len(s) else "title")
+                for s, r in zip(seeds, self.reach(seeds))]
+
     def rank(self, seeds: list[np.ndarray], names: list[str | None], k: int = 500) -> tuple[np.ndarray, np.ndarray]:
         known = embedded_only(seeds, self.num_tracks)
         ranked, scores = topk(self.queries(known), self.tracks, k, exclude=known, chunk=self.chunk)
-        cold = [i for i, s in enumerate(known) if len(s) == 0]
-        if cold and self.title_model is not None:
-            ranked[cold], scores[cold] = self.title_model.rank([seeds[i] for i in cold], [names[i] for i in cold], k)
+        other = np.flatnonzero(~self.reach(seeds))
+        if len(other):
+            names = names if names is not None else [None] * len(seeds)
+            seeded = [i for i in other if len(seeds[i])]
+            fb = self.fallback() if seeded else None
+            to_fb = seeded if fb is not None else []
+            to_title = [i for i in other if i not in set(to_fb)]
+            for idx, rec in ((to_fb, fb), (to_title, self.title_model)):
+                if len(idx) and rec is not None:
+                    ranked[idx], scores[idx] = rec.rank([seeds[i] for i in idx], [names[i] for i in idx], k)
         return ranked, scores

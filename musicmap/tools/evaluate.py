@@ -4,8 +4,10 @@ protocol (first half of each playlist as seeds) beside its published numbers.
 
     musicmap evaluate --root URI [--split test|val]
 
-The model's lists are read from recs/ (what `musicmap recommend` wrote, val/test cases); the
-baselines (popularity, item co-occurrence) rank the same cases here. Writes
+The model's lists are read from recs/ (what `musicmap recommend` wrote, val/test cases: one
+committed version, whose summary says what made them); the baselines (popularity, recent
+popularity, item co-occurrence, and RP3beta and EASE^R tuned on validation) rank the same cases
+here. Writes
 metrics/<version>/metrics.json and metrics/<version>/<metric>.png (a chart per metric by
 category). Metric definitions: musicmap.metrics.DEFINITIONS (saved in metrics.json).
 """
@@ -56,10 +58,11 @@ def committed_recs(ctx: Context, force: bool = False) -> tuple[storage.Committed
     return recs, summary
 
 
-def model_ranks(ctx: Context, cases: EvalCases, k: int, category: str | None = None) -> np.ndarray | None:
-    """(n, k) track_idx of the committed recs for each case, by pid and the case's category (or
-    `category` for all: graph playlists' rows are "train"); None when some case has none."""
-    recs = storage.open_committed(storage.stage_uri(ctx.cfg, "recs"), "recommend")
+def model_ranks(ctx: Context, recs: storage.Committed, cases: EvalCases, k: int,
+                category: str | None = None) -> np.ndarray | None:
+    """(n, k) track_idx of the recs (one committed version) for each case, by pid and the case's
+    category (or `category` for all: graph playlists' rows are "train"); None when some case has
+    none."""
     t = storage.read_parquet(recs.path(), columns=["pid", "category", "rank", "track_uri"], schema=schemas.RECS)
     cats = [category] * len(cases) if category else cases.category
     keys = pa.table({"pid": pa.array(cases.pid, pa.int64()), "category": pa.array(cats, pa.string()),
@@ -73,8 +76,8 @@ def model_ranks(ctx: Context, cases: EvalCases, k: int, category: str | None = N
     return out if found.all() else None
 
 
-def served_ranks(ctx: Context, cases: EvalCases, k: int) -> np.ndarray:
-    ranked = model_ranks(ctx, cases, k)
+def served_ranks(ctx: Context, recs: storage.Committed, cases: EvalCases, k: int) -> np.ndarray:
+    ranked = model_ranks(ctx, recs, cases, k)
     if ranked is None:
         raise InputError(f"{storage.stage_uri(ctx.cfg, 'recs')}: no recommendations for some of the "
                          f"{len(cases)} cases; run `musicmap recommend --playlists all` (or the evaluated "
@@ -82,17 +85,19 @@ def served_ranks(ctx: Context, cases: EvalCases, k: int) -> np.ndarray:
     return ranked
 
 
-def graph_playlists(ctx: Context, split: str, artist_of, artist_id) -> dict | None:
+def graph_playlists(ctx: Context, recs: storage.Committed, summary: dict, split: str, artist_of,
+                    artist_id) -> dict | None:
     """The graph playlists' held-out tracks (graph_<split>): what recommend wrote for them (when it
-    wrote graph playlists), and each method ranking them from their own tracks."""
+    wrote graph playlists; labelled with the method its summary names), and each method ranking
+    them from their own tracks."""
     ec = ctx.cfg.evaluate
     cases, idx = graph_cases(ctx, f"graph_{split}")
     if not len(cases):
         return None
     methods = {}
-    served = model_ranks(ctx, cases, ec.k, category="train")
+    served = model_ranks(ctx, recs, cases, ec.k, category="train")
     if served is not None:
-        methods[f"served ({ctx.graph_method()})"] = served
+        methods[f"served ({summary.get('graph_playlists_method', 'lightgcn')})"] = served
     for m in GRAPH_METHODS:
         try:
             methods[m] = rank_graph_playlists(ctx, idx, ec.k, m)[0]
@@ -107,11 +112,26 @@ def graph_playlists(ctx: Context, split: str, artist_of, artist_id) -> dict | No
 
 def reachable(ctx: Context, cases: EvalCases) -> dict:
     """Shares of the held-out tracks (occurrences of the cases) that can be recommended at all:
-    in the catalogue (every source but LightGCN), and among the tracks LightGCN embeds."""
+    in the catalogue (every source but LightGCN), and among the tracks LightGCN embeds; and, per
+    category, how many cases with seeds have no seed LightGCN embeds (LightGCN has no vector for
+    them: its fallback, or the ranker's other sources, serve them)."""
     held = np.concatenate(cases.holdouts) if len(cases) else np.zeros(0, np.int64)
-    n = max(len(held), 1)
+    n, T = max(len(held), 1), len(ctx.model.tracks)
+    no_vector: dict[str, list[int]] = {}
+    for category, seeds in zip(cases.category, cases.seeds):
+        if len(seeds):
+            counts = no_vector.setdefault(category, [0, 0])
+            counts[0] += int(not (seeds < T).any())
+            counts[1] += 1
     return {"holdouts": int(len(held)), "catalogue": float((held >= 0).sum() / n),
-            "embedded": float(((held >= 0) & (held < len(ctx.model.tracks))).sum() / n)}
+            "embedded": float(((held >= 0) & (held < T)).sum() / n),
+            "no_embedded_seed": {c: {"cases": v[0], "of_seeded": v[1]} for c, v in sorted(no_vector.items())}}
+
+
+def no_vector_share(reach: dict) -> float:
+    """The share of cases with seeds that have no embedded seed (reachable()'s counts)."""
+    counts = reach.get("no_embedded_seed", {}).values()
+    return sum(c["cases"] for c in counts) / max(sum(c["of_seeded"] for c in counts), 1)
 
 
 def score(ranked: np.ndarray, cases: EvalCases, artist_of: np.ndarray, artist_id: dict, k: int,
@@ -136,11 +156,11 @@ def run(cfg, split: str, force: bool = False) -> dict:
     artist_id = {a: i for i, a in enumerate(dict.fromkeys(artists))}
     artist_of = np.array([artist_id[a] for a in artists], np.int64)
 
-    recs, summary = committed_recs(ctx, force)
-    served = summary.get("method", "lightgcn")
-    methods: dict[str, np.ndarray] = {served: served_ranks(ctx, cases, ec.k)}
-    if served != "lightgcn":  # what the first stage alone gives, beside what the ranker adds
-        methods["lightgcn"] = ctx.lightgcn().rank(cases.seeds, cases.name, ec.k)[0]
+    recs, summary = committed_recs(ctx, force)      # one committed version, read once
+    served, foldin = summary.get("method", "lightgcn"), summary.get("foldin")
+    methods: dict[str, np.ndarray] = {served: served_ranks(ctx, recs, cases, ec.k)}
+    if served != "lightgcn":  # what the first stage alone gives, with the fold-in the recs used
+        methods["lightgcn"] = ctx.lightgcn(foldin).rank(cases.seeds, cases.name, ec.k)[0]
     chosen = yardsticks.chosen_for(ctx) if set(ec.baselines) & set(yardsticks.NAMES) else {}
     ctx.use_tuned(chosen)      # each method fitted once, here and for the graph playlists
     for name, rec in ctx.baselines(ec.baselines).items():
@@ -152,7 +172,8 @@ def run(cfg, split: str, force: bool = False) -> dict:
               "definitions": metrics.DEFINITIONS, "methods": {},
               "seed_system_published": SEED_SYSTEM,
               "model": {"version": ctx.model.version, "best": ctx.model.manifest["best"],
-                        "served": served, "foldin": ctx.foldin_spec().mode},
+                        "served": served, "foldin": foldin,
+                        "graph_playlists": summary.get("graph_playlists_method")},
               "input": {"recs_version": recs.version, "model_version": summary.get("model_version"),
                         "graph_version": summary.get("graph_version"),
                         "ranker_version": summary.get("ranker_version"), "forced": force},
@@ -172,7 +193,7 @@ def run(cfg, split: str, force: bool = False) -> dict:
         }
     report["cases"]["challenge_keys"] = [[int(cases.pid[i]), cases.category[i]] for i in ch]
     report["reachable"] = reachable(ctx, cases)
-    report["graph_playlists"] = graph_playlists(ctx, split, artist_of, artist_id)
+    report["graph_playlists"] = graph_playlists(ctx, recs, summary, split, artist_of, artist_id)
     report["seconds"] = round(time.time() - t0, 1)
     out = storage.StageWriter(storage.stage_uri(cfg, "metrics"))
     storage.write_json(out.path("metrics.json"), report)
@@ -214,7 +235,8 @@ def format_report(report: dict) -> str:
              f"challenge-category cases, {report['cases']['seed_protocol']:,} seed-protocol cases "
              f"(NDCG: 1/log2(i+1) discount, organisers' code; clicks: lower is better)",
              f"held-out tracks that can be recommended at all: {report['reachable']['catalogue']:.0%} (in the "
-             f"catalogue), {report['reachable']['embedded']:.0%} (embedded by LightGCN)",
+             f"catalogue), {report['reachable']['embedded']:.0%} (embedded by LightGCN); cases with seeds but "
+             f"none embedded: {no_vector_share(report['reachable']):.1%}",
              f"{'method':<19}" + "".join(f"{h:>11}" for h in head)]
     if report["split"] == "val" and report["model"].get("served") == "ranker":
         lines.insert(1, "(the ranker was fitted on these validation playlists, so its numbers here are "
