@@ -9,8 +9,8 @@ machine (fit-ranker, recommend and evaluate all need the same item-item neighbou
 files (under an exclusive lock on the key, so concurrent ranks wait instead of building twice),
 every process then maps them read-only: the operating system keeps one copy in memory, however
 many processes read it. A key names what the arrays are made from (the graph version and the
-settings), so a stale entry is never read. Entries of graph versions other than the newest two
-are removed when a new one is built.
+settings), so a stale entry is never read. Entries of versions other than the newest few are
+removed when a new one is built.
 
 The folder is `storage.cache_dir`, or the system's temporary folder; it holds nothing that
 cannot be rebuilt (delete it at will).
@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from musicmap.log import get_logger
 
 DONE = "_DONE"
-KEEP_GRAPHS = 2
+KEEP_GROUPS = 3     # a graph's, a model's and one spare
 log = get_logger("cache")
 
 
@@ -73,11 +73,11 @@ def cached(storage_cfg, key: str, build: Callable[[], dict[str, np.ndarray]]) ->
 
 
 def _evict(root: str, current: str) -> None:
-    """Remove the entries of graph versions other than the KEEP_GRAPHS newest (by the time their
-    folder changed); `current` always stays."""
+    """Remove the entries of versions (a key's first part: a graph's or a model's) other than the
+    KEEP_GROUPS newest (by the time their folder changed); `current` always stays."""
     folders = sorted((e for e in os.scandir(root) if e.is_dir() and e.name != current),
                      key=lambda e: e.stat().st_mtime, reverse=True)
-    for e in folders[KEEP_GRAPHS - 1:]:
+    for e in folders[KEEP_GROUPS - 1:]:
         shutil.rmtree(e.path, ignore_errors=True)
 
 

@@ -21,6 +21,7 @@ plain Python make the same one (no language's own hash):
     mix(x, seed, salt) = ((x mod M) * MULT + seed * SEED_MULT + salt * SALT_MULT) mod M,  M = 2^31 - 1
     held out   <=>  mix(pid, seed, 1) < holdout_playlists * M  and  mix(256 pid + pos, seed, 2) < holdout_tracks * M
     graph_val  <=>  mix(pid, seed, 3) is even (else graph_test)
+    drawn      <=>  mix(pid, seed, 4) among the smallest `max_playlists` of a split (sample)
 
 Every product stays below 2^63, so a Spark long computes exactly what Python does.
 """
@@ -34,7 +35,7 @@ MOD = 2_147_483_647
 MULT = 2_654_435_761
 SEED_MULT = 40_503
 SALT_MULT = 2_246_822_519
-PLAYLIST, TRACK, HALF = 1, 2, 3          # salts
+PLAYLIST, TRACK, HALF, SAMPLE = 1, 2, 3, 4    # salts
 CATEGORY = "graph_holdout"
 SPLITS = ("graph_val", "graph_test")
 
@@ -46,6 +47,20 @@ def mix(x: int, random_seed: int, salt: int) -> int:
 def held_out(pid: int, pos: int, random_seed: int, playlists: float, tracks: float) -> bool:
     """Whether the track at `pos` of train playlist `pid` is held out (its first occurrence)."""
     return mix(pid, random_seed, PLAYLIST) < playlists * MOD and mix(256 * pid + pos, random_seed, TRACK) < tracks * MOD
+
+
+def sample(pids: np.ndarray, max_playlists: int, random_seed: int) -> np.ndarray:
+    """(n,) bool: the rows whose playlist is among the `max_playlists` drawn from the distinct
+    pids (0 = all): those with the smallest mix(pid, seed, SAMPLE), ties by pid. The same
+    playlists for every method and stage, whatever order the rows come in, and a larger bound
+    draws a superset."""
+    uniq = np.unique(pids)
+    if not max_playlists or len(uniq) <= max_playlists:
+        return np.ones(len(pids), bool)
+    x = uniq.astype(np.int64)
+    score = ((x % MOD) * MULT + random_seed * SEED_MULT + SAMPLE * SALT_MULT) % MOD
+    drawn = uniq[np.lexsort((uniq, score))[:max_playlists]]
+    return np.isin(pids, drawn)
 
 
 def split_of(pid: int, random_seed: int) -> str:

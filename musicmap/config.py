@@ -101,8 +101,8 @@ AT_LEAST_1 = ["train.batch_size", "train.negatives", "model.dim", "model.layers"
               "recommend.k", "recommend.chunk", "recommend.foldin_negatives", "ranker.per_source", "ranker.rounds",
               "ranker.min_data_in_leaf", "ranker.chunk", "evaluate.k", "evaluate.k_small", "evaluate.chunk",
               "storage.retries", "storage.keep_versions", "synth.playlists", "synth.communities",
-              "baselines.rp3beta_neighbours", "map.neighbours", "tune.trials", "tune.nproc"]
-NOT_NEGATIVE = ["train.epochs", "train.lr", "train.l2", "train.patience", "train.val_every", "train.val_max_cases", "train.keep_checkpoints",
+              "baselines.rp3beta_neighbours", "baselines.cooccurrence_neighbours", "map.neighbours", "tune.trials", "tune.nproc"]
+NOT_NEGATIVE = ["evaluate.max_playlists", "train.epochs", "train.max_minutes", "train.max_steps", "train.lr", "train.l2", "train.patience", "train.val_every", "train.val_max_cases", "train.keep_checkpoints",
                 "train.min_steps_per_epoch", "recommend.foldin_steps", "recommend.foldin_l2",
                 "ranker.cases_per_playlist", "ranker.max_playlists", "ranker.fit_negatives", "ranker.threads",
                 "graph.position_decay", "graph.followers_gain", "graph.edits_gain", "baselines.ease_max_tracks",

@@ -368,22 +368,25 @@ def write_parquet(table, uri: str, **kw) -> None:
         call(uri, lambda: fs.pipe_file(path, data), "write parquet")
 
 
-def read_parquet(uri: str, columns: list[str] | None = None, schema=None):
-    """A Parquet file or a folder of part files (names starting with _ or . are skipped)."""
+def read_parquet(uri: str, columns: list[str] | None = None, schema=None, filters=None, pattern: str = "*"):
+    """A Parquet file or a folder of part files (names starting with _ or . are skipped; with
+    `pattern`, only the files whose names match). filters: pyarrow's row filter (an expression
+    or a list of tuples), applied as each file is read, so only matching rows are held."""
     fs, path = get_fs(uri)
 
     def read():
         if fs.isdir(path):
             files = sorted(p for p in fs.ls(path, detail=False)
-                           if p.endswith(".parquet") and not posixpath.basename(p).startswith(("_", ".")))
+                           if p.endswith(".parquet") and not posixpath.basename(p).startswith(("_", "."))
+                           and fnmatch.fnmatch(posixpath.basename(p), pattern))
             if not files:
                 if schema is None:
                     raise StorageError(f"{uri}: no Parquet part files")
                 return pa.Table.from_batches([], schema=schema).select(columns or schema.names)
-            tables = [pq.read_table(fs.open(p, "rb"), columns=columns, schema=schema) for p in files]
+            tables = [pq.read_table(fs.open(p, "rb"), columns=columns, schema=schema, filters=filters) for p in files]
             return pa.concat_tables(tables)
         with fs.open(path, "rb") as f:
-            return pq.read_table(f, columns=columns, schema=schema)
+            return pq.read_table(f, columns=columns, schema=schema, filters=filters)
     return call(uri, read, "read parquet")
 
 

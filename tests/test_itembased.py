@@ -6,11 +6,13 @@ from math import sqrt
 
 import numpy as np
 import pytest
+import torch
 
 from musicmap.config import load_config
 from musicmap.train.data import EvalCases, Graph
-from musicmap.recommend.recommenders import EASE, RP3Beta, TitleModel
+from musicmap.recommend.recommenders import EASE, CoOccurrence, RP3Beta, TitleModel
 from musicmap.recommend import yardsticks
+from musicmap.topk import topk_rows
 
 # p0 = {t0, t1}, p1 = {t0, t1, t2}, p2 = {t1, t2, t3}, p3 = {t3, t4}; t5 is in the catalogue with
 # no train edge (degree 0). Track degrees: t0 2, t1 3, t2 2, t3 2, t4 1, t5 0; playlists 2, 3, 3, 2.
@@ -106,8 +108,28 @@ def test_rp3beta_shared_walk_and_partial_rows_equal_separate_fits():
         assert rec.W[[0, 2, 4, 5]].nnz == 0 and rec.beta == beta
 
 
-def test_sparse_cooccurrence_scores_equal_the_dense_ones():
-    from musicmap.recommend.recommenders import CoOccurrence
+def test_cooccurrence_is_the_cosine_of_shared_playlists_by_hand():
+    # C[s, t] / sqrt(n_s n_t) off the diagonal: t0 and t1 share p0 and p1 (n 2 and 3)
     rec = CoOccurrence().fit(GRAPH)
+    np.testing.assert_allclose(scores_of(rec, [0]), [0, 2 / sqrt(6), 1 / 2, 0, 0, 0], atol=1e-7)
     seeds = [np.array([0, 0, 4]), np.array([], np.int64), np.array([2])]   # a repeated seed counts once
-    np.testing.assert_allclose(rec.sparse_scores(seeds).toarray(), rec.scores(seeds).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(rec.sparse_scores(seeds).toarray()[0], scores_of(rec, [0]) + scores_of(rec, [4]),
+                               atol=1e-7)
+    assert scores_of(rec, [4])[3] == pytest.approx(1 / sqrt(2))
+    # each track keeps its `neighbours` most co-occurring tracks: t3 meets t1, t2 (p2) and t4 (p3)
+    # once each, and the most popular, t1, stays; t0 and t2 meet t1 twice, t0 stays
+    one = CoOccurrence(neighbours=1).fit(GRAPH)
+    np.testing.assert_allclose(scores_of(one, [3]), [0, 1 / sqrt(6), 0, 0, 0, 0], atol=1e-7)
+    np.testing.assert_allclose(scores_of(one, [1]), [2 / sqrt(6), 0, 0, 0, 0, 0], atol=1e-7)
+
+
+def test_the_title_models_top_k_is_the_top_k_of_its_scores():
+    """rank() looks only at the title's tracks and the most popular ones: the same list as the
+    top k of the dense scores, for a known title, an unknown one and none."""
+    titles = TitleModel(["rock", "rock", "chill", "chill"]).fit(GRAPH)
+    for name, seeds in (("Rock", [1]), ("chill", []), ("unheard of", [0]), (None, [2, 3])):
+        s = np.array(seeds, np.int64)
+        dense = topk_rows(torch.from_numpy(titles.scores(name))[None], 4, [s])
+        ids, scores = titles.rank([s], [name], 4)
+        assert ids[0].tolist() == dense[0][0].tolist(), name
+        np.testing.assert_allclose(scores[0], dense[1][0], rtol=1e-6)

@@ -39,17 +39,23 @@ def test_a_case_with_no_embedded_seed_has_no_lightgcn_candidates_or_features():
 
 
 def test_lightgcn_alone_hands_rare_seeds_to_its_fallback():
+    """Without a measurement the title model serves them; when fit-ranker measured co-occurrence
+    best on such validation cases, co-occurrence does."""
     ctx = tiny.context()
+    ctx.fitted = {"no_vector_cases": {"chosen": "cooccurrence"}}
     rec = ctx.lightgcn()
     ids, _ = rec.rank([RARE], [None], 5)
     assert ids[0][0] == 6                              # what the rare seeds sit beside, first
     fallback = ctx.fallback()
-    assert fallback.name == "cooccurrence"            # no ranker measured the item-based methods
+    assert fallback.name == "cooccurrence"
     assert ids[0].tolist() == fallback.rank([RARE], [None], 5)[0][0].tolist()
     seeds = [RARE, np.array([0, 8]), np.zeros(0, np.int64)]
     assert rec.served_by(seeds) == ["cooccurrence", "lightgcn", "title"]
     ids, _ = rec.rank(seeds, [None, None, "rock"], 5)
     assert ids[2].tolist() == ctx.title_model.rank([seeds[2]], ["rock"], 5)[0][0].tolist()
+    plain = tiny.context().lightgcn()
+    assert plain.served_by([RARE]) == ["title"]
+    assert plain.rank([RARE], ["rock"], 5)[0][0].tolist() == ctx.title_model.rank([RARE], ["rock"], 5)[0][0].tolist()
 
 
 def test_a_graph_playlist_with_no_embedded_track_is_served_by_the_fallback():
@@ -58,7 +64,7 @@ def test_a_graph_playlist_with_no_embedded_track_is_served_by_the_fallback():
     # t6 sits in p4 beside t1, t3, t4, t5: those first (t3-t5 tie, by id), then by popularity
     assert ranked[0].tolist() == [3, 4, 5, 1, 0]
     own = tiny.PLAYLISTS[tiny.RARE_ONLY]
-    want = ctx.fallback().rank([np.array(own)], [tiny.TITLES[tiny.RARE_ONLY]], 5)[0][0]
+    want = ctx.graph_fallback().rank([np.array(own)], [tiny.TITLES[tiny.RARE_ONLY]], 5)[0][0]
     assert ranked[0].tolist() == want.tolist()
     # a playlist with embedded tracks keeps its trained vector
     q = torch.from_numpy(ctx.model.playlists[[0]])
@@ -77,5 +83,8 @@ def test_the_api_says_which_seeds_it_left_out_and_what_served():
         mm.recommend(seed_tracks=["spotify:track:doesnotexist"], k=3)
     with pytest.warns(UserWarning):
         assert mm.recommend(seed_tracks=["spotify:track:doesnotexist"], title="rock", k=3).method == "title"
+    rare = mm.recommend(seed_tracks=["spotify:track:t8", "spotify:track:t9"], k=3)
+    assert rare.method == "title" and rare.uris == mm.recommend(title="zz unheard", k=3).uris
+    mm.ctx.fitted = {"no_vector_cases": {"chosen": "cooccurrence"}}
     rare = mm.recommend(seed_tracks=["spotify:track:t8", "spotify:track:t9"], k=3)
     assert rare.method == "cooccurrence" and rare.uris[0] == "spotify:track:t6"

@@ -8,6 +8,7 @@ served, the re-ranker.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -20,7 +21,7 @@ from musicmap.log import get_logger
 from musicmap.recommend import yardsticks
 from musicmap.recommend.ranker import Ranker, load_booster, sources_for
 from musicmap.recommend.recommenders import LightGCNRecommender, TitleModel
-from musicmap.train.data import Graph, load_graph, load_tracks
+from musicmap.train.data import EvalCases, Graph, load_eval, load_graph, load_tracks
 from musicmap.train.export import TrainedModel, load_model
 from musicmap.train.foldin import FoldIn
 
@@ -48,8 +49,9 @@ class Context:
     _yardsticks: dict = field(default_factory=dict, repr=False)   # "tuned" settings, fitted methods
     _served: object = field(default=None, repr=False)
 
-    @property
+    @cached_property
     def uris(self) -> pa.Array:
+        """The catalogue's track URIs by track_idx."""
         return self.tracks["track_uri"].combine_chunks()
 
     @property
@@ -67,6 +69,12 @@ class Context:
         chosen = (self.model.manifest.get("foldin") or {}).get("chosen") if self.model else None
         return FoldIn.from_config(recommend, chosen)
 
+    def cases(self, split: str) -> EvalCases:
+        """The evaluation cases of a split (val, test, graph_val, graph_test) that are recommended
+        and scored: a sample of at most evaluate.max_playlists playlists (musicmap.cases.sample)."""
+        return load_eval(self.committed, split, self.uris, max_playlists=self.cfg.evaluate.max_playlists,
+                         random_seed=self.cfg.graph.eval_random_seed)
+
     def train_modified_at(self) -> np.ndarray:
         """modified_at of the graph playlists, by playlist_idx."""
         return self.train_playlists["modified_at"].to_numpy()
@@ -78,10 +86,16 @@ class Context:
                                    fallback=self.fallback)
 
     def fallback(self):
-        """The item-based method that serves what LightGCN has no vector for (a playlist whose
-        seeds, or tracks, are all too rare to be embedded): the best on the graph playlists'
-        held-out tracks when fit-ranker measured them (graph_val), else co-occurrence, which
-        needs no tuning. Fitted once per command (the yardsticks' cache)."""
+        """What serves a new playlist LightGCN has no vector for (seeds, but none embedded): the
+        method fit-ranker measured best on such validation cases (the title model or an
+        item-based one), else the title model. Fitted once per command (the yardsticks' cache)."""
+        chosen = ((self.fitted or {}).get("no_vector_cases") or {}).get("chosen", "title")
+        return self.title_model if chosen == "title" else self.yardstick(chosen)
+
+    def graph_fallback(self):
+        """What serves a graph playlist with no embedded track (no trained vector): the item-based
+        method best on the graph playlists' held-out tracks when fit-ranker measured them
+        (graph_val), else co-occurrence, which needs no tuning."""
         val = ((self.fitted or {}).get("graph_playlists") or {}).get("val_ndcg") or {}
         item = {m: v for m, v in val.items() if m in ITEM_BASED}
         return self.yardstick(max(item, key=item.get) if item else "cooccurrence")
@@ -137,8 +151,8 @@ class Context:
 
 
 def load_context(cfg, need_model: bool = True, ranker: bool = True, force: bool = False) -> Context:
-    graph, committed = load_graph(storage.stage_uri(cfg, "graph"))
-    model = load_model(storage.stage_uri(cfg, "model")) if need_model else None
+    graph, committed = load_graph(storage.stage_uri(cfg, "graph"), cfg.storage)
+    model = load_model(storage.stage_uri(cfg, "model"), cfg.storage) if need_model else None
     if model is not None and model.manifest["input"]["graph_version"] != committed.version:
         raise InputError(f"{storage.stage_uri(cfg, 'model')}: the model was trained on graph "
                          f"{model.manifest['input']['graph_version']} but the graph is now "
@@ -146,7 +160,7 @@ def load_context(cfg, need_model: bool = True, ranker: bool = True, force: bool 
     tracks = load_tracks(committed)
     playlists = storage.read_parquet(committed.path("playlists"), schema=schemas.PLAYLISTS)
     train_pl = playlists.filter(pc.equal(playlists["split"], "train")).sort_by("playlist_idx")
-    titles = TitleModel(train_pl["name"].to_pylist()).fit(graph)
+    titles = TitleModel(train_pl["name"].to_pylist()).fit(graph, cfg.storage)
     ctx = Context(cfg, graph, committed, tracks, playlists, train_pl, model, titles)
     if model is not None:
         ctx.fitted = fitted_report(cfg, model.version)

@@ -129,16 +129,17 @@ class Block:
 
 class Sources:
     """Everything the candidate features are computed from (all fitted on train playlists).
-    scorer: LightGCN (recommend.recommenders.LightGCNRecommender, over its embedded tracks); rp3: a
-    fitted RP3Beta over the catalogue, or None (then it proposes nothing)."""
+    scorer: LightGCN (recommend.recommenders.LightGCNRecommender, over its embedded tracks);
+    cooc: a fitted CoOccurrence (None: fitted here); rp3: a fitted RP3Beta over the catalogue, or
+    None (then it proposes nothing)."""
 
     def __init__(self, graph: Graph, artist_of: np.ndarray, album_of: np.ndarray,
                  modified_at: np.ndarray, scorer, title_model: TitleModel, rp3=None, k: int = 500,
-                 per_source: int = 200):
+                 per_source: int = 200, cooc: CoOccurrence | None = None):
         self.graph, self.k, self.per_source = graph, k, per_source
         self.artist_of, self.album_of = artist_of, album_of
         self.signals = TrackSignals(graph, modified_at)
-        self.cooc = CoOccurrence().fit(graph)
+        self.cooc = cooc if cooc is not None else CoOccurrence().fit(graph)
         self.scorer, self.titles, self.rp3 = scorer, title_model, rp3
         s = self.signals
         # the per-track features, computed once: {name: (T,) float32}

@@ -19,7 +19,7 @@ from musicmap.config import config_from_args
 from musicmap.errors import InputError
 from musicmap.log import get_logger, progress
 from musicmap.recommend import yardsticks
-from musicmap.recommend.context import load_context
+from musicmap.recommend.context import ITEM_BASED, load_context
 from musicmap.recommend.features import FEATURE_NAMES, Block, Sources
 from musicmap.recommend.main import choose_graph_method
 from musicmap.recommend.ranker import lgb_params, order_block, sources_for
@@ -136,15 +136,11 @@ def cross_validate(pool: Pool, fit_pid: np.ndarray, n_val: int, rk, k: int) -> n
 def fitting_cases(ctx, rk) -> tuple[EvalCases, int]:
     """The validation cases (at most rk.max_playlists playlists) followed by the augmented ones,
     and how many of them are the original cases."""
-    val = load_eval(ctx.committed, "val", uri_index(ctx.tracks))
+    val = load_eval(ctx.committed, "val", ctx.uris, max_playlists=rk.max_playlists, random_seed=rk.random_seed)
     if not len(val):
         raise InputError(f"{ctx.committed.uri}: no validation cases to fit the ranker on "
                          f"(graph.val_fraction=0?); fit it on a validated run and point "
                          f"paths.ranker at it (README: the final fit on all playlists)")
-    pids = np.unique(val.pid)
-    if rk.max_playlists and len(pids) > rk.max_playlists:
-        keep = set(np.random.default_rng([rk.random_seed, 3]).choice(pids, rk.max_playlists, replace=False).tolist())
-        val = val.subset([i for i, p in enumerate(val.pid.tolist()) if p in keep])
     extra = augment(val, uri_index(ctx.tracks), rk.cases_per_playlist, rk.random_seed)
     return concat(val, extra), len(val)
 
@@ -156,6 +152,22 @@ def single_methods(ctx, cases: EvalCases, k: int, tuned: dict) -> dict:
     recs = {"lightgcn": ctx.lightgcn(),
             **ctx.baselines(("cooccurrence", "popularity", "recent_popularity", *yardsticks.NAMES))}
     return {name: rec.rank(cases.seeds, cases.name, k)[0] for name, rec in recs.items()}
+
+
+def no_vector_choice(ctx, val: EvalCases, single: dict, k: int) -> dict:
+    """Who serves new playlists whose seeds are all too rare for LightGCN (Context.fallback):
+    the title model or an item-based method, whichever has the higher NDCG on such validation
+    cases (a tie goes to the title model, the default without this measurement)."""
+    reach = ctx.lightgcn().reach(val.seeds)
+    cases = [i for i, s in enumerate(val.seeds) if len(s) and not reach[i]]
+    if not cases:
+        return {"chosen": "title", "by": "default (no such validation case)", "cases": 0}
+    sub = val.subset(cases)
+    ranked = {"title": ctx.title_model.rank(sub.seeds, sub.name, k)[0],
+              **{m: single[m][cases] for m in ITEM_BASED if m in single}}
+    ndcg = {m: yardsticks.mean_ndcg(r, sub, k) for m, r in ranked.items()}
+    best = max(ndcg, key=lambda m: (ndcg[m], m == "title"))
+    return {"chosen": best, "by": "validation NDCG", "ndcg": ndcg, "cases": len(cases)}
 
 
 def cold_choice(cv: np.ndarray, val: EvalCases, title_model, k: int) -> dict:
@@ -178,6 +190,7 @@ def run(cfg) -> dict:
     t0 = time.time()
     rk, k = cfg.ranker, cfg.recommend.k
     ctx = load_context(cfg, ranker=False)
+    ctx.fitted = None               # choices made here, not by an earlier fit on this model
     cases, n_val = fitting_cases(ctx, rk)
     log.info("fitting the ranker on %d validation cases of %d playlists (+%d drawn from the same "
              "playlists)", n_val, len(np.unique(cases.pid)), len(cases) - n_val)
@@ -185,7 +198,9 @@ def run(cfg) -> dict:
     sources = sources_for(ctx, tuned)
     pool = Pool(sources, cases, rk.chunk, show=cfg.train.progress)
     val = cases.subset(range(n_val))
-    report = {name: mean_metrics(r, val, k) for name, r in single_methods(ctx, val, k, tuned).items()}
+    single = single_methods(ctx, val, k, tuned)
+    report = {name: mean_metrics(r, val, k) for name, r in single.items()}
+    no_vector = no_vector_choice(ctx, val, single, k)
     cv = cross_validate(pool, cases.pid, n_val, rk, k)
     cold = cold_choice(cv, val, ctx.title_model, k)
     if cold["chosen"] == "title":
@@ -207,6 +222,7 @@ def run(cfg) -> dict:
                                      "playlists; the other methods are fitted on train playlists only"},
         "chosen": chosen, "strongest_on_validation": strongest,
         "no_seed_cases": {"chosen": cold["chosen"], "ndcg": cold["ndcg"], "cases": len(cold["cases"])},
+        "no_vector_cases": no_vector,
         "input": {"graph_version": ctx.committed.version, "model_version": ctx.model.version,
                   "foldin": ctx.foldin_spec().mode},
         "yardsticks": tuned, "graph_playlists": graph_choice,
@@ -234,6 +250,11 @@ def format_report(manifest: dict) -> str:
         lines.append(f"graph playlists ({g['cases']:,} graph_val cases, NDCG): "
                      + ", ".join(f"{m} {v:.4f}" for m, v in sorted(g["val_ndcg"].items(), key=lambda kv: -kv[1]))
                      + f"; served (recommend.graph_method=auto): {g['chosen']}")
+    nv = manifest.get("no_vector_cases") or {}
+    if nv.get("ndcg"):
+        lines.append(f"seeds all too rare for LightGCN ({nv['cases']:,} validation cases, NDCG): "
+                     + ", ".join(f"{m} {v:.4f}" for m, v in sorted(nv["ndcg"].items(), key=lambda kv: -kv[1]))
+                     + f"; LightGCN alone hands them to: {nv['chosen']}")
     if manifest["strongest_on_validation"] not in ("ranker", "lightgcn"):
         lines.append(f"note: {manifest['strongest_on_validation']} is stronger on validation than both")
     top = sorted(manifest["importance_gain"].items(), key=lambda kv: -kv[1])[:6]

@@ -25,12 +25,13 @@ import pyarrow.compute as pc
 import torch
 
 from musicmap import distributed, metrics, schemas, storage, submission
+from musicmap.cases import SPLITS as GRAPH_SPLITS
 from musicmap.config import add_config_args, config_from_args
 from musicmap.errors import InputError, MusicMapError
 from musicmap.log import get_logger, progress, setup_logging
 from musicmap.recommend.context import ITEM_BASED, Context, load_context
 from musicmap.topk import topk
-from musicmap.train.data import EvalCases, embedded_only, load_eval, uri_index
+from musicmap.train.data import EvalCases, embedded_only, uri_index
 from musicmap.train.launch import run_worker, torchrun_command
 
 log = get_logger("recommend")
@@ -54,25 +55,35 @@ def _rows(pids, categories, ranked, scores, uris: pa.Array) -> pa.Table:
     }, schema=schemas.RECS)
 
 
+# Part files by what their rows are, so a reader opens only what it scores (evaluate reads the
+# cases and the graph playlists under evaluation, never the MPD's ~1M graph playlists' lists):
+# part-<kind>-<rank>-<n>.parquet. Every part together is the whole output.
+PART_KINDS = ("train", "graphcases", "cases", "challenge")
+
+
 class PartWriter:
-    """Buffers RECS rows and writes part files of about ROWS_PER_PART rows."""
+    """Buffers RECS rows and writes part files of about ROWS_PER_PART rows, one stream per kind
+    (PART_KINDS)."""
 
     def __init__(self, out: storage.StageWriter, rank: int):
-        self.out, self.rank, self.buf, self.n, self.parts, self.rows = out, rank, [], 0, 0, 0
+        self.out, self.rank, self.rows = out, rank, 0
+        self.buf = {k: [] for k in PART_KINDS}
+        self.n, self.parts = dict.fromkeys(PART_KINDS, 0), dict.fromkeys(PART_KINDS, 0)
 
-    def add(self, table: pa.Table) -> None:
-        self.buf.append(table)
-        self.n += table.num_rows
-        if self.n >= ROWS_PER_PART:
-            self.flush()
+    def add(self, table: pa.Table, kind: str) -> None:
+        self.buf[kind].append(table)
+        self.n[kind] += table.num_rows
+        if self.n[kind] >= ROWS_PER_PART:
+            self.flush(kind)
 
-    def flush(self) -> None:
-        if self.buf:
-            t = pa.concat_tables(self.buf)
-            storage.write_parquet(t, self.out.path(f"part-{self.rank:03d}-{self.parts:05d}.parquet"))
-            self.parts += 1
-            self.rows += t.num_rows
-            self.buf, self.n = [], 0
+    def flush(self, kind: str | None = None) -> None:
+        for k in [kind] if kind else PART_KINDS:
+            if self.buf[k]:
+                t = pa.concat_tables(self.buf[k])
+                storage.write_parquet(t, self.out.path(f"part-{k}-{self.rank:03d}-{self.parts[k]:05d}.parquet"))
+                self.parts[k] += 1
+                self.rows += t.num_rows
+                self.buf[k], self.n[k] = [], 0
 
 
 def rank_graph_playlists(ctx: Context, idx: np.ndarray, k: int, method: str) -> tuple[np.ndarray, np.ndarray]:
@@ -80,7 +91,7 @@ def rank_graph_playlists(ctx: Context, idx: np.ndarray, k: int, method: str) -> 
     scores their trained embedding against the tracks it embeds; an item-based method
     (rp3beta, cooccurrence, ease) ranks the whole catalogue from their tracks as seeds. A
     playlist with no embedded track has no trained vector (no edge ever moved its initial one):
-    LightGCN's fallback serves it (Context.fallback)."""
+    the best item-based method serves it (Context.graph_fallback)."""
     own = [ctx.graph.playlist_tracks(int(p)) for p in idx]
     names = lambda rows: ctx.train_playlists["name"].take(pa.array(idx[rows])).to_pylist()  # noqa: E731
     if method != "lightgcn":
@@ -91,7 +102,7 @@ def rank_graph_playlists(ctx: Context, idx: np.ndarray, k: int, method: str) -> 
     ranked, scores = topk(q, tracks, k, exclude=embedded_only(own, len(tracks)), chunk=ctx.cfg.recommend.chunk)
     untrained = np.flatnonzero([not (s < len(tracks)).any() for s in own])
     if len(untrained):
-        ranked[untrained], scores[untrained] = ctx.fallback().rank([own[i] for i in untrained], names(untrained), k)
+        ranked[untrained], scores[untrained] = ctx.graph_fallback().rank([own[i] for i in untrained], names(untrained), k)
     return ranked, scores
 
 
@@ -101,9 +112,10 @@ GRAPH_METHODS = ("lightgcn", *ITEM_BASED)
 def graph_cases(ctx: Context, split: str) -> tuple[EvalCases, np.ndarray]:
     """The held-out cases of graph playlists (split graph_val or graph_test, musicmap.cases) and
     their playlist_idx."""
-    cases = load_eval(ctx.committed, split, uri_index(ctx.tracks))
-    index = dict(zip(ctx.train_playlists["pid"].to_pylist(), range(ctx.train_playlists.num_rows)))
-    return cases, np.array([index[int(p)] for p in cases.pid], np.int64)
+    cases = ctx.cases(split)
+    pid = ctx.train_playlists["pid"].to_numpy()               # by playlist_idx
+    order = np.argsort(pid, kind="stable")
+    return cases, order[np.searchsorted(pid, cases.pid, sorter=order)].astype(np.int64)
 
 
 def choose_graph_method(ctx: Context, k: int) -> dict:
@@ -132,26 +144,34 @@ def recommend_train(ctx: Context, idx: np.ndarray, k: int, writer: PartWriter, s
     on the MPD's 1M playlists it would cost ~38x more than LightGCN: bench/BENCHMARKS.md)."""
     pid = ctx.train_playlists["pid"].to_numpy()
     method = ctx.graph_method()
+    scored = np.isin(pid, np.concatenate([ctx.cases(s).pid for s in GRAPH_SPLITS]))   # under evaluation
     block = max(ctx.cfg.recommend.chunk, 4096)
     for lo in progress(range(0, len(idx), block), desc=f"recommend train ({method})", unit="block",
                        disable=not show):
         b = idx[lo:lo + block]
         ranked, scores = rank_graph_playlists(ctx, b, k, method)
-        writer.add(_rows(pid[b], ["train"] * len(b), ranked, scores, ctx.uris))
+        for kind, rows in (("train", ~scored[b]), ("graphcases", scored[b])):
+            if rows.any():
+                writer.add(_rows(pid[b][rows], ["train"] * int(rows.sum()), ranked[rows], scores[rows], ctx.uris), kind)
     return len(idx)
 
 
 def recommend_cases(ctx: Context, split: str, k: int, rank: int, world: int, writer: PartWriter,
-                    show: bool) -> int:
-    cases = load_eval(ctx.committed, split, uri_index(ctx.tracks))
+                    show: bool) -> tuple[int, dict]:
+    """This rank's share of the split's cases (the evaluate.max_playlists sample): how many, and
+    how many playlists of how many were drawn."""
+    cases = ctx.cases(split)
+    if cases.drawn and show:
+        log.info("%s: the cases of %d of its %d playlists (evaluate.max_playlists)", split, *cases.drawn)
     mine = cases.subset(range(rank, len(cases), world))
     rec = ctx.recommender()
-    block = 4096
+    block = 512
     for lo in progress(range(0, len(mine), block), desc=f"recommend {split}", unit="block", disable=not show):
         part = mine.subset(range(lo, min(lo + block, len(mine))))
         ranked, scores = rec.rank(part.seeds, part.name, k)
-        writer.add(_rows(part.pid, part.category, ranked, scores, ctx.uris))
-    return len(mine)
+        writer.add(_rows(part.pid, part.category, ranked, scores, ctx.uris), "cases")
+    drawn = cases.drawn or (len(np.unique(cases.pid)),) * 2
+    return len(mine), {"cases": len(cases), "playlists_drawn": drawn[0], "playlists": drawn[1]}
 
 
 def recommend_challenge(ctx: Context, challenge: list[dict], out: storage.StageWriter, writer: PartWriter) -> dict:
@@ -164,7 +184,7 @@ def recommend_challenge(ctx: Context, challenge: list[dict], out: storage.StageW
     k = submission.SUBMISSION_SIZE
     ranked, scores = ctx.recommender().rank(seeds, [p["name"] for p in challenge], k)
     pids = np.array([p["pid"] for p in challenge], np.int64)
-    writer.add(_rows(pids, ["challenge"] * len(pids), ranked, scores, ctx.uris))
+    writer.add(_rows(pids, ["challenge"] * len(pids), ranked, scores, ctx.uris), "challenge")
     uris = ctx.uris.to_numpy(zero_copy_only=False)
     rows = [(int(pid), uris[r[r >= 0]].tolist()) for pid, r in zip(pids, ranked)]
     sub_uri = out.path("submission.csv.gz")
@@ -189,18 +209,19 @@ def run(cfg, which: str, challenge: str | None = None, rank: int = 0, world: int
     out = storage.StageWriter(storage.stage_uri(cfg, "recs"), version)
     writer = PartWriter(out, rank)
     show = rank == 0
-    counts = {}
+    counts, drawn = {}, {}
     if which in ("train", "all"):
         idx = np.arange(ctx.graph.num_playlists)[rank::world]
         counts["train"] = recommend_train(ctx, idx, k, writer, show)
     for split in ("val", "test"):
         if which in (split, "all"):
-            counts[split] = recommend_cases(ctx, split, k, rank, world, writer, show)
+            counts[split], drawn[split] = recommend_cases(ctx, split, k, rank, world, writer, show)
     summary = {}
     if challenge_set is not None:
         summary["challenge"] = recommend_challenge(ctx, challenge_set, out, writer)
     writer.flush()
-    summary.update({"k": k, "playlists": which, "cases_by_rank": {rank: counts}, "rows_by_rank": {rank: writer.rows},
+    summary.update({"k": k, "playlists": which, "cases": drawn, "cases_by_rank": {rank: counts},
+                    "rows_by_rank": {rank: writer.rows},
                     "method": ctx.method, "graph_playlists_method": ctx.graph_method(), "foldin": ctx.foldin_spec().mode,
                     "ranker_version": (ctx.ranker_manifest or {}).get("version"),
                     "model_version": ctx.model.version, "graph_version": ctx.committed.version,

@@ -16,11 +16,13 @@ second on CPUs; XGBoost's rank:ndcg would do the same job with a heavier install
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.compute as pc
 import torch
 
 from musicmap import storage
 from musicmap.errors import InputError
 from musicmap.recommend.features import FEATURE_NAMES, Block, Sources
+from musicmap.log import progress
 from musicmap.topk import topk_rows
 
 
@@ -57,7 +59,8 @@ class Ranker:
         better on them (cold="title")."""
         out = np.full((len(seeds), k), -1, np.int64)
         out_s = np.full((len(seeds), k), -np.inf, np.float32)
-        for lo in range(0, len(seeds), self.chunk):
+        for lo in progress(range(0, len(seeds), self.chunk), desc="ranker", unit="chunk",
+                           disable=len(seeds) < 20 * self.chunk):
             hi = min(lo + self.chunk, len(seeds))
             block = self.sources.candidates(seeds[lo:hi], names[lo:hi])
             out[lo:hi], out_s[lo:hi] = order_block(block, self.booster.predict, k)
@@ -95,15 +98,14 @@ def sources_for(ctx, tuned: dict) -> Sources:
     """The candidate sources of a loaded recommend Context (recommend.context.load_context), with
     RP3beta as tuned on validation (`tuned`: recommend.yardsticks.tune's result)."""
 
-    def ids(col):
-        values = ctx.tracks[col].to_pylist()
-        index = {v: i for i, v in enumerate(dict.fromkeys(values))}
-        return np.array([index[v] for v in values], np.int64)
+    def ids(col):       # a dense id per distinct value, numbered in order of first appearance
+        return pc.dictionary_encode(ctx.tracks[col].combine_chunks()).indices.to_numpy().astype(np.int64)
     rk = ctx.cfg.ranker
-    ctx.use_tuned(tuned)       # one RP3beta fit, shared with the other methods of this command
-    rp3 = ctx.baselines(["rp3beta"]).get("rp3beta")
+    ctx.use_tuned(tuned)       # one fit of each, shared with the other methods of this command
+    fitted = ctx.baselines(["rp3beta", "cooccurrence"])
     return Sources(ctx.graph, ids("artist_uri"), ids("album_uri"), ctx.train_modified_at(),
-                   ctx.lightgcn(), ctx.title_model, rp3, k=ctx.cfg.recommend.k, per_source=rk.per_source)
+                   ctx.lightgcn(), ctx.title_model, fitted.get("rp3beta"), k=ctx.cfg.recommend.k,
+                   per_source=rk.per_source, cooc=fitted["cooccurrence"])
 
 
 def load_booster(cfg, model_version: str):

@@ -23,7 +23,7 @@ from musicmap import metrics, storage
 from musicmap.errors import InputError
 from musicmap.log import get_logger
 from musicmap.recommend.recommenders import EASE, CoOccurrence, Popularity, RecentPopularity, RP3Beta
-from musicmap.train.data import EvalCases, Graph, load_eval, uri_index
+from musicmap.train.data import EvalCases, Graph
 
 log = get_logger("yardsticks")
 NAMES = ("rp3beta", "ease")
@@ -99,7 +99,7 @@ def chosen_for(ctx) -> dict:
             return manifest["yardsticks"]
     except storage.NotCommittedError:
         pass
-    val = load_eval(ctx.committed, "val", uri_index(ctx.tracks))
+    val = ctx.cases("val")
     if not len(val):
         log.warning("no validation cases to tune RP3beta and EASE^R on: their defaults are scored")
         return {name: build_defaults(name, ctx.cfg.baselines) for name in NAMES}
@@ -112,12 +112,15 @@ def build_defaults(name: str, bc) -> dict:
     return {**points[len(points) // 2], "untuned": True}
 
 
-def make(name: str, chosen: dict, graph: Graph, title_model=None, chunk: int = 256, max_tracks: int = 20000):
-    """The fitted recommender of a tuned method, or None when it was skipped."""
+def make(name: str, chosen: dict, graph: Graph, title_model=None, chunk: int = 256, max_tracks: int = 20000,
+         storage_cfg=None):
+    """The fitted recommender of a tuned method, or None when it was skipped. With storage_cfg,
+    RP3beta's neighbours are cached on this machine (recommenders.Neighbours)."""
     params = chosen.get(name) or {}
     if "skipped" in params or not params:
         return None
-    return build(name, params, title_model, chunk, max_tracks).fit(graph)
+    rec = build(name, params, title_model, chunk, max_tracks)
+    return rec.fit(graph, storage_cfg) if isinstance(rec, RP3Beta) else rec.fit(graph)
 
 
 def baseline(ctx, name: str, chosen: dict):
@@ -130,9 +133,9 @@ def baseline(ctx, name: str, chosen: dict):
     if name == "recent_popularity":
         return RecentPopularity(ctx.train_modified_at(), ec.recent_share).fit(ctx.graph)
     if name == "cooccurrence":
-        return CoOccurrence(ec.chunk, titles).fit(ctx.graph)
+        return CoOccurrence(ec.chunk, titles, ctx.cfg.baselines.cooccurrence_neighbours).fit(ctx.graph, ctx.cfg.storage)
     if name in NAMES:
-        return make(name, chosen, ctx.graph, titles, ec.chunk, ctx.cfg.baselines.ease_max_tracks)
+        return make(name, chosen, ctx.graph, titles, ec.chunk, ctx.cfg.baselines.ease_max_tracks, ctx.cfg.storage)
     raise InputError(f"evaluate.baselines: unknown baseline {name!r} (popularity, recent_popularity, "
                      f"cooccurrence, {', '.join(NAMES)})")
 

@@ -29,7 +29,7 @@ from musicmap.log import get_logger
 from musicmap.recommend import yardsticks
 from musicmap.recommend.context import Context, load_context
 from musicmap.recommend.main import GRAPH_METHODS, graph_cases, rank_graph_playlists
-from musicmap.train.data import EvalCases, load_eval, uri_index
+from musicmap.train.data import EvalCases
 
 log = get_logger("evaluate")
 SEED_SYSTEM = {"precision@20": 0.0990, "hit_rate@20": 0.6576,
@@ -62,8 +62,13 @@ def model_ranks(ctx: Context, recs: storage.Committed, cases: EvalCases, k: int,
                 category: str | None = None) -> np.ndarray | None:
     """(n, k) track_idx of the recs (one committed version) for each case, by pid and the case's
     category (or `category` for all: graph playlists' rows are "train"); None when some case has
-    none."""
-    t = storage.read_parquet(recs.path(), columns=["pid", "category", "rank", "track_uri"], schema=schemas.RECS)
+    none. Only the rows of these cases are read: the part files of their kind (graph playlists
+    under evaluation, or val/test cases; recommend/main.py PART_KINDS), filtered by pid."""
+    kind = "graphcases" if category == "train" else "cases"
+    columns, wanted = ["pid", "category", "rank", "track_uri"], [("pid", "in", np.unique(cases.pid).tolist())]
+    parts = [n for n in storage.listdir(recs.path()) if n.startswith(f"part-{kind}-")]
+    t = storage.read_parquet(recs.path(), columns=columns, schema=schemas.RECS, filters=wanted,
+                             pattern=f"part-{kind}-*" if parts else "*")      # older recs: every part
     cats = [category] * len(cases) if category else cases.category
     keys = pa.table({"pid": pa.array(cases.pid, pa.int64()), "category": pa.array(cats, pa.string()),
                      "case": pa.array(np.arange(len(cases)), pa.int64())})
@@ -149,7 +154,7 @@ def run(cfg, split: str, force: bool = False) -> dict:
     t0 = time.time()
     ec = cfg.evaluate
     ctx = load_context(cfg, ranker=False)
-    cases = load_eval(ctx.committed, split, uri_index(ctx.tracks))
+    cases = ctx.cases(split)
     if not len(cases):
         raise InputError(f"{ctx.committed.uri}: no {split} evaluation cases")
     artists = ctx.tracks["artist_uri"].to_pylist()
@@ -168,7 +173,9 @@ def run(cfg, split: str, force: bool = False) -> dict:
 
     is_seed = np.array([c == mpd.SEED_PROTOCOL for c in cases.category])
     report = {"split": split, "k": ec.k, "k_small": ec.k_small,
-              "cases": {"challenge_categories": int((~is_seed).sum()), "seed_protocol": int(is_seed.sum())},
+              "cases": {"challenge_categories": int((~is_seed).sum()), "seed_protocol": int(is_seed.sum()),
+                        "playlists_drawn": (cases.drawn or (len(np.unique(cases.pid)),) * 2)[0],
+                        "playlists": (cases.drawn or (len(np.unique(cases.pid)),) * 2)[1]},
               "definitions": metrics.DEFINITIONS, "methods": {},
               "seed_system_published": SEED_SYSTEM,
               "model": {"version": ctx.model.version, "best": ctx.model.manifest["best"],
@@ -231,8 +238,11 @@ def format_report(report: dict) -> str:
     cols = metrics.metric_names(ks, artists=True)
     head = [HEADS[c] if "@" not in c else f"{HEADS[c.split('@')[0]]}@{ks}" for c in cols]
     methods = report["methods"]
-    lines = [f"Evaluation on the {report['split']} split: {report['cases']['challenge_categories']:,} "
-             f"challenge-category cases, {report['cases']['seed_protocol']:,} seed-protocol cases "
+    c = report["cases"]
+    drawn = (f" of {c['playlists_drawn']:,} playlists drawn from its {c['playlists']:,} (evaluate.max_playlists)"
+             if c.get("playlists_drawn", 0) < c.get("playlists", 0) else "")
+    lines = [f"Evaluation on the {report['split']} split: {c['challenge_categories']:,} "
+             f"challenge-category cases, {c['seed_protocol']:,} seed-protocol cases{drawn} "
              f"(NDCG: 1/log2(i+1) discount, organisers' code; clicks: lower is better)",
              f"held-out tracks that can be recommended at all: {report['reachable']['catalogue']:.0%} (in the "
              f"catalogue), {report['reachable']['embedded']:.0%} (embedded by LightGCN); cases with seeds but "

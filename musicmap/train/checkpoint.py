@@ -23,7 +23,7 @@ log = get_logger("checkpoint")
 NAME = re.compile(r"epoch-(\d{4,})\.pt$")
 # train.* keys that do not change the trained weights
 NEUTRAL_TRAIN_KEYS = {"progress", "resume", "keep_checkpoints", "device", "epochs", "patience",
-                      "val_every", "dist_timeout_s", "dist_backend"}
+                      "val_every", "dist_timeout_s", "dist_backend", "max_minutes", "max_steps"}
 
 
 # Bumped when the trained weights mean something else for the same config: checkpoints of
@@ -49,6 +49,7 @@ class TrainState:
     best: dict = field(default_factory=lambda: {"epoch": 0, "ndcg": -1.0})
     bad_validations: int = 0                         # validations since the best one
     stopped: bool = False                            # early stopping fired
+    budget: dict | None = None                       # where train.max_minutes/max_steps stopped it
     best_weights: torch.Tensor | None = None         # the layer-0 table of the best epoch
 
     def end_epoch(self, entry: dict, model, patience: int) -> None:

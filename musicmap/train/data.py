@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from musicmap import schemas, storage
+from musicmap import cache, cases, schemas, storage
 from musicmap.errors import InputError
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -93,18 +93,24 @@ class Graph:
         return self.track[lo:hi]
 
 
-def load_graph(graph_uri: str) -> tuple[Graph, storage.Committed]:
-    """The committed train graph at graph_uri (refuses an uncommitted one)."""
+def load_graph(graph_uri: str, storage_cfg=None) -> tuple[Graph, storage.Committed]:
+    """The committed train graph at graph_uri (refuses an uncommitted one). With storage_cfg,
+    the edge arrays are built once per machine and memory-mapped (musicmap.cache): the ranks of a
+    job and the commands after it share one copy."""
     g = storage.open_committed(graph_uri, "build-graph")
-    edges = storage.read_parquet(g.path("edges"), schema=schemas.EDGES)
     P, T = int(g.info["graph_playlists"]), int(g.info["tracks"])
-    pl = edges["playlist_idx"].to_numpy().astype(np.int64)
-    tr = edges["track_idx"].to_numpy().astype(np.int64)
-    w = edges["weight"].to_numpy().astype(np.float32)
-    if len(pl) and (pl.max() >= P or tr.max() >= T or pl.min() < 0 or tr.min() < 0):
-        raise InputError(f"{g.path('edges')}: ids out of range for {P} playlists / {T} tracks")
-    order = np.lexsort((tr, pl))
-    return Graph(P, T, pl[order], tr[order], w[order], g.version), g
+
+    def edges() -> dict[str, np.ndarray]:
+        t = storage.read_parquet(g.path("edges"), schema=schemas.EDGES)
+        pl = t["playlist_idx"].to_numpy().astype(np.int64)
+        tr = t["track_idx"].to_numpy().astype(np.int64)
+        w = t["weight"].to_numpy().astype(np.float32)
+        if len(pl) and (pl.max() >= P or tr.max() >= T or pl.min() < 0 or tr.min() < 0):
+            raise InputError(f"{g.path('edges')}: ids out of range for {P} playlists / {T} tracks")
+        order = np.lexsort((tr, pl))
+        return {"playlist": pl[order], "track": tr[order], "weight": w[order]}
+    a = edges() if storage_cfg is None else cache.cached(storage_cfg, f"{g.version}/edges", edges)
+    return Graph(P, T, a["playlist"], a["track"], a["weight"], g.version), g
 
 
 def embedded_tracks(graph: storage.Committed, min_playlists: int) -> int:
@@ -142,6 +148,7 @@ class EvalCases:
     holdouts: list[np.ndarray]         # ids as above
     holdout_uris: list[list[str]]
     holdout_artists: list[list[str]]
+    drawn: tuple[int, int] | None = None   # (playlists drawn, playlists of the split) when sampled
 
     def __len__(self) -> int:
         return len(self.pid)
@@ -150,22 +157,33 @@ class EvalCases:
         idx = list(idx)
         return EvalCases(self.pid[idx], *[[getattr(self, f)[i] for i in idx] for f in
                                           ("category", "name", "seeds", "seed_uris", "holdouts",
-                                           "holdout_uris", "holdout_artists")])
+                                           "holdout_uris", "holdout_artists")], drawn=self.drawn)
 
 
-def load_eval(graph: storage.Committed, split: str, uri_to_idx: dict[str, int],
-              categories: set[str] | None = None) -> EvalCases:
-    """The evaluation cases of one split (and of `categories`), by pid then category."""
-    t = storage.read_parquet(graph.path("eval"), schema=schemas.EVAL)
-    keep = pc.equal(t["split"], split)
+def load_eval(graph: storage.Committed, split: str, uris, categories: set[str] | None = None,
+              max_playlists: int = 0, random_seed: int = 0) -> EvalCases:
+    """The evaluation cases of one split (and of `categories`), by pid then category. uris: the
+    catalogue's track URIs by track_idx (a pyarrow array), or a {uri: track_idx} dict.
+    max_playlists: only the cases of that many of the split's playlists, drawn by
+    musicmap.cases.sample (the same ones for every method and stage; 0 = all); `drawn` says how
+    many of how many."""
+    where = [("split", "=", split)]
+    pids = storage.read_parquet(graph.path("eval"), columns=["pid"], schema=schemas.EVAL, filters=where)["pid"]
+    pids = pids.to_numpy().astype(np.int64)
+    keep = cases.sample(pids, max_playlists, random_seed)
+    total = len(np.unique(pids))
+    if not keep.all():
+        where = [*where, ("pid", "in", np.unique(pids[keep]).tolist())]
+    t = storage.read_parquet(graph.path("eval"), schema=schemas.EVAL, filters=where)
     if categories is not None:
-        keep = pc.and_(keep, pc.is_in(t["category"], pa.array(sorted(categories), pa.string())))
-    t = t.filter(keep).sort_by([("pid", "ascending"), ("category", "ascending")])
+        t = t.filter(pc.is_in(t["category"], pa.array(sorted(categories), pa.string())))
+    t = t.sort_by([("pid", "ascending"), ("category", "ascending")])
     return EvalCases(
         pid=t["pid"].to_numpy().astype(np.int64), category=t["category"].to_pylist(),
         name=t["name"].to_pylist(), seeds=_split(*_flat(t["seed_idx"])),
-        seed_uris=t["seed_uris"].to_pylist(), holdouts=_holdout_ids(t["holdout_uris"], uri_to_idx),
-        holdout_uris=t["holdout_uris"].to_pylist(), holdout_artists=t["holdout_artist_uris"].to_pylist())
+        seed_uris=t["seed_uris"].to_pylist(), holdouts=_holdout_ids(t["holdout_uris"], uris),
+        holdout_uris=t["holdout_uris"].to_pylist(), holdout_artists=t["holdout_artist_uris"].to_pylist(),
+        drawn=(len(np.unique(pids[keep])), total) if max_playlists else None)
 
 
 def _flat(col) -> tuple[np.ndarray, np.ndarray]:
@@ -178,15 +196,20 @@ def _split(values: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
     return np.split(values.astype(np.int64), np.cumsum(lengths)[:-1]) if len(lengths) else []
 
 
-def _holdout_ids(col, uri_to_idx: dict[str, int]) -> list[np.ndarray]:
+def _holdout_ids(col, uris) -> list[np.ndarray]:
     """Each case's holdout ids (EvalCases.holdouts): track_idx, or -2, -3, ... for the case's
-    first, second, ... track outside the catalogue."""
+    first, second, ... track outside the catalogue. uris: as load_eval's."""
     lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy().astype(np.int64)
     flat = pc.list_flatten(col)
-    pos = pc.index_in(flat, value_set=pa.array(list(uri_to_idx), pa.string()))
+    if isinstance(uris, dict):
+        pos = pc.index_in(flat, value_set=pa.array(list(uris), pa.string()))
+        idx_of = np.fromiter(uris.values(), np.int64, len(uris))
+    else:
+        pos, idx_of = pc.index_in(flat, value_set=uris), None
     found = pos.is_valid().to_numpy(zero_copy_only=False)
     ids = np.empty(len(flat), np.int64)
-    ids[found] = np.fromiter(uri_to_idx.values(), np.int64, len(uri_to_idx))[pos.drop_null().to_numpy()]
+    at = pos.drop_null().to_numpy()
+    ids[found] = at if idx_of is None else idx_of[at]
     missed = np.concatenate([[0], np.cumsum(~found)])                 # misses before each item
     start = np.repeat(np.cumsum(lengths) - lengths, lengths)           # its case's first item
     ids[~found] = (-1 - (missed[1:] - missed[start]))[~found]

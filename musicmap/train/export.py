@@ -14,11 +14,16 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from musicmap import storage
+from musicmap import cache, storage
+
+# The model's arrays are memory-mapped read-only (load_model): torch reads them without a copy
+# and never writes to them, so its warning about non-writable arrays says nothing here.
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:
@@ -76,11 +81,23 @@ class TrainedModel:
     version: str
 
 
-def load_model(model_uri: str) -> TrainedModel:
+ARRAYS = {"playlists": "playlist_embeddings.npy", "tracks": "track_embeddings.npy", "foldin": "track_foldin.npy"}
+
+
+def load_model(model_uri: str, storage_cfg=None) -> TrainedModel:
+    """The committed model. Its arrays are memory-mapped read-only where they can be (a local
+    root; with storage_cfg, a copy in musicmap.cache for a remote one), so the ranks of a job
+    share one copy; otherwise read into memory."""
     m = storage.open_committed(model_uri, "train")
 
     def npy(name):
         return np.load(io.BytesIO(storage.read_bytes(m.path(name))), allow_pickle=False)
+    if storage.is_local(model_uri):
+        local = storage.get_fs(m.path())[1]
+        arrays = {k: np.load(f"{local}/{f}", mmap_mode="r", allow_pickle=False) for k, f in ARRAYS.items()}
+    elif storage_cfg is not None:
+        arrays = cache.cached(storage_cfg, f"{m.version}/model", lambda: {k: npy(f) for k, f in ARRAYS.items()})
+    else:
+        arrays = {k: npy(f) for k, f in ARRAYS.items()}
     manifest = json.loads(storage.read_bytes(m.path("manifest.json")))
-    return TrainedModel(npy("playlist_embeddings.npy"), npy("track_embeddings.npy"),
-                        npy("track_foldin.npy"), manifest, m.version)
+    return TrainedModel(arrays["playlists"], arrays["tracks"], arrays["foldin"], manifest, m.version)

@@ -37,7 +37,6 @@ from musicmap.train.data import (
     load_eval,
     load_graph,
     load_tracks,
-    uri_index,
 )
 from musicmap.train.export import write_model
 from musicmap.train.foldin import FoldIn
@@ -115,11 +114,12 @@ class Data:
 
 def load_data(cfg, run: Run) -> Data:
     tc, use_w = cfg.train, cfg.model.use_edge_weight
-    catalogue, committed = load_graph(storage.stage_uri(cfg, "graph"))
+    catalogue, committed = load_graph(storage.stage_uri(cfg, "graph"), cfg.storage)
     graph = catalogue.embedded(embedded_tracks(committed, cfg.model.embed_min_playlists))
     P, E = graph.num_playlists, graph.num_edges
     track_degree = torch.from_numpy(graph.degrees(use_w)[P:]).float().to(run.device)
-    val = load_eval(committed, "val", uri_index(load_tracks(committed, ["track_idx", "track_uri"])))
+    val = load_eval(committed, "val", load_tracks(committed, ["track_idx", "track_uri"])["track_uri"].combine_chunks(),
+                    max_playlists=cfg.evaluate.max_playlists, random_seed=cfg.graph.eval_random_seed)
     val.seeds = embedded_only(val.seeds, graph.num_tracks)
     with_seeds = [i for i in range(len(val)) if len(val.seeds[i])]
     if tc.val_max_cases and len(with_seeds) > tc.val_max_cases:
@@ -139,14 +139,37 @@ def load_data(cfg, run: Run) -> Data:
     return data
 
 
-def train_epoch(step_fn, opt, data: Data, run: Run, tc, epoch: int) -> dict:
-    """One pass over this rank's share of the train edges; the loss and speed over all ranks."""
+class Budget:
+    """train.max_minutes and train.max_steps: where a run stops though epochs are left (a CPU
+    epoch at the MPD's size takes hours). Every rank stops at the same step: the time is judged
+    by all ranks together (any rank over it stops all)."""
+
+    def __init__(self, tc, steps_done: int):
+        self.max_s, self.max_steps = tc.max_minutes * 60, tc.max_steps
+        self.t0, self.steps = time.time(), steps_done
+
+    def spent(self, run: Run) -> bool:
+        """Count one step; True when the budget is spent."""
+        self.steps += 1
+        if self.max_steps and self.steps >= self.max_steps:
+            return True
+        if not self.max_s:
+            return False
+        over = float(time.time() - self.t0 >= self.max_s)
+        return (distributed.sum_over_ranks([over])[0] if run.ddp else over) > 0
+
+
+def train_epoch(step_fn, opt, data: Data, run: Run, tc, epoch: int, budget: Budget) -> tuple[dict, bool]:
+    """One pass over this rank's share of the train edges, or as much of it as the budget
+    allows: the loss and speed over all ranks, and whether the budget stopped it."""
     t0, graph = time.time(), data.graph
     gen = np.random.default_rng([tc.random_seed, epoch, run.rank, 1])
-    loss_sum, seen = 0.0, 0
+    loss_sum, seen, steps, stopped = 0.0, 0, 0, False
     bar = progress(total=data.steps, desc=f"epoch {epoch}/{tc.epochs}", unit="step",
                    disable=not (run.master and tc.progress))
     for ids in epoch_batches(graph.num_edges, run.world, run.rank, data.batch, tc.random_seed, epoch):
+        if stopped:
+            break
         u = graph.playlist[ids]
         neg = sample_negatives(graph, u, tc.negatives, tc.reject_positives, gen)
         batch = [torch.from_numpy(a).to(run.device) for a in (u, graph.track[ids], neg)]
@@ -155,22 +178,30 @@ def train_epoch(step_fn, opt, data: Data, run: Run, tc, epoch: int) -> dict:
         loss.backward()
         opt.step()
         loss_sum += loss.item() * len(ids)
-        seen += len(ids)
+        seen, steps = seen + len(ids), steps + 1
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}",
                         edges_per_s=f"{seen * run.world / max(time.time() - t0, 1e-9):,.0f}", refresh=False)
+        stopped = budget.spent(run)
     bar.close()
     loss_total, seen_total = distributed.sum_over_ranks([loss_sum, seen])
-    return {"epoch": epoch, "loss": loss_total / max(seen_total, 1), "seconds": round(time.time() - t0, 2),
-            "edges_per_s": round(seen_total / max(time.time() - t0, 1e-9))}
+    entry = {"epoch": epoch, "loss": loss_total / max(seen_total, 1), "seconds": round(time.time() - t0, 2),
+             "edges_per_s": round(seen_total / max(time.time() - t0, 1e-9)), "steps": steps}
+    if stopped and steps < data.steps:
+        entry["partial"] = True
+    return entry, stopped
 
 
 def log_epoch(entry: dict, state: checkpoint.TrainState) -> None:
-    v = entry.get("val")
+    v, b = entry.get("val"), state.budget
+    if b:
+        why = (f" - stopped at the budget (train.max_minutes={b['max_minutes']}, train.max_steps={b['max_steps']}) "
+               f"after step {b['steps']} of {b['of']}: exporting what it has")
+    else:
+        why = f" - no improvement for {state.bad_validations} validations, stopping" if state.stopped else ""
     log.info("epoch %d: loss %.4f, %.1fs (%s edges/s)%s%s", entry["epoch"], entry["loss"], entry["seconds"],
              f"{entry['edges_per_s']:,}",
-             f", val NDCG {v['ndcg']:.4f} R-prec {v['r_precision']:.4f} clicks {v['clicks']:.2f}" if v else "",
-             f" - no improvement for {state.bad_validations} validations, stopping" if state.stopped else "")
+             f", val NDCG {v['ndcg']:.4f} R-prec {v['r_precision']:.4f} clicks {v['clicks']:.2f}" if v else "", why)
 
 
 def keep_best(model: LightGCN, state: checkpoint.TrainState) -> None:
@@ -198,7 +229,7 @@ def export(cfg, model: LightGCN, data: Data, run: Run, state, foldin_report: dic
         "embed_min_playlists": cfg.model.embed_min_playlists,
         "epochs_run": len(state.history) and state.history[-1]["epoch"],
         "best": best, "world_size": run.world, "device": str(run.device), "rank_param_digests": digests,
-        "batch_size": data.batch, "steps_per_epoch": data.steps, "foldin": foldin_report,
+        "batch_size": data.batch, "steps_per_epoch": data.steps, "foldin": foldin_report, "budget": state.budget,
         "input": {"graph": storage.stage_uri(cfg, "graph"), "graph_version": data.committed.version},
         "config": redacted(cfg.to_dict()), "fingerprint": fp,
     }
@@ -239,22 +270,29 @@ def main(argv: list[str] | None = None) -> int:
     elif run.master:
         checkpoint.clear(ckpt_dir)
     state = state or checkpoint.TrainState()
+    if state.budget:            # stopped by a budget before: this run's budget decides again
+        state.stopped, state.budget = False, None
     run.barrier()
 
     # ---- training loop
     # Per-epoch validation scores new playlists as recommend will (auto: the optimized fold-in,
     # which validated best on the real sets; bench/BENCHMARKS.md); the end compares every mode.
     val_spec = FoldIn.from_config(cfg.recommend)
+    budget = Budget(tc, sum(h.get("steps", data.steps) for h in state.history))
     for epoch in range(state.epoch + 1, tc.epochs + 1):
         if state.stopped:
             break
         model.train()
-        entry = train_epoch(step_fn, opt, data, run, tc, epoch)
-        if data.validating and (epoch % tc.val_every == 0 or epoch == tc.epochs):
+        entry, spent = train_epoch(step_fn, opt, data, run, tc, epoch, budget)
+        # a budget-stopped (partial) epoch is validated like a whole one: it may be the best
+        if data.validating and (epoch % tc.val_every == 0 or epoch == tc.epochs or spent):
             model.eval()
             entry["val"] = validate(model, data.adj, data.track_degree, data.val_shard, cfg.evaluate.k,
                                     run.world, val_spec)
         state.end_epoch(entry, model, tc.patience)
+        if spent:
+            state.stopped, state.budget = True, {"max_minutes": tc.max_minutes, "max_steps": tc.max_steps,
+                                                 "epoch": epoch, "steps": entry["steps"], "of": data.steps}
         if run.master:
             log_epoch(entry, state)
             checkpoint.save_run(ckpt_dir, fp, state, model, opt, tc.keep_checkpoints)
