@@ -12,8 +12,8 @@ many processes read it. A key names what the arrays are made from (the graph ver
 settings), so a stale entry is never read. Entries of versions other than the newest few are
 removed when a new one is built.
 
-The folder is `storage.cache_dir`, or the system's temporary folder; it holds nothing that
-cannot be rebuilt (delete it at will).
+The folder is `storage.cache_dir`, or ~/.cache/musicmap ($XDG_CACHE_HOME/musicmap); it holds
+nothing that cannot be rebuilt (delete it at will). At the MPD's size it holds ~10 GB.
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from typing import Callable
 
@@ -37,8 +36,9 @@ log = get_logger("cache")
 
 
 def cache_root(storage_cfg) -> str:
-    """storage.cache_dir, or <system temporary folder>/musicmap-cache."""
-    return getattr(storage_cfg, "cache_dir", None) or os.path.join(tempfile.gettempdir(), "musicmap-cache")
+    """storage.cache_dir, or $XDG_CACHE_HOME/musicmap (~/.cache/musicmap)."""
+    home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return getattr(storage_cfg, "cache_dir", None) or os.path.join(home, "musicmap")
 
 
 def digest(params) -> str:

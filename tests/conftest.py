@@ -24,6 +24,8 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# the tests' shared arrays (musicmap/cache.py) go to a folder of their own, never a user's cache
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="musicmap-test-cache-")
 
 SMALL_PLAYLISTS = 3000
 

@@ -290,3 +290,21 @@ def test_evaluate_reports_what_made_the_recs_from_one_committed_version(trained,
     summary = storage.read_json(real(recs).path("summary.json"))
     assert report["model"]["foldin"] == summary["foldin"] == "mean"
     assert report["model"]["graph_playlists"] == summary["graph_playlists_method"]
+
+
+def test_evaluate_reads_only_the_rows_it_scores(trained, all_recs, tmp_path):
+    """At the MPD's size the graph playlists' lists are most of recs/ (~500M rows): evaluate
+    reads the part files of the val/test cases and of the graph playlists under evaluation, and
+    of those only its cases' rows. Broken part files of the other graph playlists do not stop it."""
+    _, r = all_recs
+    recs = tmp_path / "recs"
+    shutil.copytree(r.uri, recs)
+    folder = recs / r.version
+    kinds = {k: sorted(folder.glob(f"part-{k}-*")) for k in ("train", "graphcases", "cases", "challenge")}
+    assert all(kinds.values()), {k: len(v) for k, v in kinds.items()}
+    for part in kinds["train"] + kinds["challenge"]:
+        part.write_bytes(b"not parquet: never read")
+    musicmap("evaluate", "--root", str(trained), "--set", f"paths.recs={recs}", "--set",
+             f"paths.metrics={tmp_path / 'metrics'}", "--set", "evaluate.baselines=[popularity]")
+    report = storage.read_json(storage.open_committed(str(tmp_path / "metrics")).path("metrics.json"))
+    assert report["graph_playlists"]["served_written"] and report["cases"]["challenge_categories"] > 0

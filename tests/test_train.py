@@ -128,12 +128,21 @@ def test_resumed_run_equals_an_uninterrupted_one(trained, tmp_path):
     np.testing.assert_array_equal(resumed.playlists, full.playlists)
 
 
-def test_one_process_runs_too(graph_small, tmp_path):
+def test_one_process_runs_and_stops_at_its_budget(graph_small, tmp_path):
+    """train.max_steps (as train.max_minutes) stops a run though epochs are left, part-way
+    through an epoch: it validates and exports what it has and says where it stopped."""
     root, _ = graph_small
-    run_cmd(["python", str(ROOT / "train" / "main.py"), "--root", str(root), "--set",
-             f"paths.model={tmp_path / 'model'}", "--set", "train.epochs=1", "--set", "train.progress=false"])
+    p = run_cmd(["python", str(ROOT / "train" / "main.py"), "--root", str(root), "--set",
+                 f"paths.model={tmp_path / 'model'}", "--set", "train.epochs=5", "--set", "train.progress=false",
+                 "--set", "train.max_steps=130"])
     m = load_model(str(tmp_path / "model"))
-    assert m.manifest["world_size"] == 1 and m.manifest["epochs_run"] == 1
+    steps = m.manifest["steps_per_epoch"]
+    assert m.manifest["world_size"] == 1 and m.manifest["epochs_run"] == 2 and steps < 130
+    assert m.manifest["budget"] == {"max_minutes": 0.0, "max_steps": 130, "epoch": 2, "steps": 130 - steps,
+                                    "of": steps}
+    history = json.loads(storage.read_bytes(storage.open_committed(str(tmp_path / "model")).path("history.json")))
+    assert [h["steps"] for h in history] == [steps, 130 - steps] and history[-1]["partial"]
+    assert "val" in history[-1] and "stopped at the budget" in p.stderr
 
 
 def test_negatives_are_tracks_for_the_same_playlist(graph_small):

@@ -32,7 +32,7 @@ import torch
 
 from musicmap.mpd import normalize_title
 from musicmap.recommend.recommenders import CoOccurrence, TitleModel, TrackSignals
-from musicmap.topk import flat_pairs, select, topk_rows
+from musicmap.topk import flat_pairs, select
 from musicmap.train.data import Graph
 
 
@@ -181,8 +181,8 @@ class Sources:
         return Block(cand, x, self.titles.rank(seeds, names, self.k)[0])
 
     def _title(self, names: list, m: int) -> tuple[np.ndarray, list]:
-        """(n, m) top tracks of each case's title (-1 padded), and per case None or the title's
-        (tracks ascending, shares)."""
+        """(n, m) top tracks of each case's title (the title model's order; -1 padded), and per
+        case None or the title's (tracks ascending, shares)."""
         top = np.full((len(names), m), -1, np.int64)
         shares = []
         tm = self.titles
@@ -191,12 +191,10 @@ class Sources:
             if t is None:
                 shares.append(None)
                 continue
+            best = tm.key_track[tm.top(name, m)]
+            top[i, :len(best)] = best
             lo, hi = tm.starts[t], tm.starts[t + 1]
-            tr, sh = tm.key_track[lo:hi], tm.key_share[lo:hi]   # tracks ascending within a title
-            best = topk_rows(torch.from_numpy(sh)[None], m)[0][0]   # ties by track
-            best = best[best >= 0]
-            top[i, :len(best)] = tr[best]
-            shares.append((tr, sh))
+            shares.append((tm.key_track[lo:hi], tm.key_share[lo:hi]))   # tracks ascending within a title
         return top, shares
 
 

@@ -60,33 +60,43 @@ def concat(a: EvalCases, b: EvalCases) -> EvalCases:
 
 
 class Pool:
-    """The candidates, features and labels of a set of cases, computed once (CV reuses them)."""
+    """The candidates, features and labels of a set of cases, computed once (CV reuses them).
+    The first `scored` cases keep every candidate (cross-validation ranks them); the others are
+    only fitted on, so they keep only the rows LightGBM sees: every relevant candidate and at most
+    `negatives` others, drawn with the seed (0 = all), as dataset() would draw them."""
 
-    def __init__(self, sources: Sources, cases: EvalCases, chunk: int, show: bool = False):
-        self.blocks = []
+    def __init__(self, sources: Sources, cases: EvalCases, chunk: int, show: bool = False,
+                 scored: int | None = None, negatives: int = 0, random_seed: int = 0):
+        self.blocks, self.negatives, self.random_seed = [], negatives, random_seed
+        scored = len(cases) if scored is None else scored
         for lo in progress(range(0, len(cases), chunk), desc="ranker features", unit="chunk", disable=not show):
             part = cases.subset(range(lo, min(lo + chunk, len(cases))))
             b = sources.candidates(part.seeds, part.name)
             for i in range(len(part)):
-                self.blocks.append((b.cand[i], b.x[i], b.fallback[i], part.holdouts[i]))
+                block = (b.cand[i], b.x[i], b.fallback[i], part.holdouts[i])
+                self.blocks.append(block if lo + i < scored else self._rows(lo + i, *block))
 
-    def dataset(self, idx, negatives: int = 0, random_seed: int = 0):
-        """(X, y, group sizes) of the cases idx, for LightGBM: every relevant candidate and at
-        most `negatives` others of each case, drawn with the seed (0 = all)."""
+    def _rows(self, i: int, cand, x, fallback, hold) -> tuple:
+        """(None, X, y) of case i: the rows it is fitted on."""
+        v = np.flatnonzero(cand >= 0)
+        y = np.isin(cand[v], hold)
+        if self.negatives and (~y).sum() > self.negatives:
+            rng = np.random.default_rng([self.random_seed, i])
+            v = np.sort(np.concatenate([v[y], rng.choice(v[~y], self.negatives, replace=False)]))
+            y = np.isin(cand[v], hold)
+        return None, x[v], y.astype(np.float32)
+
+    def dataset(self, idx):
+        """(X, y, group sizes) of the cases idx, for LightGBM."""
         xs, ys, groups = [], [], []
         for i in idx:
-            cand, x, _, hold = self.blocks[i]
-            v = np.flatnonzero(cand >= 0)
-            y = np.isin(cand[v], hold)
-            if negatives and (~y).sum() > negatives:
-                rng = np.random.default_rng([random_seed, i])
-                v = np.sort(np.concatenate([v[y], rng.choice(v[~y], negatives, replace=False)]))
-                y = np.isin(cand[v], hold)
-            if len(v) == 0:
+            block = self.blocks[i]
+            _, x, y = block if block[0] is None else self._rows(i, *block)
+            if len(y) == 0:
                 continue
-            xs.append(x[v])
-            ys.append(y.astype(np.float32))
-            groups.append(len(v))
+            xs.append(x)
+            ys.append(y)
+            groups.append(len(y))
         return np.concatenate(xs), np.concatenate(ys), groups
 
     def order(self, idx, predict, k: int) -> np.ndarray:
@@ -98,7 +108,7 @@ class Pool:
 
 
 def fit_booster(pool: Pool, idx, rk):
-    X, y, groups = pool.dataset(idx, rk.fit_negatives, rk.random_seed)
+    X, y, groups = pool.dataset(idx)
     return lgb.train(lgb_params(rk), lgb.Dataset(X, y, group=groups, feature_name=FEATURE_NAMES), rk.rounds)
 
 
@@ -196,7 +206,8 @@ def run(cfg) -> dict:
              "playlists)", n_val, len(np.unique(cases.pid)), len(cases) - n_val)
     tuned = yardsticks.tune(ctx.graph, cases.subset(range(n_val)), cfg.baselines, k=k)
     sources = sources_for(ctx, tuned)
-    pool = Pool(sources, cases, rk.chunk, show=cfg.train.progress)
+    pool = Pool(sources, cases, rk.chunk, show=cfg.train.progress, scored=n_val, negatives=rk.fit_negatives,
+                random_seed=rk.random_seed)
     val = cases.subset(range(n_val))
     single = single_methods(ctx, val, k, tuned)
     report = {name: mean_metrics(r, val, k) for name, r in single.items()}

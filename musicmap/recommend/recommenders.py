@@ -378,8 +378,9 @@ class CoOccurrence(Neighbours):
 
 class TitleModel:
     """Playlist titles -> tracks: a normalised title (musicmap.mpd.normalize_title) scores each
-    track by the share of train playlists with that title that hold it; unknown or missing titles
-    fall back to popularity (which also fills the list)."""
+    track by the share of train playlists with that title that hold it, plus its popularity
+    scaled to at most 1e-3 (a tiebreak among equal shares); unknown or missing titles fall back
+    to popularity (which also fills the list)."""
     name = "title"
 
     def __init__(self, titles: list[str | None]):
@@ -391,18 +392,23 @@ class TitleModel:
         norm = np.array([normalize_title(t) for t in self.titles], dtype=object)
         vocab, tid = np.unique(norm, return_inverse=True)
         self.title_id = {t: i for i, t in enumerate(vocab) if t}
+        pop = np.bincount(graph.track, minlength=graph.num_tracks).astype(np.float64)
+        self.pop = pop / max(pop.max(initial=0), 1) * 1e-3
 
         def keys() -> dict[str, np.ndarray]:
             key = tid[graph.playlist].astype(np.int64) * graph.num_tracks + graph.track
             uk, counts = np.unique(key, return_counts=True)
-            title = uk // graph.num_tracks
-            return {"title": title, "track": uk % graph.num_tracks, "share": counts / np.bincount(tid)[title],
+            title, track = uk // graph.num_tracks, uk % graph.num_tracks
+            share = counts / np.bincount(tid)[title]
+            # within each title, its tracks best first (score, then track): a title's top k is a
+            # prefix, so ranking a playlist never sorts the title's tracks again
+            order = np.lexsort((track, -(share + self.pop[track]), title))
+            return {"title": title, "track": track, "share": share, "order": order,
                     "starts": np.searchsorted(title, np.arange(len(vocab) + 1))}
         cached = storage_cfg is not None and graph.version
-        a = cache.cached(storage_cfg, f"{graph.version}/titles-{len(vocab)}", keys) if cached else keys()
-        self.key_title, self.key_track, self.key_share, self.starts = a["title"], a["track"], a["share"], a["starts"]
-        pop = np.bincount(graph.track, minlength=graph.num_tracks).astype(np.float64)
-        self.pop = pop / pop.max() * 1e-3
+        a = cache.cached(storage_cfg, f"{graph.version}/title-index-{len(vocab)}", keys) if cached else keys()
+        self.key_title, self.key_track, self.key_share = a["title"], a["track"], a["share"]
+        self.order, self.starts = a["order"], a["starts"]
         self.num_tracks = graph.num_tracks
         self.pop_order = np.lexsort((np.arange(graph.num_tracks), -self.pop))
         return self
@@ -415,23 +421,28 @@ class TitleModel:
             s[self.key_track[lo:hi]] += self.key_share[lo:hi]
         return s
 
+    def top(self, name: str | None, n: int) -> np.ndarray:
+        """Indices into the key arrays of the title's n best tracks, best first (none for an
+        unknown or missing title)."""
+        t = self.title_id.get(normalize_title(name)) if name else None
+        return np.zeros(0, np.int64) if t is None else self.order[self.starts[t]:self.starts[t + 1]][:n]
+
     def rank(self, seeds: list[np.ndarray], names: list[str | None], k: int = 500) -> tuple[np.ndarray, np.ndarray]:
         """The top k of `scores` by the one tie rule (an unknown title ranks exactly as
-        Popularity does). Only the title's tracks and the k + |seeds| most popular can be in a
-        top k, so a playlist costs those, not the catalogue."""
+        Popularity does). Only the title's k + |seeds| best tracks and the k + |seeds| most
+        popular can be in a top k, so a playlist costs those, not the catalogue."""
         out = np.full((len(names), k), -1, np.int64)
         out_s = np.full((len(names), k), -np.inf, np.float32)
         for i, (s, name) in enumerate(zip(seeds, names)):
-            t = self.title_id.get(normalize_title(name)) if name else None
-            cand = self.pop_order[:k + len(s)]
-            if t is not None:
-                cand = np.union1d(cand, self.key_track[self.starts[t]:self.starts[t + 1]])
-            cand = cand[~np.isin(cand, s)]
-            sc = self.pop[cand]
-            if t is not None:
-                lo, hi = self.starts[t], self.starts[t + 1]
-                at = np.searchsorted(self.key_track[lo:hi], cand).clip(max=max(hi - lo - 1, 0))
-                sc = sc + np.where(self.key_track[lo:hi][at] == cand, self.key_share[lo:hi][at], 0.0)
+            best = self.top(name, k + len(s))
+            popular = self.pop_order[:k + len(s)]
+            cand = np.concatenate([self.key_track[best], popular])
+            sc = np.concatenate([self.key_share[best] + self.pop[self.key_track[best]], self.pop[popular]])
+            first = np.lexsort((-sc, cand))                       # each track once, at its best score
+            keep = np.ones(len(cand), bool)
+            keep[first[1:]] = cand[first[1:]] != cand[first[:-1]]
+            keep &= ~np.isin(cand, s)
+            cand, sc = cand[keep], sc[keep]
             top = np.lexsort((cand, -sc))[:k]
             out[i, :len(top)], out_s[i, :len(top)] = cand[top], sc[top]
         return out, out_s
