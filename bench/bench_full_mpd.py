@@ -138,13 +138,13 @@ def sizes(root: Path, stage: str) -> dict:
     return {k: v for k, v in m["cases"].items() if k != "challenge_keys"}
 
 
-def run_size(out: Path, n: int, train_minutes: float, results: dict, nproc2: bool) -> None:
+def run_size(out: Path, n: int, train_minutes: float, results: dict, nproc2: bool, until: str) -> None:
     root = out / str(n)
     done = results.setdefault(str(n), {})
     cmds = commands(root, n, train_minutes)
     dirty = False
     for stage in STAGES:
-        if stage == "recommend-nproc2" and not nproc2:
+        if stage == "recommend-nproc2" and not nproc2 or STAGES.index(stage) > STAGES.index(until):
             continue
         if not dirty and committed(root, stage) and stage in done and done[stage].get("rc") == 0:
             print(f"{n:>9,} {stage:<17} kept: {done[stage]['seconds']:.0f} s, {done[stage]['peak_pss_gib']:.1f} GiB",
@@ -187,6 +187,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="playlists per rehearsal")
     ap.add_argument("--out", default=str(REPO / "bench" / "out" / "full_mpd"), help="where the roots go")
     ap.add_argument("--train-minutes", type=float, default=20.0, help="train.max_minutes of each size")
+    ap.add_argument("--until", choices=STAGES, default=STAGES[-1], help="stop after this stage (resume later)")
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -194,7 +195,7 @@ def main(argv=None) -> int:
     results = json.loads(saved.read_text()) if saved.exists() else {}
     ns = [int(s) for s in args.sizes.split(",")]
     for n in ns:
-        run_size(out, n, args.train_minutes, results, nproc2=n == max(ns))
+        run_size(out, n, args.train_minutes, results, nproc2=n == max(ns), until=args.until)
     print(table({n: results[n] for n in map(str, ns) if n in results}))
     return 0
 

@@ -133,7 +133,7 @@ def cross_validate(pool: Pool, fit_pid: np.ndarray, n_val: int, rk, k: int) -> n
                        np.arange(len(pids)) % max(rk.folds, 2)))
     fold = np.array([fold_of.get(int(p), -1) for p in fit_pid])
     ranked = np.full((n_val, k), -1, np.int64)
-    for f in range(max(rk.folds, 2)):
+    for f in progress(range(max(rk.folds, 2)), desc="ranker cross-validation", unit="fold"):
         test = np.flatnonzero(fold[:n_val] == f)
         if len(test):
             booster = fit_booster(pool, np.flatnonzero((fold != f) & (fold >= 0)), rk)

@@ -125,7 +125,7 @@ def choose_graph_method(ctx: Context, k: int) -> dict:
     if not len(cases):
         return {"chosen": "lightgcn", "by": "default (no graph_val cases: graph.holdout_playlists=0?)"}
     val = {}
-    for method in GRAPH_METHODS:
+    for method in progress(GRAPH_METHODS, desc="graph playlists: each method", unit="method"):
         try:
             ranked = rank_graph_playlists(ctx, idx, k, method)[0]
         except InputError as e:     # EASE^R above its size

@@ -194,35 +194,33 @@ def neighbour_matrices(A: sp.csr_matrix, row_w: np.ndarray, mid_w: np.ndarray, c
         W_c[i, j] = row_w[i] Σ_u A[u, i] mid_w[u] A[u, j] col_w_c[j]     (i ≠ j; top `neighbours` of row i)
 
     built a block of rows at a time (blocks sized by the walk's work, scipy.sparse), so nothing
-    T x T is ever dense, and each row cut to its `neighbours` best (ties by the lower track id).
+    T x T is ever dense, and each row cut to its `neighbours` best (ties by the lower track id)
+    straight into the result's arrays (reserved for `neighbours` per row: pages never written
+    take no memory), so the build holds one copy of each matrix and one block's walk.
     rows: only these tracks' rows (the others empty); None = every track."""
     T = A.shape[1]
-    up = (sp.diags(row_w) @ A.T).tocsr()                               # (T, P) track -> playlist
-    down = (sp.diags(mid_w) @ A).tocsr()                               # (P, T) playlist -> track
+    up = (sp.diags(row_w.astype(np.float32)) @ A.T).tocsr()           # (T, P) track -> playlist
+    down = (sp.diags(mid_w.astype(np.float32)) @ A).tocsr()           # (P, T) playlist -> track
     rows = np.arange(T) if rows is None else np.unique(np.asarray(rows, np.int64))
     work = (A.T.tocsr() @ np.asarray(A.sum(1)).ravel())[rows]          # entries each row touches
-    parts: list[list] = [[] for _ in col_ws]
+    idx = np.int32 if max(len(rows) * neighbours, T) < 2 ** 31 else np.int64   # scipy: one index type
+    out = [(np.empty(len(rows) * neighbours, np.float32), np.empty(len(rows) * neighbours, idx),
+            np.zeros(T + 1, idx)) for _ in col_ws]
+    filled = [0] * len(col_ws)
     blocks = row_blocks(work, block_work)
     for lo, hi in progress(blocks, desc="item neighbours", unit="block", disable=len(blocks) < 20):
         r = rows[lo:hi]
         w = (up[r] @ down).tocsr()
         w.data[w.indices == np.repeat(r, np.diff(w.indptr))] = 0.0    # no track is its own neighbour
         w.eliminate_zeros()
-        for part, c in zip(parts, col_ws):
-            wc = sp.csr_matrix((w.data * c[w.indices], w.indices, w.indptr), shape=w.shape)
-            part.append((r, top_per_row(wc, neighbours)))
-    return [_stack_rows(part, T) for part in parts]
-
-
-def _stack_rows(parts: list[tuple[np.ndarray, sp.csr_matrix]], T: int) -> sp.csr_matrix:
-    """(T, T) float32 CSR from blocks of rows (ascending row ids, each block's rows in order);
-    rows in no block are empty."""
-    counts = np.zeros(T, np.int64)
-    for r, m in parts:
-        counts[r] = np.diff(m.indptr)
-    data = np.concatenate([m.data.astype(np.float32) for _, m in parts]) if parts else np.zeros(0, np.float32)
-    indices = np.concatenate([m.indices for _, m in parts]) if parts else np.zeros(0, np.int32)
-    return sp.csr_matrix((data, indices, np.concatenate([[0], np.cumsum(counts)])), shape=(T, T))
+        for j, c in enumerate(col_ws):
+            m = top_per_row(sp.csr_matrix((w.data * c[w.indices], w.indices, w.indptr), shape=w.shape), neighbours)
+            data, indices, counts = out[j]
+            data[filled[j]:filled[j] + m.nnz], indices[filled[j]:filled[j] + m.nnz] = m.data, m.indices
+            counts[r + 1] = np.diff(m.indptr)
+            filled[j] += m.nnz
+    return [sp.csr_matrix((data[:n], indices[:n], np.cumsum(counts, dtype=idx)), shape=(T, T), copy=False)
+            for (data, indices, counts), n in zip(out, filled)]
 
 
 class Neighbours(ItemBased):

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from musicmap import metrics, mpd, schemas, storage
 from musicmap.config import config_from_args
 from musicmap.errors import InputError
-from musicmap.log import get_logger
+from musicmap.log import get_logger, progress
 from musicmap.recommend import yardsticks
 from musicmap.recommend.context import Context, load_context
 from musicmap.recommend.main import GRAPH_METHODS, graph_cases, rank_graph_playlists
@@ -168,7 +168,7 @@ def run(cfg, split: str, force: bool = False) -> dict:
         methods["lightgcn"] = ctx.lightgcn(foldin).rank(cases.seeds, cases.name, ec.k)[0]
     chosen = yardsticks.chosen_for(ctx) if set(ec.baselines) & set(yardsticks.NAMES) else {}
     ctx.use_tuned(chosen)      # each method fitted once, here and for the graph playlists
-    for name, rec in ctx.baselines(ec.baselines).items():
+    for name, rec in progress(ctx.baselines(ec.baselines).items(), desc="baselines", unit="method"):
         methods[name] = rec.rank(cases.seeds, cases.name, ec.k)[0]
 
     is_seed = np.array([c == mpd.SEED_PROTOCOL for c in cases.category])
@@ -186,7 +186,7 @@ def run(cfg, split: str, force: bool = False) -> dict:
                         "ranker_version": summary.get("ranker_version"), "forced": force},
               "graph_version": ctx.committed.version,
               "yardsticks": {n: {k: v for k, v in p.items() if k != "grid"} for n, p in chosen.items()}}
-    for name, ranked in methods.items():
+    for name, ranked in progress(methods.items(), desc="scoring", unit="method"):
         rows = score(ranked, cases, artist_of, artist_id, ec.k, ec.k_small)
         ch = [i for i in range(len(rows)) if not is_seed[i]]
         sp = [i for i in range(len(rows)) if is_seed[i]]
