@@ -37,7 +37,7 @@ fuzz: venv   # the input fuzz test with 5,000 examples instead of make test's 15
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_fuzz_inputs.py -k fuzzed
 
 bench: venv
-	$(PY) bench/run_all.py
+	$(PY) -m bench.run_all
 
 dist: venv
 	$(PY) -m musicmap.dist

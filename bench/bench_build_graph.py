@@ -1,10 +1,10 @@
 """Benchmark of build_graph: MB/s of JSON and playlists/s end to end (the `musicmap build-graph`
 command, local Spark on this machine, JVM start included), peak memory, how time grows from 10 to
 100 slices, and the ratio against a single-process plain-Python build doing the same work on the
-same files (bench/reference_graph.py), measured in the same run.
+same files (tests/reference_graph.py, the tests' oracle), measured in the same run.
 
-    python bench/bench_build_graph.py [--slices 10,50,100] [--mpd DIR] [--quick]
-    python bench/bench_build_graph.py --dense-ids [--tracks 2262292 --playlists 1000000]
+    python -m bench.bench_build_graph [--slices 10,50,100] [--mpd DIR] [--quick]
+    python -m bench.bench_build_graph --dense-ids [--tracks 2262292 --playlists 1000000]
 
 --mpd: a folder of generated slices (default bench/out/mpd100, generated with `musicmap synth`
 when missing). Each size runs on a folder of links to the first N slices.
@@ -27,9 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 PY = sys.executable
-sys.path.insert(0, str(ROOT / "bench"))
 
-from common import ProcessTreeMemory
+from bench.common import ProcessTreeMemory
 from musicmap import mpd
 from pyspark.sql import Window
 from pyspark.sql import functions as F
@@ -146,7 +145,7 @@ def main(argv=None) -> int:
                "mb_per_s": round(mb / secs, 1), "playlists_per_s": round(playlists / secs),
                "peak_rss_gb": round(rss / 1e9, 2), "job_seconds": stats["seconds"]}
         if not args.skip_reference:
-            rsecs, rrss, _ = timed([PY, str(ROOT / "bench" / "reference_graph.py"), str(root / "mpd"),
+            rsecs, rrss, _ = timed([PY, str(ROOT / "tests" / "reference_graph.py"), str(root / "mpd"),
                                     str(root / "reference")])
             row.update({"reference_seconds": round(rsecs, 1), "reference_mb_per_s": round(mb / rsecs, 1),
                         "reference_peak_rss_gb": round(rrss / 1e9, 2), "speedup": round(rsecs / secs, 2)})

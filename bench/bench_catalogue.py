@@ -7,7 +7,7 @@
 - for each method that can serve graph playlists (recommend.graph_method): seconds to fit it and
   per 1,000 graph playlists, and that extrapolated to the MPD's 1M playlists on this machine.
 
-    python bench/bench_catalogue.py --root bench/out/quality/synth [--caps 1,2,3,5] [--steps 10]
+    python -m bench.bench_catalogue --root bench/out/quality/synth [--caps 1,2,3,5] [--steps 10]
 
 Prints a Markdown table per part; numbers are from one run, on the machine the benchmark runs on.
 """

@@ -1,8 +1,8 @@
 """The music map's cost (issue 14): `musicmap map` time and peak memory, and the page's load and
 frame time in headless Chromium.
 
-    python bench/bench_map.py --demo-root demo-data --scale seed     # after `make demo`
-    python bench/bench_map.py --page-points 600000 --skip-map        # the page alone
+    python -m bench.bench_map --demo-root demo-data --scale seed     # after `make demo`
+    python -m bench.bench_map --page-points 600000 --skip-map        # the page alone
 
 - `musicmap map` as a user runs it (a subprocess; peak = the summed resident memory of its
   process tree): on the demo's trained model (--demo-root), and on bench/graphgen.py's graph at
@@ -26,18 +26,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import ProcessTreeMemory
+from bench.common import ProcessTreeMemory
 from musicmap import storage
 import pyarrow as pa
 from musicmap.tools.map import page_data, write_page
 import shutil
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
-import graphgen
-from bench_ranker import random_model
+from bench import graphgen
+from bench.bench_ranker import random_model
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
 OUT = REPO / "bench" / "out" / "map"
 
 

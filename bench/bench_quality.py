@@ -2,9 +2,9 @@
 data, every method of the harness on the same test cases, per category group and on the seed
 protocol, over several seeds, with the time each stage took.
 
-    python bench/bench_quality.py                                  # ml-small and synth, 3 seeds
-    python bench/bench_quality.py --sets ml-small,ml-100k,synth --random-seeds 0,1,2 --transductive
-    python bench/bench_quality.py --sets ml-small --random-seeds 0 --quick
+    python -m bench.bench_quality                                  # ml-small and synth, 3 seeds
+    python -m bench.bench_quality --sets ml-small,ml-100k,synth --random-seeds 0,1,2 --transductive
+    python -m bench.bench_quality --sets ml-small --random-seeds 0 --quick
 
 Data sets (written once under bench/out/quality/<set>/mpd):
   ml-small  MovieLens latest-small as MPD slices: ../shared/realdata/movielens_small.sh (the
@@ -36,8 +36,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-from bench_quality_lib import GROUPS, METRICS, score_foldins, summarise, transductive_scores  # noqa: E402
+from bench.bench_quality_lib import GROUPS, METRICS, score_foldins, summarise, transductive_scores
 import numpy as np
 from musicmap import storage
 from musicmap.tools.evaluate import no_vector_share

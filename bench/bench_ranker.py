@@ -1,8 +1,8 @@
 """What the two-stage default costs (issue 11): recommend for 1,000 playlists with the ranker
 against the LightGCN-only path, on the same graph, model and playlists, in one run.
 
-    python bench/bench_ranker.py --scale seed       # 315K playlists, 177K tracks, 15.5M edges
-    python bench/bench_ranker.py --scale small      # minutes
+    python -m bench.bench_ranker --scale seed       # 315K playlists, 177K tracks, 15.5M edges
+    python -m bench.bench_ranker --scale small      # minutes
 
 The graph is bench/graphgen.py's (in the graph contract, under bench/out/<scale>/). The model is
 random embeddings (dimension 64) committed as a trained model: what is measured is the cost of
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from musicmap import storage
 from musicmap.train.export import write_model
-from common import ProcessTreeMemory
+from bench.common import ProcessTreeMemory
 import os
-import graphgen
+from bench import graphgen
 from musicmap.config import load_config
 from musicmap.recommend import fit_ranker
 from musicmap.train.data import load_eval, uri_index
@@ -33,7 +33,6 @@ from musicmap.recommend.context import load_context
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
 
 
 def random_model(root: str, dim: int = 64, random_seed: int = 0) -> None:

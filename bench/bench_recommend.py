@@ -1,9 +1,9 @@
 """Top-500 scoring benchmark (issue 5): musicmap.topk.topk against the machine's matrix-multiply
 rate and against a naive full-sort reference, on random embeddings at the seed system's scale.
 
-    python bench/bench_recommend.py                          # 177K tracks x 64, 2,048 queries (CPU)
-    python bench/bench_recommend.py --quick                  # smoke run (512 queries, 2 repeats)
-    python bench/bench_recommend.py --device cuda --full-mpd # 2.26M tracks, a slice, extrapolated to 1M
+    python -m bench.bench_recommend                          # 177K tracks x 64, 2,048 queries (CPU)
+    python -m bench.bench_recommend --quick                  # smoke run (512 queries, 2 repeats)
+    python -m bench.bench_recommend --device cuda --full-mpd # 2.26M tracks, a slice, extrapolated to 1M
 
 What is measured (all on the same inputs, wall clock, best of --repeats, rounds interleaved so a
 busy machine hurts every method alike; torch threads = torch's default unless --threads)
@@ -236,7 +236,7 @@ def make_inputs(T: int, d: int, n: int, device: str, random_seed: int):
     return items, q, seeds
 
 
-def main(argv=None) -> int:
+def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--full-mpd", action="store_true", help="2.26M tracks; extrapolate to 1M playlists")
@@ -258,104 +258,82 @@ def main(argv=None) -> int:
     ap.add_argument("--random-seed", type=int, default=0)
     ap.add_argument("--out", help="result JSON")
     args = ap.parse_args(argv)
-    global CLOCK
-    if args.clock == "cpu":
-        if args.device == "cuda" or (args.threads or 1) != 1:
-            ap.error("--clock cpu measures one CPU thread: use it with --device cpu --threads 1")
-        args.threads = 1
-        CLOCK = time.process_time
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("bench_recommend: --device cuda but torch sees no GPU", file=sys.stderr)
-        return 2
+    if args.clock == "cpu" and (args.device == "cuda" or (args.threads or 1) != 1):
+        ap.error("--clock cpu measures one CPU thread: use it with --device cpu --threads 1")
+    return args
+
+
+def sizes(args) -> dict:
+    """T, n, the naive reference's n, repeats and chunk sizes from the arguments."""
     dev = args.device
     T = args.tracks or (MPD_TRACKS if args.full_mpd else SEED_TRACKS)
     n = args.queries or (512 if args.quick else (16384 if args.full_mpd and dev == "cuda" else 2048))
-    repeats = 2 if args.quick and args.repeats == 3 else args.repeats
     n_naive = args.naive_queries or (n if not args.full_mpd else (512 if dev == "cuda" else 128))
-    n_naive = min(n_naive, n)
-    d, k = args.dim, args.k
-    chunks = sorted({int(c) for c in args.chunks.split(",")} | {1024})
-    load0 = os.getloadavg()
-    print(f"bench_recommend: T={T:,} d={d} k={k} queries={n:,} (naive {n_naive:,}) device={dev} "
-          f"torch threads={torch.get_num_threads()} clock={args.clock} load avg {load0[0]:.1f}", flush=True)
+    return {"T": T, "n": n, "n_naive": min(n_naive, n),
+            "repeats": 2 if args.quick and args.repeats == 3 else args.repeats,
+            "chunks": sorted({int(c) for c in args.chunks.split(",")} | {1024})}
 
-    items, q, seeds = make_inputs(T, d, n, dev, args.random_seed)
-    items_t = items.t().contiguous()
-    flops = 2.0 * n * d * T
 
-    # ---- correctness first (also warms everything up)
+def check(q, items, items_t, seeds, k, n_naive, skip_naive) -> tuple[list[str], float]:
+    """Every method against the others (and the naive full sort), before timing (it also warms
+    everything up): the problems found, and the share of rows whose unexcluded top-k holds a seed."""
     problems = [f"ours {p}" for p in edge_case_problems(topk)]
     problems += [f"single-topk {p}" for p in edge_case_problems(topk_single)]
     ours_i, ours_s = topk(q, items, k, exclude=seeds, chunk=1024)
     one_i, one_s = topk_single(q, items, k, exclude=seeds, chunk=1024)
     q64, it64 = q.double().cpu().numpy(), items.double().cpu().numpy()
-    naive_s = naive_i = None
-    if not args.skip_naive:
+    if not skip_naive:
         naive_i, naive_s = naive_topk(q[:n_naive], items, k, seeds[:n_naive])
         problems += check_same("naive-vs-ours", naive_i, naive_s, ours_i[:n_naive], q64, it64, seeds)
         problems += check_same("ours-vs-naive", ours_i[:n_naive], ours_s[:n_naive], naive_i, q64, it64, seeds)
     problems += check_same("ours-vs-single-topk", ours_i, ours_s, one_i, q64, it64, seeds)
     problems += check_same("single-topk-vs-ours", one_i, one_s, ours_i, q64, it64, seeds)
-    m = min(n, 256)   # sanity: without the exclusion, seeds would sit in the top-k
-    raw = torch.topk(q[:m] @ items_t, min(k, T), dim=1).indices.cpu().numpy()
+    m = min(len(q), 256)   # sanity: without the exclusion, seeds would sit in the top-k
+    raw = torch.topk(q[:m] @ items_t, min(k, items.shape[0]), dim=1).indices.cpu().numpy()
     seeds_in_top = float(np.mean([np.isin(seeds[i], raw[i]).any() for i in range(m)]))
-    print(f"  rows whose unexcluded top-{k} holds a seed: {100 * seeds_in_top:.0f}% "
-          f"(the exclusion is exercised)")
-    print(f"  checks: {'OK' if not problems else 'FAILED'}", flush=True)
-    for p in problems:
-        print(f"    {p}")
-    del ours_s, ours_i, one_s, one_i, naive_s, naive_i
+    return problems, seeds_in_top
 
-    # ---- timing: the matmul at every chunk, then each method paired with the best matmul
-    mm_fns = {f"matmul chunk={c}": (lambda c=c: matmul_pass(q, items_t, c)) for c in chunks}
-    best, _ = timed_rounds(mm_fns, repeats, dev)
-    mm_name = min(best, key=best.get)
-    mm_chunk = int(mm_name.split("=")[1])
-    fns = {}
-    for c in chunks:
-        fns[f"ours topk chunk={c}"] = lambda c=c: topk(q, items, k, exclude=seeds, chunk=c)
+
+def time_methods(q, items, items_t, seeds, k, z, dev, skip_naive) -> tuple[dict, dict, str]:
+    """(best seconds, paired ratios, the best matmul's name): the matmul at every chunk, then each
+    method paired with the best matmul."""
+    mm_fns = {f"matmul chunk={c}": (lambda c=c: matmul_pass(q, items_t, c)) for c in z["chunks"]}
+    best, _ = timed_rounds(mm_fns, z["repeats"], dev)
+    mm_chunk = int(min(best, key=best.get).split("=")[1])
+    fns = {f"ours topk chunk={c}": (lambda c=c: topk(q, items, k, exclude=seeds, chunk=c)) for c in z["chunks"]}
     fns[SINGLE] = lambda: topk_single(q, items, k, exclude=seeds, chunk=1024)
-    b, paired = timed_rounds(fns, repeats, dev, pair=lambda: matmul_pass(q, items_t, mm_chunk))
+    b, paired = timed_rounds(fns, z["repeats"], dev, pair=lambda: matmul_pass(q, items_t, mm_chunk))
     best.update(b)
-    if not args.skip_naive:
-        qn = q[:n_naive]
-        b, p = timed_rounds({"naive full sort": lambda: naive_topk(qn, items, k, seeds[:n_naive])},
-                            max(1, repeats - 1), dev, warmup=False,
+    if not skip_naive:
+        qn, nn = q[:z["n_naive"]], z["n_naive"]
+        b, p = timed_rounds({"naive full sort": lambda: naive_topk(qn, items, k, seeds[:nn])},
+                            max(1, z["repeats"] - 1), dev, warmup=False,
                             pair=lambda: matmul_pass(qn, items_t, mm_chunk))
         best.update(b)
         paired.update(p)
     mm_best = {x: t for x, t in best.items() if x.startswith("matmul")}
-    mm_name = min(mm_best, key=mm_best.get)
-    load1 = os.getloadavg()
+    return best, paired, min(mm_best, key=mm_best.get)
 
-    mm_rate = flops / best[mm_name] / 1e9
+
+def result_rows(best: dict, paired: dict, mm_name: str, z: dict, d: int) -> list[dict]:
+    mm_rate = 2.0 * z["n"] * d * z["T"] / best[mm_name] / 1e9
     rows = []
     for name, secs in best.items():
-        nq = n_naive if name.startswith("naive") else n
-        f = 2.0 * nq * d * T
+        nq = z["n_naive"] if name.startswith("naive") else z["n"]
+        f = 2.0 * nq * d * z["T"]
         pr = paired.get(name)
         rows.append({"method": name, "seconds": secs, "queries": nq, "playlists_per_s": nq / secs,
                      "gflops": f / secs / 1e9, "pct_of_matmul": 100 * f / secs / 1e9 / mm_rate,
                      "pct_of_matmul_paired": 100 * float(np.median(pr)) if pr else None,
                      "paired_ratios": pr})
-    by = {r["method"]: r for r in rows}
-    ours_rows = [r for r in rows if r["method"].startswith("ours topk chunk=")]
-    best_ours = max(ours_rows, key=lambda r: r["playlists_per_s"])
-    default = by["ours topk chunk=1024"]
-    single = by[SINGLE]
-    naive = by.get("naive full sort")
+    return rows
 
-    print(f"\n  {'method':42s} {'seconds':>8s} {'playlists/s':>12s} {'GFLOP/s':>8s} {'% matmul':>9s} "
-          f"{'% paired':>9s}")
-    for r in rows:
-        pp = f"{r['pct_of_matmul_paired']:8.1f}%" if r["pct_of_matmul_paired"] is not None else f"{'':9s}"
-        print(f"  {r['method']:42s} {r['seconds']:8.3f} {r['playlists_per_s']:12,.0f} "
-              f"{r['gflops']:8.1f} {r['pct_of_matmul']:8.1f}% {pp}")
-    print(f"  (% matmul: best time against the best matmul time; % paired: median over rounds of a "
-          f"matmul pass (chunk={mm_chunk}) timed just before the method)")
-    print(f"\n  machine matmul rate: {mm_rate:.1f} GFLOP/s ({mm_name})")
+
+def summarise(rows: list[dict], full_mpd: bool) -> dict:
+    """The ratios the targets are about (and, with --full-mpd, the time for 1M playlists)."""
+    by = {r["method"]: r for r in rows}
+    best_ours = max((r for r in rows if r["method"].startswith("ours topk chunk=")), key=lambda r: r["playlists_per_s"])
+    default, single, naive = by["ours topk chunk=1024"], by[SINGLE], by.get("naive full sort")
     summary = {
         "ours_default_pct_of_matmul": default["pct_of_matmul"],
         "ours_default_pct_of_matmul_paired": default["pct_of_matmul_paired"],
@@ -365,33 +343,72 @@ def main(argv=None) -> int:
         "two_level_speedup_vs_single_topk": default["playlists_per_s"] / single["playlists_per_s"],
     }
     if naive:
-        summary.update({
-            "ratio_default_vs_naive": default["playlists_per_s"] / naive["playlists_per_s"],
-            "ratio_best_ours_vs_naive": best_ours["playlists_per_s"] / naive["playlists_per_s"],
-        })
+        summary.update({"ratio_default_vs_naive": default["playlists_per_s"] / naive["playlists_per_s"],
+                        "ratio_best_ours_vs_naive": best_ours["playlists_per_s"] / naive["playlists_per_s"]})
+    if full_mpd:
+        summary["extrapolated_seconds_1M_playlists"] = {r["method"]: MPD_PLAYLISTS / r["playlists_per_s"] for r in rows}
+    return summary
+
+
+def print_report(rows: list[dict], summary: dict, mm_name: str, T: int) -> None:
+    print(f"\n  {'method':42s} {'seconds':>8s} {'playlists/s':>12s} {'GFLOP/s':>8s} {'% matmul':>9s} "
+          f"{'% paired':>9s}")
+    for r in rows:
+        pp = f"{r['pct_of_matmul_paired']:8.1f}%" if r["pct_of_matmul_paired"] is not None else f"{'':9s}"
+        print(f"  {r['method']:42s} {r['seconds']:8.3f} {r['playlists_per_s']:12,.0f} "
+              f"{r['gflops']:8.1f} {r['pct_of_matmul']:8.1f}% {pp}")
+    print(f"  (% matmul: best time against the best matmul time; % paired: median over rounds of a "
+          f"matmul pass timed just before the method)\n  machine's best matmul: {mm_name}")
     for key, v in summary.items():
-        print(f"  {key}: {v:.2f}" if isinstance(v, float) else f"  {key}: {v}")
+        if key != "extrapolated_seconds_1M_playlists":
+            print(f"  {key}: {v:.2f}" if isinstance(v, float) else f"  {key}: {v}")
+    by = {r["method"]: r for r in rows}
+
     def met(r):
         return "MET" if min(r["pct_of_matmul"], r["pct_of_matmul_paired"]) >= 50 else "NOT MET"
-    print(f"  target >= 50% of matmul (both measures): default {met(default)}, best chunk "
-          f"{met(best_ours)} (with a single torch.topk: {met(single)})")
-    if naive:
+    print(f"  target >= 50% of matmul (both measures): default {met(by['ours topk chunk=1024'])}, best chunk "
+          f"{met(by[summary['ours_best']])} (with a single torch.topk: {met(by[SINGLE])})")
+    if "ratio_default_vs_naive" in summary:
         print(f"  target >= 5x naive: default {'MET' if summary['ratio_default_vs_naive'] >= 5 else 'NOT MET'}")
-    if args.full_mpd:
-        ext = {r["method"]: MPD_PLAYLISTS / r["playlists_per_s"] for r in rows}
-        summary["extrapolated_seconds_1M_playlists"] = ext
-        print(f"\n  extrapolated to {MPD_PLAYLISTS:,} playlists x {T:,} tracks:")
-        for name, s in ext.items():
-            print(f"    {name:42s} {s:9.1f} s ({s / 60:.1f} min){'  <= 2 min' if s <= 120 else ''}")
-    print(f"  load average at start {load0[0]:.1f}, at end {load1[0]:.1f} (shared machine)")
+    for name, s in summary.get("extrapolated_seconds_1M_playlists", {}).items():
+        print(f"    {MPD_PLAYLISTS:,} playlists x {T:,} tracks, {name:42s} {s:9.1f} s ({s / 60:.1f} min)"
+              f"{'  <= 2 min' if s <= 120 else ''}")
 
-    result = {"tracks": T, "dim": d, "k": k, "queries": n, "naive_queries": n_naive, "device": dev,
+
+def main(argv=None) -> int:
+    global CLOCK
+    args = parse_args(argv)
+    if args.clock == "cpu":
+        args.threads, CLOCK = 1, time.process_time
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("bench_recommend: --device cuda but torch sees no GPU", file=sys.stderr)
+        return 2
+    z, dev, d, k = sizes(args), args.device, args.dim, args.k
+    load0 = os.getloadavg()
+    print(f"bench_recommend: T={z['T']:,} d={d} k={k} queries={z['n']:,} (naive {z['n_naive']:,}) device={dev} "
+          f"torch threads={torch.get_num_threads()} clock={args.clock} load avg {load0[0]:.1f}", flush=True)
+    items, q, seeds = make_inputs(z["T"], d, z["n"], dev, args.random_seed)
+    items_t = items.t().contiguous()
+    problems, seeds_in_top = check(q, items, items_t, seeds, k, z["n_naive"], args.skip_naive)
+    print(f"  rows whose unexcluded top-{k} holds a seed: {100 * seeds_in_top:.0f}% (the exclusion is exercised)"
+          f"\n  checks: {'OK' if not problems else 'FAILED'}", flush=True)
+    for p in problems:
+        print(f"    {p}")
+    best, paired, mm_name = time_methods(q, items, items_t, seeds, k, z, dev, args.skip_naive)
+    rows = result_rows(best, paired, mm_name, z, d)
+    summary = summarise(rows, args.full_mpd)
+    print_report(rows, summary, mm_name, z["T"])
+    load1 = os.getloadavg()
+    print(f"  load average at start {load0[0]:.1f}, at end {load1[0]:.1f} (shared machine)")
+    result = {"tracks": z["T"], "dim": d, "k": k, "queries": z["n"], "naive_queries": z["n_naive"], "device": dev,
               "device_name": torch.cuda.get_device_name() if dev == "cuda" else platform.processor() or platform.machine(),
-              "torch": torch.__version__, "threads": torch.get_num_threads(), "clock": args.clock, "repeats": repeats,
-              "matmul_gflops": mm_rate, "matmul_best": mm_name, "rows": rows, "summary": summary,
-              "checks_ok": not problems, "rows_with_seed_in_unexcluded_topk": seeds_in_top,
-              "problems": problems, "load_avg": [load0[0], load1[0]],
-              "argv": sys.argv[1:] if argv is None else argv}
+              "torch": torch.__version__, "threads": torch.get_num_threads(), "clock": args.clock,
+              "repeats": z["repeats"], "matmul_gflops": rows[[r["method"] for r in rows].index(mm_name)]["gflops"],
+              "matmul_best": mm_name, "rows": rows, "summary": summary, "checks_ok": not problems,
+              "rows_with_seed_in_unexcluded_topk": seeds_in_top, "problems": problems,
+              "load_avg": [load0[0], load1[0]], "argv": sys.argv[1:] if argv is None else argv}
     out = Path(args.out) if args.out else REPO / "bench" / "out" / (
         f"bench_recommend{'_full' if args.full_mpd else ''}{'_quick' if args.quick else ''}_{dev}_{args.clock}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

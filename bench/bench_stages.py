@@ -4,7 +4,7 @@ the ratio is measured in one run. Also prints what each served on the test cases
 
     git worktree add /tmp/old ee43aac && cp -a .venv /tmp/old/.venv \
         && /tmp/old/.venv/bin/python -m pip install --no-deps --no-build-isolation -e /tmp/old
-    .venv/bin/python bench/bench_stages.py --old /tmp/old --mpd bench/out/stages/mpd
+    .venv/bin/python -m bench.bench_stages --old /tmp/old --mpd bench/out/stages/mpd
 
 Without --mpd, `musicmap synth --config conf/demo.yaml` writes the slices first (20,000 playlists).
 Each checkout gets its own root under --out (mpd linked to the shared slices).

@@ -2,9 +2,9 @@
 `musicmap check` in playlists per second and MB/s, and whether 100,000 playlists synthesise in
 under 2 minutes on one core.
 
-    python bench/bench_synth_check.py                 # 20,000 playlists synth + check, 100,000 synth
-    python bench/bench_synth_check.py --quick         # 2,000 playlists, no 100K run
-    python bench/bench_synth_check.py --playlists 20000 --big 100000 --keep DIR
+    python -m bench.bench_synth_check                 # 20,000 playlists synth + check, 100,000 synth
+    python -m bench.bench_synth_check --quick         # 2,000 playlists, no 100K run
+    python -m bench.bench_synth_check --playlists 20000 --big 100000 --keep DIR
 
 What is measured
   synth   musicmap.synth.generate(out, N, seed=0) (what `musicmap synth --playlists N` runs, with the
@@ -68,12 +68,12 @@ def _child(argv: list[str]) -> int:
 
 def measure(what: str, out: str, n: int | None, pin: bool) -> dict:
     env = {**os.environ, **ONE_THREAD}
-    cmd = [sys.executable, __file__, what, out] + ([str(n)] if n is not None else [])
+    cmd = [sys.executable, "-m", "bench.bench_synth_check", what, out] + ([str(n)] if n is not None else [])
     cpu = None
     if pin:
         cpus = sorted(os.sched_getaffinity(0))
         cpu = cpus[-1]
-    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True,
+    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
                           preexec_fn=(lambda: os.sched_setaffinity(0, {cpu})) if pin else None)
     if proc.returncode:
         raise SystemExit(f"{what} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")

@@ -2,8 +2,8 @@
 number of playlists grows, and how many held-out occurrences sit on tracks that are rare in the
 training playlists, per size.
 
-    python bench/bench_synth_tail.py                      # 1K, 3K, 20K, 100K playlists
-    python bench/bench_synth_tail.py --sizes 3000,20000 --set synth.niche_mass=0.2
+    python -m bench.bench_synth_tail                      # 1K, 3K, 20K, 100K playlists
+    python -m bench.bench_synth_tail --sizes 3000,20000 --set synth.niche_mass=0.2
 
 Real MPD: 32.8K distinct tracks in 1,000 random playlists and 2.26M in the full 1M, about
 476 N^0.613; on a few thousand real playlists split at random, 41% of held-out occurrences were on

@@ -1,9 +1,9 @@
 """Trainer benchmark (issue 4): our torchrun LightGCN trainer against the method of PyTorch
 Geometric's LightGCN example, on a generated graph at the seed system's scale.
 
-    python bench/bench_train.py --scale small --epochs 5                 # smoke run, minutes
-    python bench/bench_train.py --scale seed --max-steps 10 --epochs 2   # seed scale, partial epochs
-    python bench/bench_train.py --scale seed --nproc 1 --device cuda --skip-reference   (GPU check)
+    python -m bench.bench_train --scale small --epochs 5                 # smoke run, minutes
+    python -m bench.bench_train --scale seed --max-steps 10 --epochs 2   # seed scale, partial epochs
+    python -m bench.bench_train --scale seed --nproc 1 --device cuda --skip-reference   (GPU check)
 
 What is measured
   ours       `torchrun --standalone --nproc_per_node=N bench/bench_train.py _trainer ... -- --root R
@@ -56,9 +56,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
 
-from common import ProcessTreeMemory
+from bench.common import ProcessTreeMemory
 import torch
 import musicmap.train.main as tm
 from musicmap import storage
@@ -69,7 +68,7 @@ from musicmap.train.data import load_eval, load_graph, load_tracks, uri_index
 from musicmap.train.validate import validate
 from musicmap.train.model import LightGCN as OurLightGCN
 from musicmap.train.launch import exit_without_teardown
-import graphgen
+from bench import graphgen
 
 REF_BATCH = 8192
 REF_LR = 0.001
@@ -203,8 +202,7 @@ def run_ours(root: str, out_dir: Path, nproc: int, epochs: int, max_steps: int, 
 
 
 # =============================================================================== reference
-def reference_entry(argv: list[str]) -> int:
-    """The PyG example's training loop (see module doc); writes a JSON result."""
+def _reference_args(argv: list[str]):
     ap = argparse.ArgumentParser(prog="bench_train.py _reference")
     ap.add_argument("--root", required=True)
     ap.add_argument("--out", required=True)
@@ -222,124 +220,129 @@ def reference_entry(argv: list[str]) -> int:
                     help="edge_index: the example on this machine (COO gather/scatter); csr: a "
                          "torch.sparse CSR adjacency (what SparseTensor would give)")
     ap.add_argument("--random-seed", type=int, default=0)
-    a = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
 
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(a.random_seed)
-    dev = torch.device(a.device)
+def _reference_inputs(a, dev) -> dict:
+    """The example's edge tensors, and the trainer's validation harness (adjacency, cases)."""
     cfg = load_config(None, [], root=a.root)
-    t_load = time.time()
     graph, committed = load_graph(storage.stage_uri(cfg, "graph"))
-    P, T, E = graph.num_playlists, graph.num_tracks, graph.num_edges
+    P, T = graph.num_playlists, graph.num_tracks
     # the example: data.to_homogeneous() holds both directions; labels are user -> item edges
-    src = torch.from_numpy(graph.playlist)
-    dst = torch.from_numpy(graph.track + P)
-    train_edge_label_index = torch.stack([src, dst]).to(dev)
+    src, dst = torch.from_numpy(graph.playlist), torch.from_numpy(graph.track + P)
+    ei = torch.stack([torch.cat([src, dst]), torch.cat([dst, src])])
     if a.adj == "edge_index":
-        edge_index = torch.stack([torch.cat([src, dst]), torch.cat([dst, src])]).to(dev)
+        edge_index = ei.to(dev)
     else:   # un-normalised symmetric CSR; LGConv(normalize=True) normalises it with gcn_norm
-        ei = torch.stack([torch.cat([src, dst]), torch.cat([dst, src])])
         edge_index = torch.sparse_coo_tensor(ei, torch.ones(ei.shape[1]), (P + T, P + T)).coalesce().to_sparse_csr().to(dev)
-    del src, dst
-    # validation harness (the trainer's)
-    adj = graph.adjacency(False).to(dev)
-    track_degree = torch.from_numpy(graph.degrees(False)[P:]).float().to(dev)
     val = load_eval(committed, "val", uri_index(load_tracks(committed, ["track_idx", "track_uri"])))
     with_seeds = [i for i in range(len(val)) if len(val.seeds[i])]
     tc = cfg.train
     if tc.val_max_cases and len(with_seeds) > tc.val_max_cases:
         pick = np.random.default_rng([tc.random_seed, 7]).choice(len(with_seeds), tc.val_max_cases, replace=False)
         with_seeds = [with_seeds[i] for i in np.sort(pick)]
-    cases = val.subset(with_seeds)
-    load_s = time.time() - t_load
+    return {"cfg": cfg, "P": P, "T": T, "E": graph.num_edges, "edge_index": edge_index,
+            "labels": torch.stack([src, dst]).to(dev), "adj": graph.adjacency(False).to(dev),
+            "track_degree": torch.from_numpy(graph.degrees(False)[P:]).float().to(dev), "cases": val.subset(with_seeds)}
 
-    model = PygLightGCN(num_nodes=P + T, embedding_dim=64, num_layers=2,
-                        decomposed_layers=a.decomposed_layers).to(dev)
-    optimizer = torch.optim.Adam(model.parameters(), lr=REF_LR)
-    evaluator = OurLightGCN(P, T, 64, 2).to(dev)
-    loader = torch.utils.data.DataLoader(range(E), shuffle=True, batch_size=REF_BATCH)
-    steps_per_epoch = len(loader)
 
-    def run_validation():
-        with torch.no_grad():
-            evaluator.load_table(model.embedding.weight)
-        evaluator.eval()
-        t = time.time()
-        v = validate(evaluator, adj, track_degree, cases, cfg.evaluate.k, 1)
-        v["seconds"] = round(time.time() - t, 1)
-        return v
+def _reference_step(model, optimizer, x: dict, index, dev) -> tuple[float, int]:
+    """One step of the example's loop: (loss, positives)."""
+    pos = x["labels"][:, index.to(dev)]
+    neg = torch.stack([pos[0], torch.randint(x["P"], x["P"] + x["T"], (index.numel(),), device=dev)], dim=0)
+    edge_label_index = torch.cat([pos, neg], dim=1)
+    optimizer.zero_grad()
+    pos_rank, neg_rank = model(x["edge_index"], edge_label_index).chunk(2)
+    loss = model.recommendation_loss(pos_rank, neg_rank, node_id=edge_label_index.unique())
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach()), pos_rank.numel()
 
-    eval_at = sorted(float(x) for x in a.eval_at.split(",") if x)
-    evals, step_times, losses = [], [], []
-    train_s, step, epoch = 0.0, 0, 0
-    done = False
-    max_rss_before_loop = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def _reference_loop(a, x: dict, model, optimizer, validate_now, dev) -> dict:
+    """The example's training loop, until the budget, steps or epochs say: step times, losses and
+    the validations made."""
+    loader = torch.utils.data.DataLoader(range(x["E"]), shuffle=True, batch_size=REF_BATCH)
+    eval_at = sorted(float(v) for v in a.eval_at.split(",") if v)
+    r = {"evals": [], "step_times": [], "losses": [], "steps_per_epoch": len(loader)}
+    train_s, step, epoch, done = 0.0, 0, 0, False
     while not done:
         epoch += 1
         total_loss = total_examples = 0.0
         for index in loader:
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
+            sync(dev)
             t0 = time.time()
-            pos_edge_label_index = train_edge_label_index[:, index.to(dev)]
-            neg_edge_label_index = torch.stack([
-                pos_edge_label_index[0],
-                torch.randint(P, P + T, (index.numel(),), device=dev)], dim=0)
-            edge_label_index = torch.cat([pos_edge_label_index, neg_edge_label_index], dim=1)
-            optimizer.zero_grad()
-            pos_rank, neg_rank = model(edge_index, edge_label_index).chunk(2)
-            loss = model.recommendation_loss(pos_rank, neg_rank, node_id=edge_label_index.unique())
-            loss.backward()
-            optimizer.step()
-            lv = float(loss.detach())
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
+            lv, n = _reference_step(model, optimizer, x, index, dev)
+            sync(dev)
             dt = time.time() - t0
-            step += 1
-            step_times.append(dt)
-            train_s += dt
-            total_loss += lv * pos_rank.numel()
-            total_examples += pos_rank.numel()
-            losses.append(lv)
+            step, train_s = step + 1, train_s + dt
+            r["step_times"].append(dt)
+            r["losses"].append(lv)
+            total_loss, total_examples = total_loss + lv * n, total_examples + n
             if step <= 3 or step % 50 == 0:
                 print(f"reference step {step}: {dt:.2f}s, loss {lv:.4f}, train {train_s:.1f}s", flush=True)
             while eval_at and train_s >= eval_at[0]:
-                at = eval_at.pop(0)
-                v = run_validation()
-                evals.append({"at_train_s": at, "train_s": round(train_s, 2), "step": step,
-                              "epochs": round(step / steps_per_epoch, 4), **v})
+                at, v = eval_at.pop(0), validate_now()
+                r["evals"].append({"at_train_s": at, "train_s": round(train_s, 2), "step": step,
+                                   "epochs": round(step / len(loader), 4), **v})
                 print(f"reference validation at {train_s:.1f}s (step {step}): NDCG {v['ndcg']:.4f}", flush=True)
-            if a.max_steps and step >= a.max_steps:
-                done = True
-            elif (a.epochs == 0 and (a.budget_s > 0 or a.min_steps > 0) and train_s >= a.budget_s
-                  and not eval_at and step >= a.min_steps):
-                done = True
+            done = bool(a.max_steps and step >= a.max_steps) or (
+                a.epochs == 0 and (a.budget_s > 0 or a.min_steps > 0) and train_s >= a.budget_s
+                and not eval_at and step >= a.min_steps)
             if done:
                 break
         else:   # a full epoch ran
-            v = run_validation()
-            evals.append({"at_epoch": epoch, "train_s": round(train_s, 2), "step": step,
-                          "epochs": epoch, "loss": total_loss / max(total_examples, 1), **v})
+            v = validate_now()
+            r["evals"].append({"at_epoch": epoch, "train_s": round(train_s, 2), "step": step, "epochs": epoch,
+                               "loss": total_loss / max(total_examples, 1), **v})
             print(f"reference epoch {epoch}: loss {total_loss / max(total_examples, 1):.4f}, "
                   f"train {train_s:.1f}s, val NDCG {v['ndcg']:.4f}", flush=True)
-            if epoch >= a.epochs and train_s >= a.budget_s and not eval_at and step >= a.min_steps:
-                done = True
-    if not evals or evals[-1]["step"] != step:
-        v = run_validation()
-        evals.append({"final": True, "train_s": round(train_s, 2), "step": step,
-                      "epochs": round(step / steps_per_epoch, 4), **v})
-    mean_step = float(np.mean(step_times))
+            done = epoch >= a.epochs and train_s >= a.budget_s and not eval_at and step >= a.min_steps
+    if not r["evals"] or r["evals"][-1]["step"] != step:
+        r["evals"].append({"final": True, "train_s": round(train_s, 2), "step": step,
+                           "epochs": round(step / len(loader), 4), **validate_now()})
+    return {**r, "steps": step, "train_s": train_s}
+
+
+def sync(dev) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def reference_entry(argv: list[str]) -> int:
+    """The PyG example's training loop (see module doc); writes a JSON result."""
+    a = _reference_args(argv)
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.random_seed)
+    dev = torch.device(a.device)
+    t_load = time.time()
+    x = _reference_inputs(a, dev)
+    load_s = time.time() - t_load
+    model = PygLightGCN(num_nodes=x["P"] + x["T"], embedding_dim=64, num_layers=2,
+                        decomposed_layers=a.decomposed_layers).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=REF_LR)
+    evaluator = OurLightGCN(x["P"], x["T"], 64, 2).to(dev)
+
+    def validate_now():
+        with torch.no_grad():
+            evaluator.load_table(model.embedding.weight)
+        evaluator.eval()
+        t = time.time()
+        v = validate(evaluator, x["adj"], x["track_degree"], x["cases"], x["cfg"].evaluate.k, 1)
+        return {**v, "seconds": round(time.time() - t, 1)}
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    r = _reference_loop(a, x, model, optimizer, validate_now, dev)
+    mean_step, spe = float(np.mean(r["step_times"])), r["steps_per_epoch"]
     res = {
         "method": "PyG examples/lightgcn.py", "adj": a.adj, "decomposed_layers": a.decomposed_layers,
         "device": str(dev), "threads": torch.get_num_threads(), "batch": REF_BATCH, "lr": REF_LR,
-        "edges": E, "playlists": P, "tracks": T, "load_s": round(load_s, 1),
-        "steps": step, "steps_per_epoch": steps_per_epoch, "train_s": round(train_s, 2),
-        "mean_step_s": mean_step, "median_step_s": float(np.median(step_times)),
-        "first_step_s": step_times[0], "seconds_per_epoch": mean_step * steps_per_epoch,
-        "extrapolated": step < steps_per_epoch, "loss_last": losses[-1], "evals": evals,
+        "edges": x["E"], "playlists": x["P"], "tracks": x["T"], "load_s": round(load_s, 1),
+        "steps": r["steps"], "steps_per_epoch": spe, "train_s": round(r["train_s"], 2),
+        "mean_step_s": mean_step, "median_step_s": float(np.median(r["step_times"])),
+        "first_step_s": r["step_times"][0], "seconds_per_epoch": mean_step * spe,
+        "extrapolated": r["steps"] < spe, "loss_last": r["losses"][-1], "evals": r["evals"],
         "maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "maxrss_before_training_mib": round(max_rss_before_loop, 1),
+        "maxrss_before_training_mib": round(rss_before, 1),
     }
     if dev.type == "cuda":
         res["cuda_max_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -355,7 +358,7 @@ def run_reference(root: str, out_dir: Path, threads: int, device: str, budget_s:
     out = out_dir / f"reference_{tag}.json"
     if out.exists():
         out.unlink()
-    cmd = [sys.executable, str(REPO / "bench" / "bench_train.py"), "_reference", "--root", root,
+    cmd = [sys.executable, "-m", "bench.bench_train", "_reference", "--root", root,
            "--out", str(out), "--threads", str(threads), "--device", device,
            "--budget-s", f"{budget_s:.2f}", "--eval-at", ",".join(f"{x:.2f}" for x in eval_at),
            "--epochs", str(epochs), "--min-steps", str(min_steps), "--max-steps", str(max_steps),
@@ -493,7 +496,7 @@ def main(argv=None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     if a.regen or not storage.exists(storage.join(root, "graph", "_SUCCESS")):
         s = graphgen.SCALES[a.scale]
-        print(f"$ python bench/graphgen.py --root {root} --scale {a.scale}", flush=True)
+        print(f"$ python -m bench.graphgen --root {root} --scale {a.scale}", flush=True)
         graphgen.generate(root, s["playlists"], s["tracks"], s["edges"], s["val"], s["test"])
     res = {"scale": a.scale, "root": root, "machine": machine(), "argv": argv,
            "started": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -1,5 +1,5 @@
-"""Helpers shared by the benchmark scripts (imported as `common`: bench/ is on sys.path when a
-script in it runs)."""
+"""Helpers shared by the benchmark scripts (`from bench.common import ...`; the scripts run as
+modules of the bench package: python -m bench.<name>)."""
 from __future__ import annotations
 
 import threading

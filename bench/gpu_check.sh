@@ -3,7 +3,7 @@
 #   bash bench/gpu_check.sh            (from anywhere; runs in the repository root)
 #
 # 1. the card: nvidia-smi name / memory / driver, torch and its CUDA
-# 2. a graph at the seed system's scale (bench/graphgen.py: ~315K playlists, ~177K tracks,
+# 2. a graph at the seed system's scale (python -m bench.graphgen: ~315K playlists, ~177K tracks,
 #    ~15.5M train edges; generated if missing, ~30 s)
 # 3. our trainer, one process on cuda:0 (train.device=cuda), EPOCHS epochs (default 3), fp32;
 #    then the same with train.bf16=true; then fp32 with train.deterministic=false.
@@ -47,13 +47,13 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 
 say "== graph ($ROOT)"
 if [[ ! -f "$ROOT/graph/_SUCCESS" ]]; then
-  "$PY" bench/graphgen.py --root "$ROOT" --scale "$SCALE" 2>&1 | tee -a "$LOG"
+  "$PY" -m bench.graphgen --root "$ROOT" --scale "$SCALE" 2>&1 | tee -a "$LOG"
 fi
 
 run() {  # tag, then bench_train.py arguments
   local tag=$1; shift
   say "== $tag"
-  "$PY" bench/bench_train.py --scale "$SCALE" --root "$ROOT" --nproc 1 --device "$DEVICE" --epochs "$EPOCHS" \
+  "$PY" -m bench.bench_train --scale "$SCALE" --root "$ROOT" --nproc 1 --device "$DEVICE" --epochs "$EPOCHS" \
       --out "$RES/bench_train_$tag.json" "$@" 2>&1 | tee -a "$LOG" | tail -n 30 || say "FAILED: $tag"
 }
 
@@ -66,7 +66,7 @@ run fp32-nondet --skip-reference --set train.deterministic=false
 # and extrapolated; target at most 2 minutes on one H100)
 if [[ "$DEVICE" == cuda ]]; then
   say "== top-500 at full MPD width"
-  "$PY" bench/bench_recommend.py --device cuda --full-mpd 2>&1 | tee -a "$LOG" | tail -n 25 || say "FAILED: recommend"
+  "$PY" -m bench.bench_recommend --device cuda --full-mpd 2>&1 | tee -a "$LOG" | tail -n 25 || say "FAILED: recommend"
 fi
 
 NGPU=${NGPU:-$([[ "$DEVICE" == cuda ]] && (nvidia-smi -L 2>/dev/null | wc -l) || echo 2)}

@@ -1,7 +1,7 @@
 """Write a committed train graph at a given scale straight into the graph contract, for benchmarks.
 
-    python bench/graphgen.py --root bench/out/seed --scale seed      # ~315K playlists, ~177K tracks, ~15.5M edges
-    python bench/graphgen.py --root bench/out/small --scale small    # about 1/20 of that
+    python -m bench.graphgen --root bench/out/seed --scale seed      # ~315K playlists, ~177K tracks, ~15.5M edges
+    python -m bench.graphgen --root bench/out/small --scale small    # about 1/20 of that
 
 Why a shortcut: the real path (musicmap synth -> spark_jobs/build_graph.py) at the seed system's
 scale means ~16M track occurrences of MPD JSON through local Spark, far too slow for a 2-core
@@ -192,6 +192,96 @@ def playlists(cat: Catalog, n: int, mean_len: float, rng: np.random.Generator):
     return owner[keep], tracks[keep]
 
 
+def _turi(t: np.ndarray) -> list[str]:   # catalog track ids -> URIs
+    return [f"spotify:track:bench{x:017d}" for x in t.tolist()]
+
+
+def _vocabulary(owner, track, playlists_n: int, T_cat: int) -> dict:
+    """The catalogue of the train playlists (>= MIN_PLAYLISTS of them), ids by count desc."""
+    is_train = owner < playlists_n
+    cnt = np.bincount(track[is_train], minlength=T_cat)
+    in_vocab = cnt >= MIN_PLAYLISTS
+    vocab = np.nonzero(in_vocab)[0]
+    vocab = vocab[np.lexsort((vocab, -cnt[vocab]))]          # by train playlist count desc
+    idx_of = np.full(T_cat, -1, np.int64)
+    idx_of[vocab] = np.arange(len(vocab))
+    return {"is_train": is_train, "cnt": cnt, "in_vocab": in_vocab, "vocab": vocab, "idx_of": idx_of}
+
+
+def _edges(owner, track, v: dict, playlists_n: int) -> dict:
+    """Train edges sorted by (playlist, track); playlists left with < MIN_TRACKS catalogue tracks
+    leave the graph."""
+    e = v["is_train"] & v["in_vocab"][track]
+    ep, et = owner[e], track[e]
+    epos = (np.arange(len(owner)) - np.searchsorted(owner, owner))[e]   # position in the playlist
+    in_graph = np.bincount(ep, minlength=playlists_n) >= MIN_TRACKS
+    pl_idx = np.full(playlists_n, -1, np.int64)
+    pl_idx[in_graph] = np.arange(int(in_graph.sum()))
+    m = in_graph[ep]
+    ep, et, epos = pl_idx[ep[m]], v["idx_of"][et[m]], epos[m]
+    tb = max(1, int(len(v["vocab"]) - 1).bit_length())
+    key = np.sort(((ep << tb | et) << 9) | np.minimum(epos, 511))   # by (playlist, track)
+    return {"ep": key >> (9 + tb), "et": (key >> 9) & ((1 << tb) - 1), "epos": key & 511, "in_graph": in_graph}
+
+
+def _write_edges(out, e: dict, weight: np.ndarray, rows_per_part: int = 4_000_000) -> None:
+    E = len(e["ep"])
+    for i in range(max(1, math.ceil(E / rows_per_part))):
+        s = slice(i * rows_per_part, (i + 1) * rows_per_part)
+        storage.write_parquet(pa.table({
+            "playlist_idx": pa.array(e["ep"][s], pa.int32()), "track_idx": pa.array(e["et"][s], pa.int32()),
+            "pos": pa.array(np.minimum(e["epos"][s], 32767), pa.int16()), "weight": pa.array(weight[s], pa.float32()),
+        }, schema=schemas.EDGES), out.path("edges", f"part-{i:05d}.parquet"))
+
+
+def _write_tracks(out, cat, v: dict) -> None:
+    vocab = v["vocab"]
+    storage.write_parquet(pa.table({
+        "track_idx": pa.array(np.arange(len(vocab)), pa.int32()), "track_uri": _turi(vocab),
+        "track_name": [f"track {x}" for x in vocab.tolist()],
+        "artist_uri": [f"spotify:artist:bench{x:016d}" for x in cat.artist_of[vocab].tolist()],
+        "artist_name": [f"artist {x}" for x in cat.artist_of[vocab].tolist()],
+        "album_uri": [f"spotify:album:bench{x:017d}" for x in (vocab // 4).tolist()],
+        "album_name": [f"album {x}" for x in (vocab // 4).tolist()],
+        "duration_ms": pa.array(np.full(len(vocab), 210_000), pa.int64()),
+        "train_playlists": pa.array(v["cnt"][vocab], pa.int32()),
+    }, schema=schemas.TRACKS), out.path("tracks", "part-00000.parquet"))
+
+
+def _write_playlists(out, owner, in_graph, attrs: dict, playlists_n: int, val_n: int) -> None:
+    total = len(attrs["followers"])
+    pl_rows = np.concatenate([np.nonzero(in_graph)[0], np.arange(playlists_n, total)])
+    split = np.where(pl_rows < playlists_n, "train", np.where(pl_rows < playlists_n + val_n, "val", "test"))
+    storage.write_parquet(pa.table({
+        "playlist_idx": pa.array(np.arange(len(pl_rows)), pa.int32()), "pid": pa.array(pl_rows.astype(np.int64)),
+        "name": [f"playlist {c}" for c in pl_rows.tolist()], "modified_at": pa.array(attrs["modified_at"][pl_rows]),
+        "num_followers": pa.array(attrs["followers"][pl_rows]), "num_edits": pa.array(attrs["edits"][pl_rows]),
+        "num_tracks": pa.array(np.bincount(owner, minlength=total)[pl_rows], pa.int32()), "split": split.tolist(),
+    }, schema=schemas.PLAYLISTS), out.path("playlists", "part-00000.parquet"))
+
+
+def _write_eval(out, owner, track, cat, idx_of, playlists_n: int, val_n: int, total: int) -> tuple[int, int]:
+    """seed_half cases (the first half of each val/test playlist as seeds): (holdouts, out of the
+    catalogue)."""
+    ev = np.arange(playlists_n, total)
+    sel = owner >= playlists_n
+    eo, etr = owner[sel], track[sel]
+    es, ee = np.searchsorted(eo, ev), np.searchsorted(eo, ev, side="right")
+    rows = {f: [] for f in schemas.EVAL.names}
+    for p, lo, hi in zip(ev.tolist(), es.tolist(), ee.tolist()):
+        tr, n = etr[lo:hi], hi - lo
+        seeds, hold = tr[:n // 2], tr[n // 2:]          # tracks are unique per playlist
+        sidx = idx_of[seeds]
+        for f, x in (("pid", p), ("split", "val" if p < playlists_n + val_n else "test"),
+                     ("category", mpd.SEED_PROTOCOL), ("name", f"playlist {p}"), ("num_tracks", n),
+                     ("seed_idx", sidx[sidx >= 0].tolist()), ("seed_uris", _turi(seeds)), ("holdout_uris", _turi(hold)),
+                     ("holdout_artist_uris", [f"spotify:artist:bench{x:016d}" for x in cat.artist_of[hold].tolist()])):
+            rows[f].append(x)
+    storage.write_parquet(pa.table(rows, schema=schemas.EVAL), out.path("eval", "part-00000.parquet"))
+    oov = sum(int((idx_of[etr[lo:hi][(hi - lo) // 2:]] < 0).sum()) for lo, hi in zip(es.tolist(), ee.tolist()))
+    return sum(len(r) for r in rows["holdout_uris"]), oov
+
+
 def generate(root: str, playlists_n: int, tracks_n: int, edges_n: int, val_n: int, test_n: int,
              communities: int = 24, exponent: float = 1.05, random_seed: int = 0, log=print) -> dict:
     t0 = time.time()
@@ -206,105 +296,21 @@ def generate(root: str, playlists_n: int, tracks_n: int, edges_n: int, val_n: in
     owner, track = playlists(cat, total, mean_len, rng)
     log(f"catalog {cat.T:,} tracks, {communities} communities; {len(owner):,} occurrences "
         f"in {total:,} playlists ({time.time() - t0:.1f}s)")
-
-    # split by time: the first playlists_n train, then val, then test
-    is_train = owner < playlists_n
-    cnt = np.bincount(track[is_train], minlength=cat.T)
-    in_vocab = cnt >= MIN_PLAYLISTS
-    vocab = np.nonzero(in_vocab)[0]
-    vocab = vocab[np.lexsort((vocab, -cnt[vocab]))]          # by train playlist count desc
-    idx_of = np.full(cat.T, -1, np.int64)
-    idx_of[vocab] = np.arange(len(vocab))
-    T = len(vocab)
-    # train edges; playlists left with < MIN_TRACKS vocabulary tracks leave the graph
-    e = is_train & in_vocab[track]
-    ep, et = owner[e], track[e]
-    epos = (np.arange(len(owner)) - np.searchsorted(owner, owner))[e]   # position in the playlist
-    kept = np.bincount(ep, minlength=playlists_n)
-    in_graph = kept >= MIN_TRACKS
-    pl_idx = np.full(playlists_n, -1, np.int64)
-    pl_idx[in_graph] = np.arange(int(in_graph.sum()))
-    P = int(in_graph.sum())
-    m = in_graph[ep]
-    ep, et, epos = pl_idx[ep[m]], idx_of[et[m]], epos[m]
-    tb = max(1, int(T - 1).bit_length())
-    key = np.sort(((ep << tb | et) << 9) | np.minimum(epos, 511))   # by (playlist, track)
-    ep, et, epos = key >> (9 + tb), (key >> 9) & ((1 << tb) - 1), key & 511
-    E = len(ep)
-
+    v = _vocabulary(owner, track, playlists_n, cat.T)   # split by time: first train, then val, then test
+    e = _edges(owner, track, v, playlists_n)
+    T, P, E = len(v["vocab"]), int(e["in_graph"].sum()), len(e["ep"])
     # playlist attributes (modified_at increases with the playlist number: time order)
-    followers = np.maximum(1, rng.geometric(0.3, total))
-    edits = np.maximum(1, rng.geometric(0.15, total))
-    mod = (END_TS - (total - np.arange(total)) * 60).astype(np.int64)
-    pids = np.arange(total, dtype=np.int64)
-    own_of_edge = np.nonzero(in_graph)[0][ep]
-    weight = (1.0 / (1.0 + 0.5 * epos / 100.0) * (1.0 + 0.1 * np.log(followers[own_of_edge]))
-              * (1.0 + 0.05 * np.log(edits[own_of_edge]))).astype(np.float32)
-
-    # ---- tables
+    attrs = {"followers": np.maximum(1, rng.geometric(0.3, total)), "edits": np.maximum(1, rng.geometric(0.15, total)),
+             "modified_at": (END_TS - (total - np.arange(total)) * 60).astype(np.int64)}
+    own_of_edge = np.nonzero(e["in_graph"])[0][e["ep"]]
+    weight = (1.0 / (1.0 + 0.5 * e["epos"] / 100.0) * (1.0 + 0.1 * np.log(attrs["followers"][own_of_edge]))
+              * (1.0 + 0.05 * np.log(attrs["edits"][own_of_edge]))).astype(np.float32)
     out = storage.StageWriter(storage.join(root, "graph"))
-    rows_per_part = 4_000_000
-    parts = max(1, math.ceil(E / rows_per_part))
-    for i in range(parts):
-        s = slice(i * rows_per_part, (i + 1) * rows_per_part)
-        storage.write_parquet(pa.table({
-            "playlist_idx": pa.array(ep[s], pa.int32()), "track_idx": pa.array(et[s], pa.int32()),
-            "pos": pa.array(np.minimum(epos[s], 32767), pa.int16()), "weight": pa.array(weight[s], pa.float32()),
-        }, schema=schemas.EDGES), out.path("edges", f"part-{i:05d}.parquet"))
-
-    def turi(t):   # catalog track ids -> URIs
-        return [f"spotify:track:bench{x:017d}" for x in t.tolist()]
-
-    def auri(t):
-        return [f"spotify:artist:bench{x:016d}" for x in cat.artist_of[t].tolist()]
-    storage.write_parquet(pa.table({
-        "track_idx": pa.array(np.arange(T), pa.int32()), "track_uri": turi(vocab),
-        "track_name": [f"track {x}" for x in vocab.tolist()], "artist_uri": auri(vocab),
-        "artist_name": [f"artist {x}" for x in cat.artist_of[vocab].tolist()],
-        "album_uri": [f"spotify:album:bench{x:017d}" for x in (vocab // 4).tolist()],
-        "album_name": [f"album {x}" for x in (vocab // 4).tolist()],
-        "duration_ms": pa.array(np.full(T, 210_000), pa.int64()),
-        "train_playlists": pa.array(cnt[vocab], pa.int32()),
-    }, schema=schemas.TRACKS), out.path("tracks", "part-00000.parquet"))
-
-    num_tracks = np.bincount(owner, minlength=total)
-    graph_pl = np.nonzero(in_graph)[0]
-    ev = np.arange(playlists_n, total)
-    pl_rows = np.concatenate([graph_pl, ev])
-    split = np.where(pl_rows < playlists_n, "train", np.where(pl_rows < playlists_n + val_n, "val", "test"))
-    storage.write_parquet(pa.table({
-        "playlist_idx": pa.array(np.arange(len(pl_rows)), pa.int32()), "pid": pa.array(pids[pl_rows]),
-        "name": [f"playlist {c}" for c in pl_rows.tolist()], "modified_at": pa.array(mod[pl_rows]),
-        "num_followers": pa.array(followers[pl_rows]), "num_edits": pa.array(edits[pl_rows]),
-        "num_tracks": pa.array(num_tracks[pl_rows], pa.int32()), "split": split.tolist(),
-    }, schema=schemas.PLAYLISTS), out.path("playlists", "part-00000.parquet"))
-
-    # ---- eval cases: seed_half (first half of the playlist as seeds)
-    sel = owner >= playlists_n
-    eo, etr = owner[sel], track[sel]
-    es = np.searchsorted(eo, ev)
-    ee = np.searchsorted(eo, ev, side="right")
-    rows = {f: [] for f in schemas.EVAL.names}
-    for p, lo, hi in zip(ev.tolist(), es.tolist(), ee.tolist()):
-        tr = etr[lo:hi]
-        n = hi - lo
-        seeds, hold = tr[:n // 2], tr[n // 2:]          # tracks are unique per playlist
-        sidx = idx_of[seeds]
-        rows["pid"].append(p)
-        rows["split"].append("val" if p < playlists_n + val_n else "test")
-        rows["category"].append(mpd.SEED_PROTOCOL)
-        rows["name"].append(f"playlist {p}")
-        rows["num_tracks"].append(n)
-        rows["seed_idx"].append(sidx[sidx >= 0].tolist())
-        rows["seed_uris"].append(turi(seeds))
-        rows["holdout_uris"].append(turi(hold))
-        rows["holdout_artist_uris"].append(auri(hold))
-    storage.write_parquet(pa.table(rows, schema=schemas.EVAL), out.path("eval", "part-00000.parquet"))
-    storage.write_parquet(pa.Table.from_batches([], schema=schemas.QUARANTINE),
-                          out.path("quarantine", "part-00000.parquet"))
-
-    holdouts = sum(len(r) for r in rows["holdout_uris"])
-    oov = sum(int((idx_of[etr[lo:hi][(hi - lo) // 2:]] < 0).sum()) for lo, hi in zip(es.tolist(), ee.tolist()))
+    _write_edges(out, e, weight)
+    _write_tracks(out, cat, v)
+    _write_playlists(out, owner, e["in_graph"], attrs, playlists_n, val_n)
+    holdouts, oov = _write_eval(out, owner, track, cat, v["idx_of"], playlists_n, val_n, total)
+    storage.write_parquet(pa.Table.from_batches([], schema=schemas.QUARANTINE), out.path("quarantine", "part-00000.parquet"))
     stats = {"generator": "bench/graphgen.py", "random_seed": random_seed, "communities": communities,
              "catalog_tracks": cat.T, "graph": {"playlists": P, "tracks": T, "interactions": E,
                                                 "mean_playlist_degree": round(E / max(P, 1), 2)},

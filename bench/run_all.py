@@ -1,8 +1,8 @@
 """Run every benchmark script present in bench/, one after another (what `make bench` runs).
 
-    python bench/run_all.py              # quick/smoke sizes: minutes on a laptop
-    python bench/run_all.py --full       # the sizes the issues ask for (long on a small machine)
-    python bench/run_all.py --only recommend,synth_check
+    python -m bench.run_all              # quick/smoke sizes: minutes on a laptop
+    python -m bench.run_all --full       # the sizes the issues ask for (long on a small machine)
+    python -m bench.run_all --only recommend,synth_check
 
 Each script runs in its own process with this Python; its output streams through, and each
 writes its own JSON under bench/out/. A summary of exit statuses and durations ends the run; the
@@ -55,9 +55,9 @@ def plan(full: bool, only: set[str] | None) -> list[tuple[str, list[str]]]:
         path = BENCH / script
         if (only and name not in only) or not path.exists():
             continue
-        runs.append((name, [sys.executable, str(path), *(full_args if full else quick)]))
+        runs.append((name, [sys.executable, "-m", f"bench.{path.stem}", *(full_args if full else quick)]))
         if full and name == "recommend" and _has_gpu():
-            runs.append(("recommend_gpu", [sys.executable, str(path), "--device", "cuda", "--full-mpd"]))
+            runs.append(("recommend_gpu", [sys.executable, "-m", f"bench.{path.stem}", "--device", "cuda", "--full-mpd"]))
     return runs
 
 

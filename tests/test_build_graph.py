@@ -1,11 +1,10 @@
 """build_graph on generated data, with real local Spark: the tables equal an independent
-plain-Python build (bench/reference_graph.py), the reconciliation adds up, the vocabulary comes
+plain-Python build (tests/reference_graph.py), the reconciliation adds up, the vocabulary comes
 from train playlists only, ids are dense and stable, bad input is quarantined, and an s3://
 round trip (loopback S3 server) gives the same tables as a local run."""
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,14 +14,13 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT, build_graph, make_bucket
+from conftest import build_graph, make_bucket
 from mpd_faults import make_bad_dataset
 from musicmap import cases, check, mpd, schemas, storage
 from musicmap.config import load_config
 from musicmap.errors import InputError
 
-sys.path.insert(0, str(ROOT / "bench"))
-import reference_graph  # noqa: E402
+import reference_graph
 
 SORT = {"tracks": ["track_idx"], "playlists": ["playlist_idx"], "edges": ["playlist_idx", "track_idx"],
         "eval": ["pid", "category"], "quarantine": ["file", "pid", "rule"]}

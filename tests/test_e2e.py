@@ -18,8 +18,7 @@ from musicmap import schemas, storage
 from musicmap.config import load_config
 from musicmap.train.export import load_model
 
-sys.path.insert(0, str(ROOT / "bench"))
-import reference_graph  # noqa: E402
+import reference_graph
 
 SETS = sum((["--set", o] for o in [*TRAIN_SETTINGS, "train.epochs=2"]), [])
 

@@ -1,6 +1,7 @@
 """The layout's rules, checked statically (milliseconds): every module sits where its import
-path says, no module imports one that imports it back (bench included), and imports sit at the
-top of a module unless the module says why not (a measured import cost)."""
+path says, no module imports one that imports it back (bench included), imports sit at the top
+of a module unless the module says why not (a measured import cost), and the benchmarks are a
+package (no sys.path edits) of functions that fit on a screen."""
 from __future__ import annotations
 
 import ast
@@ -15,17 +16,16 @@ BENCH = ROOT / "bench"
 LAZY = {("musicmap/__init__.py", "musicmap.api"), ("musicmap/train/export.py", "matplotlib"),
         ("musicmap/train/export.py", "matplotlib.pyplot"), ("musicmap/recommend/ranker.py", "lightgbm"),
         ("musicmap/schemas.py", "pyspark.sql.pandas.types"), ("bench/common.py", "psutil")}
+LONGEST_BENCH_FUNCTION = 80      # lines
 
 
 def modules() -> dict[str, Path]:
-    """{import name: file} of the package and the benchmarks (bench/ modules import each other
-    by their bare names: the scripts put bench/ on sys.path)."""
+    """{import name: file} of the package and the benchmarks (the bench package: python -m
+    bench.<name>)."""
     out = {}
-    for f in sorted((ROOT / "musicmap").rglob("*.py")):
+    for f in sorted([*(ROOT / "musicmap").rglob("*.py"), *BENCH.glob("*.py")]):
         parts = f.relative_to(ROOT).with_suffix("").parts
         out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
-    for f in sorted(BENCH.glob("*.py")):
-        out[f.stem] = f
     return out
 
 
@@ -111,3 +111,20 @@ def test_dependencies_run_one_way():
             if m.split(".")[1:2] and m.split(".")[1] in later[home]:
                 wrong.append(f"{name}:{node.lineno} imports {m}")
     assert not wrong, wrong
+
+
+def test_the_benchmarks_are_a_package_of_short_functions():
+    """bench/ runs as `python -m bench.<name>`: no script edits sys.path to find another, and no
+    function is longer than a screen."""
+    long, path_edits = [], []
+    for f in sorted(BENCH.glob("*.py")):
+        tree = ast.parse(f.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > LONGEST_BENCH_FUNCTION:
+                    long.append(f"{f.name}:{node.name} {n} lines")
+            if isinstance(node, ast.Attribute) and ast.unparse(node) in ("sys.path.insert", "sys.path.append"):
+                path_edits.append(f"{f.name}:{node.lineno}")
+    assert (BENCH / "__init__.py").exists()
+    assert not long and not path_edits, (long, path_edits)

@@ -1,5 +1,5 @@
-"""The item-based yardsticks against scores worked out by hand on a five-track graph, and their
-tuning on validation."""
+"""The baselines (musicmap/recommend/recommenders.py: RP3beta, EASE^R, item co-occurrence, the title
+model) against scores worked out by hand on a five-track graph, and their tuning on validation."""
 from __future__ import annotations
 
 from math import sqrt

@@ -1,4 +1,5 @@
-"""train.scoring.topk against a full sort, on both selection paths and the edge cases."""
+"""musicmap.topk, the one top-k: against a full sort on both selection paths, the edge cases, and
+the one tie rule (score, then id) that every method follows."""
 from __future__ import annotations
 
 import numpy as np
