@@ -10,7 +10,7 @@ same files (tests/reference_graph.py, the tests' oracle), measured in the same r
 when missing). Each size runs on a folder of links to the first N slices.
 
 --dense-ids: the job's two id assignments alone at the full MPD's size (2,262,292 distinct tracks,
-the catalog before the vocabulary filter, and 1,000,000 playlists), in one local Spark session:
+the catalogue before the track filter, and 1,000,000 playlists), in one local Spark session:
 graph.dense_ids against the row_number over an unpartitioned window that it replaced, on the same
 tables, each timed over 3 rounds (best kept), with a check that both give every row the same id.
 """
@@ -28,10 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 PY = sys.executable
 
-from bench.common import ProcessTreeMemory
-from musicmap import mpd
 from pyspark.sql import Window
 from pyspark.sql import functions as F
+
+from bench.common import ProcessTreeMemory
+from musicmap import mpd
 from musicmap.config import load_config
 from musicmap.spark_jobs.build_graph import spark_session
 from musicmap.spark_jobs.graph import Cache, dense_ids

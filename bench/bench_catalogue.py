@@ -21,15 +21,15 @@ import numpy as np
 import torch
 
 from musicmap import storage
+from musicmap.cases import load_eval
 from musicmap.config import load_config
-from musicmap.recommend import yardsticks
-from musicmap.train import batches
-from musicmap.train.data import load_graph, load_tracks
-from musicmap.train.model import LightGCN, bpr_loss
-from musicmap.topk import topk
+from musicmap.graph import load_graph, load_tracks, uri_index
+from musicmap.recommend import baselines
 from musicmap.recommend.context import load_context
-from musicmap.train.data import load_eval, uri_index
-from musicmap.recommend.main import GRAPH_METHODS, rank_graph_playlists
+from musicmap.recommend.graph_playlists import GRAPH_METHODS, rank_graph_playlists
+from musicmap.topk import topk
+from musicmap.train import batches
+from musicmap.train.model import LightGCN, bpr_loss
 
 
 def cap_costs(root: str, caps: list[int], steps: int, cfg) -> list[dict]:
@@ -71,7 +71,7 @@ def cap_costs(root: str, caps: list[int], steps: int, cfg) -> list[dict]:
 
 
 def serving_costs(root: str, n: int, cfg) -> list[dict]:
-    """Fit and per-1,000 seconds of each graph-playlist method, and the yardsticks' tuning on
+    """Fit and per-1,000 seconds of each graph-playlist method, and the tuned baselines' tuning on
     the graph's validation cases (LightGCN only when a model is committed: bench/graphgen.py
     writes a graph alone)."""
     run_cfg = load_config(overrides=[f"storage.root={root}"])
@@ -82,7 +82,7 @@ def serving_costs(root: str, n: int, cfg) -> list[dict]:
     idx = np.random.default_rng(0).choice(ctx.graph.num_playlists, min(n, ctx.graph.num_playlists), replace=False)
     val = load_eval(ctx.committed, "val", uri_index(ctx.tracks))
     t0 = time.perf_counter()
-    tuned = yardsticks.tune(ctx.graph, val, run_cfg.baselines)
+    tuned = baselines.tune(ctx.graph, val, run_cfg.baselines)
     out = [{"method": "tune (RP3beta grid, EASE^R)", "fit_s": time.perf_counter() - t0,
             "cases": tuned["rp3beta"].get("cases", 0)}]
     print(f"  tune: {out[-1]} {tuned['rp3beta'].get('alpha')}/{tuned['rp3beta'].get('beta')}", flush=True)
@@ -91,7 +91,7 @@ def serving_costs(root: str, n: int, cfg) -> list[dict]:
         t0 = time.perf_counter()
         try:
             if method != "lightgcn":
-                ctx.yardstick(method)
+                ctx.baseline(method)
         except Exception as e:  # noqa: BLE001 - EASE^R above its size: reported, not timed
             out.append({"method": method, "skipped": str(e)[:120]})
             continue

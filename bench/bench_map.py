@@ -20,21 +20,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from bench.common import ProcessTreeMemory
-from musicmap import storage
 import pyarrow as pa
-from musicmap.tools.map import page_data, write_page
-import shutil
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+
 from bench import graphgen
 from bench.bench_ranker import random_model
+from bench.common import ProcessTreeMemory
+from musicmap import storage
+from musicmap.tools.map import page_data, write_page
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "out" / "map"

@@ -36,8 +36,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-from bench.bench_quality_lib import GROUPS, METRICS, score_foldins, summarise, transductive_scores
 import numpy as np
+
+from bench.bench_quality_lib import GROUPS, METRICS, score_foldins, summarise, transductive_scores
 from musicmap import storage
 from musicmap.tools.evaluate import no_vector_share
 
@@ -119,7 +120,7 @@ def run_set(name: str, seeds: list[int], quick: bool, transductive: bool, overri
         served = report["model"]["served"]
         res["seeds"][random_seed] = {"test": summarise(report), "served": served,
                               "vs": {m: paired(report, served, m) for m in yard if m != served},
-                              "reachable": report["reachable"], "yardsticks": report.get("yardsticks"),
+                              "reachable": report["reachable"], "tuned": report.get("tuned"),
                               "times": t, "foldin_val": {m: v["ndcg"] for m, v in model["foldin"]["val"].items()},
                               "foldin_chosen": model["foldin"]["chosen"], "best_epoch": model["best"]["epoch"],
                               "steps_per_epoch": model["steps_per_epoch"],
@@ -140,7 +141,7 @@ def run_set(name: str, seeds: list[int], quick: bool, transductive: bool, overri
 
 def table(res: dict) -> str:
     """Markdown: mean ± std over seeds of NDCG, R-precision and clicks per method and group, then
-    the served method against each yardstick (paired over the same cases: mean difference and
+    the served method against each tuned baseline (paired over the same cases: mean difference and
     whether it is more than two standard errors), reachability and the graph playlists."""
     seeds = list(res["seeds"].values())
     methods = [m for m in seeds[0]["test"] if not m.startswith("graph: ")]
@@ -176,7 +177,7 @@ def table(res: dict) -> str:
 
 
 def verdicts(seeds: list[dict]) -> str:
-    """The served method against each yardstick: mean difference over seeds and cases, and
+    """The served method against each baseline: mean difference over seeds and cases, and
     'beats' / 'ties' (within two standard errors) / 'loses' per group and metric."""
     served = seeds[0]["served"]
     lines = [f"| {served} against | " + " | ".join(f"{g} NDCG | R-prec | clicks" for g in ("all", *GROUPS)) + " |",

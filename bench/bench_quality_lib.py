@@ -11,18 +11,18 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from musicmap import metrics, mpd, schemas, storage
+from musicmap.cases import load_eval
 from musicmap.config import load_config
-from musicmap.tools.evaluate import score
-from musicmap.train.data import load_eval, uri_index
+from musicmap.graph import load_tracks, uri_index
 from musicmap.recommend.context import load_context
 from musicmap.recommend.recommenders import LightGCNRecommender
-from musicmap.train.foldin import FOLDIN_MODES, FoldIn
-from musicmap.train.data import load_tracks
-import torch
-from musicmap.train.export import load_model
+from musicmap.tools.evaluate import score
 from musicmap.topk import topk
+from musicmap.train.export import load_model
+from musicmap.train.foldin import FOLDIN_MODES, FoldIn
 
 REPO = Path(__file__).resolve().parents[1]
 GROUPS = {"title-only": ["title_only"],

@@ -17,20 +17,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
+
 import numpy as np
-from musicmap import storage
-from musicmap.train.export import write_model
-from bench.common import ProcessTreeMemory
-import os
-from bench import graphgen
-from musicmap.config import load_config
-from musicmap.recommend import fit_ranker
-from musicmap.train.data import load_eval, uri_index
-from musicmap.recommend.context import load_context
 import torch
+
+from bench import graphgen
+from bench.common import ProcessTreeMemory
+from musicmap import storage
+from musicmap.cases import load_eval
+from musicmap.config import load_config
+from musicmap.graph import uri_index
+from musicmap.recommend import fit_ranker
+from musicmap.recommend.context import load_context
+from musicmap.train.export import write_model
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ under 2 minutes on one core.
 
 What is measured
   synth   musicmap.synth.generate(out, N, seed=0) (what `musicmap synth --playlists N` runs, with the
-          config's defaults: 24 communities, focus 0.6, exponent 0.9, catalog 2.3 tracks per
+          config's defaults: 24 communities, focus 0.6, exponent 0.9, catalogue 2.3 tracks per
           playlist) writing to a fresh temporary folder on local disk.
   check   musicmap.check.check(out) (what `musicmap check` runs) over those slices; it must find
           no violation and N valid playlists.
@@ -25,17 +25,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-import logging
-import resource
-from musicmap.synth import generate
+
 from musicmap.check import check
+from musicmap.synth import generate
 
 REPO = Path(__file__).resolve().parents[1]
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",

@@ -29,7 +29,7 @@ def law(n: int) -> float:
 
 
 def generate(n: int, sc) -> list[dict]:
-    cat = synth.Catalog(sc.tracks or synth.default_tracks(n), sc.communities, sc.random_seed, sc.popularity_exponent,
+    cat = synth.Catalogue(sc.tracks or synth.default_tracks(n), sc.communities, sc.random_seed, sc.popularity_exponent,
                         sc.niche_share, sc.niche_mass, sc.new_share, sc.trend_days)
     gen = synth.Generator(cat, sc.community_focus)
     rng = np.random.default_rng([sc.random_seed, 2])

@@ -57,18 +57,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-from bench.common import ProcessTreeMemory
-import torch
-import musicmap.train.main as tm
-from musicmap import storage
 import numpy as np
+import torch
 from torch_geometric.nn import LightGCN as PygLightGCN
-from musicmap.config import load_config
-from musicmap.train.data import load_eval, load_graph, load_tracks, uri_index
-from musicmap.train.validate import validate
-from musicmap.train.model import LightGCN as OurLightGCN
-from musicmap.train.launch import exit_without_teardown
+
+import musicmap.train.main as tm
 from bench import graphgen
+from bench.common import ProcessTreeMemory
+from musicmap import storage
+from musicmap.cases import load_eval
+from musicmap.config import load_config
+from musicmap.distributed import exit_without_teardown
+from musicmap.graph import load_graph, load_tracks, uri_index
+from musicmap.train.model import LightGCN as OurLightGCN
+from musicmap.train.validate import validate
 
 REF_BATCH = 8192
 REF_LR = 0.001

@@ -10,24 +10,24 @@ with the same schemas (musicmap.schemas) under a musicmap.storage.StageWriter ve
 the same commit keys the trainer reads ("graph_playlists", "tracks"; also "edges"):
 
     graph/<version>/edges/      EDGES      train edges, sorted by (playlist_idx, track_idx)
-    graph/<version>/tracks/     TRACKS     vocabulary: track_idx dense, by train playlist count desc
+    graph/<version>/tracks/     TRACKS     catalogue: track_idx dense, by train playlist count desc
     graph/<version>/playlists/  PLAYLISTS  train graph playlists (0..P-1), then val, then test
     graph/<version>/eval/       EVAL       "seed_half" cases of val and test playlists
     graph/<version>/stats.json, graph/_SUCCESS
 
-The data has structure, so that validation NDCG means something: the catalog is split into ~24
+The data has structure, so that validation NDCG means something: the catalogue is split into ~24
 communities (sizes ~ 1/c^0.6), each made of artists (runs of ~7 tracks) with Zipf popularity
 inside the community. A playlist draws 80% of its tracks from its main community, 15% from a
-second one and 5% from the whole catalog, and a third of its slots take another track of the
-previous slot's artist (the same recipe as musicmap.synth, vectorised). The vocabulary filter is
+second one and 5% from the whole catalogue, and a third of its slots take another track of the
+previous slot's artist (the same recipe as musicmap.synth, vectorised). The catalogue filter is
 the pipeline's: tracks in >= 5 train playlists; train playlists left with < 5 tracks leave the
 graph. Validation and test playlists come after the train ones in time (same distribution) and
-are never used for the vocabulary. Their cases follow the seed system's protocol: the first half
-of the playlist (in order) as seeds (in-vocabulary seeds as track_idx), the rest as holdout URIs
-(out-of-vocabulary ones kept, they count as misses).
+are never used for the catalogue. Their cases follow the seed system's protocol: the first half
+of the playlist (in order) as seeds (in-catalogue seeds as track_idx), the rest as holdout URIs
+(out-of-catalogue ones kept, they count as misses).
 
-Everything is vectorised numpy; the seed scale takes well under a minute. The catalog size is
-solved for so that the vocabulary after the filter lands near the target track count.
+Everything is vectorised numpy; the seed scale takes well under a minute. The catalogue size is
+solved for so that the catalogue after the filter lands near the target track count.
 """
 from __future__ import annotations
 
@@ -35,13 +35,12 @@ import argparse
 import math
 import sys
 import time
-
+from math import factorial
 
 import numpy as np
 import pyarrow as pa
 
 from musicmap import mpd, schemas, storage
-from math import factorial
 
 # The seed system's scale: its 31.5% subset of the MPD after its filters.
 SCALES = {
@@ -51,12 +50,12 @@ SCALES = {
 }
 MIN_PLAYLISTS = 5   # graph.min_playlists
 MIN_TRACKS = 5      # graph.min_tracks
-FOCUS, SECOND = 0.80, 0.15   # main community share, second community share (rest: whole catalog)
+FOCUS, SECOND = 0.80, 0.15   # main community share, second community share (rest: whole catalogue)
 FOLLOW_ARTIST = 0.33         # share of slots that take another track of the previous slot's artist
 END_TS = 1509494400
 
 
-class Catalog:
+class Catalogue:
     """Tracks 0..T0-1 grouped by community, artists as consecutive runs, popularity per track."""
 
     def __init__(self, n_tracks: int, communities: int, exponent: float, rng: np.random.Generator):
@@ -128,11 +127,11 @@ class Catalog:
 
 
 def solve_catalog(target_tracks: int, draws: float, communities: int, exponent: float, random_seed: int) -> int:
-    """Catalog size whose expected vocabulary (tracks drawn in >= MIN_PLAYLISTS train playlists,
+    """Catalogue size whose expected catalogue (tracks drawn in >= MIN_PLAYLISTS train playlists,
     Poisson approximation) is about target_tracks."""
 
-    def expected_vocab(t0: int) -> float:
-        p = Catalog(t0, communities, exponent, np.random.default_rng([random_seed, 1])).track_probability()
+    def expected_catalogue(t0: int) -> float:
+        p = Catalogue(t0, communities, exponent, np.random.default_rng([random_seed, 1])).track_probability()
         lam = draws * p
         below = sum(np.exp(-lam) * lam ** k / factorial(k) for k in range(MIN_PLAYLISTS))
         return float((1 - below).sum())
@@ -140,7 +139,7 @@ def solve_catalog(target_tracks: int, draws: float, communities: int, exponent: 
     lo, hi = target_tracks, target_tracks * 8
     for _ in range(14):
         mid = (lo + hi) // 2
-        if expected_vocab(mid) < target_tracks:
+        if expected_catalogue(mid) < target_tracks:
             lo = mid
         else:
             hi = mid
@@ -155,7 +154,7 @@ def lengths(n: int, mean: float, rng: np.random.Generator) -> np.ndarray:
     return np.clip(np.round(x), MIN_TRACKS + 1, 250).astype(np.int64)
 
 
-def playlists(cat: Catalog, n: int, mean_len: float, rng: np.random.Generator):
+def playlists(cat: Catalogue, n: int, mean_len: float, rng: np.random.Generator):
     """(owner, track) of n playlists in playlist order, unique tracks per playlist, and lengths."""
     L = lengths(n, mean_len, rng)
     C = len(cat.cdf)
@@ -192,26 +191,26 @@ def playlists(cat: Catalog, n: int, mean_len: float, rng: np.random.Generator):
     return owner[keep], tracks[keep]
 
 
-def _turi(t: np.ndarray) -> list[str]:   # catalog track ids -> URIs
+def _turi(t: np.ndarray) -> list[str]:   # catalogue track ids -> URIs
     return [f"spotify:track:bench{x:017d}" for x in t.tolist()]
 
 
-def _vocabulary(owner, track, playlists_n: int, T_cat: int) -> dict:
+def _catalogue(owner, track, playlists_n: int, T_cat: int) -> dict:
     """The catalogue of the train playlists (>= MIN_PLAYLISTS of them), ids by count desc."""
     is_train = owner < playlists_n
     cnt = np.bincount(track[is_train], minlength=T_cat)
-    in_vocab = cnt >= MIN_PLAYLISTS
-    vocab = np.nonzero(in_vocab)[0]
-    vocab = vocab[np.lexsort((vocab, -cnt[vocab]))]          # by train playlist count desc
+    in_catalogue = cnt >= MIN_PLAYLISTS
+    catalogue = np.nonzero(in_catalogue)[0]
+    catalogue = catalogue[np.lexsort((catalogue, -cnt[catalogue]))]          # by train playlist count desc
     idx_of = np.full(T_cat, -1, np.int64)
-    idx_of[vocab] = np.arange(len(vocab))
-    return {"is_train": is_train, "cnt": cnt, "in_vocab": in_vocab, "vocab": vocab, "idx_of": idx_of}
+    idx_of[catalogue] = np.arange(len(catalogue))
+    return {"is_train": is_train, "cnt": cnt, "in_catalogue": in_catalogue, "catalogue": catalogue, "idx_of": idx_of}
 
 
 def _edges(owner, track, v: dict, playlists_n: int) -> dict:
     """Train edges sorted by (playlist, track); playlists left with < MIN_TRACKS catalogue tracks
     leave the graph."""
-    e = v["is_train"] & v["in_vocab"][track]
+    e = v["is_train"] & v["in_catalogue"][track]
     ep, et = owner[e], track[e]
     epos = (np.arange(len(owner)) - np.searchsorted(owner, owner))[e]   # position in the playlist
     in_graph = np.bincount(ep, minlength=playlists_n) >= MIN_TRACKS
@@ -219,7 +218,7 @@ def _edges(owner, track, v: dict, playlists_n: int) -> dict:
     pl_idx[in_graph] = np.arange(int(in_graph.sum()))
     m = in_graph[ep]
     ep, et, epos = pl_idx[ep[m]], v["idx_of"][et[m]], epos[m]
-    tb = max(1, int(len(v["vocab"]) - 1).bit_length())
+    tb = max(1, int(len(v["catalogue"]) - 1).bit_length())
     key = np.sort(((ep << tb | et) << 9) | np.minimum(epos, 511))   # by (playlist, track)
     return {"ep": key >> (9 + tb), "et": (key >> 9) & ((1 << tb) - 1), "epos": key & 511, "in_graph": in_graph}
 
@@ -235,16 +234,16 @@ def _write_edges(out, e: dict, weight: np.ndarray, rows_per_part: int = 4_000_00
 
 
 def _write_tracks(out, cat, v: dict) -> None:
-    vocab = v["vocab"]
+    catalogue = v["catalogue"]
     storage.write_parquet(pa.table({
-        "track_idx": pa.array(np.arange(len(vocab)), pa.int32()), "track_uri": _turi(vocab),
-        "track_name": [f"track {x}" for x in vocab.tolist()],
-        "artist_uri": [f"spotify:artist:bench{x:016d}" for x in cat.artist_of[vocab].tolist()],
-        "artist_name": [f"artist {x}" for x in cat.artist_of[vocab].tolist()],
-        "album_uri": [f"spotify:album:bench{x:017d}" for x in (vocab // 4).tolist()],
-        "album_name": [f"album {x}" for x in (vocab // 4).tolist()],
-        "duration_ms": pa.array(np.full(len(vocab), 210_000), pa.int64()),
-        "train_playlists": pa.array(v["cnt"][vocab], pa.int32()),
+        "track_idx": pa.array(np.arange(len(catalogue)), pa.int32()), "track_uri": _turi(catalogue),
+        "track_name": [f"track {x}" for x in catalogue.tolist()],
+        "artist_uri": [f"spotify:artist:bench{x:016d}" for x in cat.artist_of[catalogue].tolist()],
+        "artist_name": [f"artist {x}" for x in cat.artist_of[catalogue].tolist()],
+        "album_uri": [f"spotify:album:bench{x:017d}" for x in (catalogue // 4).tolist()],
+        "album_name": [f"album {x}" for x in (catalogue // 4).tolist()],
+        "duration_ms": pa.array(np.full(len(catalogue), 210_000), pa.int64()),
+        "train_playlists": pa.array(v["cnt"][catalogue], pa.int32()),
     }, schema=schemas.TRACKS), out.path("tracks", "part-00000.parquet"))
 
 
@@ -286,19 +285,19 @@ def generate(root: str, playlists_n: int, tracks_n: int, edges_n: int, val_n: in
              communities: int = 24, exponent: float = 1.05, random_seed: int = 0, log=print) -> dict:
     t0 = time.time()
     rng = np.random.default_rng(random_seed)
-    # calibrated: dedup inside a playlist and the vocabulary filter lose ~7% of the slots, and the
-    # Poisson estimate of the vocabulary is ~5% low (dedup sends repeated draws to the tail)
+    # calibrated: dedup inside a playlist and the catalogue filter lose ~7% of the slots, and the
+    # Poisson estimate of the catalogue is ~5% low (dedup sends repeated draws to the tail)
     mean_len = edges_n / playlists_n * 1.07
     total = playlists_n + val_n + test_n
-    # draws of train slots, for sizing the catalog so the vocabulary lands near tracks_n
+    # draws of train slots, for sizing the catalogue so the catalogue lands near tracks_n
     t_cat = solve_catalog(int(tracks_n * 0.95), mean_len * playlists_n, communities, exponent, random_seed)
-    cat = Catalog(t_cat, communities, exponent, np.random.default_rng([random_seed, 1]))
+    cat = Catalogue(t_cat, communities, exponent, np.random.default_rng([random_seed, 1]))
     owner, track = playlists(cat, total, mean_len, rng)
-    log(f"catalog {cat.T:,} tracks, {communities} communities; {len(owner):,} occurrences "
+    log(f"catalogue {cat.T:,} tracks, {communities} communities; {len(owner):,} occurrences "
         f"in {total:,} playlists ({time.time() - t0:.1f}s)")
-    v = _vocabulary(owner, track, playlists_n, cat.T)   # split by time: first train, then val, then test
+    v = _catalogue(owner, track, playlists_n, cat.T)   # split by time: first train, then val, then test
     e = _edges(owner, track, v, playlists_n)
-    T, P, E = len(v["vocab"]), int(e["in_graph"].sum()), len(e["ep"])
+    T, P, E = len(v["catalogue"]), int(e["in_graph"].sum()), len(e["ep"])
     # playlist attributes (modified_at increases with the playlist number: time order)
     attrs = {"followers": np.maximum(1, rng.geometric(0.3, total)), "edits": np.maximum(1, rng.geometric(0.15, total)),
              "modified_at": (END_TS - (total - np.arange(total)) * 60).astype(np.int64)}
@@ -321,7 +320,7 @@ def generate(root: str, playlists_n: int, tracks_n: int, edges_n: int, val_n: in
                 "edges": E, "config": {"graph": {"min_playlists": MIN_PLAYLISTS, "min_tracks": MIN_TRACKS}},
                 "generator": {"scale": [playlists_n, tracks_n, edges_n], "random_seed": random_seed}})
     log(f"graph committed at {storage.join(root, 'graph')}: {P:,} playlists, {T:,} tracks, {E:,} edges, "
-        f"{val_n:,} val + {test_n:,} test cases ({oov:,}/{holdouts:,} holdouts out of vocabulary) "
+        f"{val_n:,} val + {test_n:,} test cases ({oov:,}/{holdouts:,} holdouts out of catalogue) "
         f"in {time.time() - t0:.1f}s")
     return stats
 
@@ -331,7 +330,7 @@ def main(argv=None) -> int:
     ap.add_argument("--root", required=True, help="storage root; the graph goes to <root>/graph")
     ap.add_argument("--scale", choices=sorted(SCALES), default="small")
     ap.add_argument("--playlists", type=int, help="override the scale's train playlists")
-    ap.add_argument("--tracks", type=int, help="override the scale's vocabulary size (approximate)")
+    ap.add_argument("--tracks", type=int, help="override the scale's catalogue size (approximate)")
     ap.add_argument("--edges", type=int, help="override the scale's train edges (approximate)")
     ap.add_argument("--val", type=int, help="validation cases")
     ap.add_argument("--test", type=int, help="test cases")

@@ -1,5 +1,8 @@
-"""Configuration: conf/default.yaml holds every key; other YAML files and --set overrides change
-a subset of them. Unknown keys are rejected with the closest valid key.
+"""Configuration: conf/default.yaml holds every key, its default and what it means; each section
+is a typed dataclass here (Section: each key's type and allowed values, one place for both);
+other YAML files and --set overrides change a subset of the keys. An unknown key is rejected
+with the closest valid key, a value of another type or outside what its key allows with what
+it allows.
 
     cfg = load_config("conf/demo.yaml", overrides=["train.epochs=3"], root="s3://b/mm")
     cfg.train.epochs            # 3
@@ -9,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import difflib
+import functools
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
@@ -24,34 +29,252 @@ class ConfigError(MusicMapError):
     """A config file or override that names an unknown key or gives a value of the wrong type."""
 
 
-class Config:
-    """Read-only view of a nested config dict with attribute access (cfg.train.lr)."""
-
-    def __init__(self, data: dict, prefix: str = ""):
-        object.__setattr__(self, "_data", data)
-        object.__setattr__(self, "_prefix", prefix)
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            value = self._data[name]
-        except KeyError:
-            raise AttributeError(f"no config key '{self._prefix}{name}'") from None
-        return Config(value, f"{self._prefix}{name}.") if isinstance(value, dict) else value
-
-    __getitem__ = __getattr__
-
-    def __setattr__(self, name, value):
-        raise AttributeError("Config is read-only; use load_config(overrides=...)")
+class Section:
+    """A config section: one frozen dataclass per section of conf/default.yaml, each field a key
+    with its type and, where it has one, its allowed values (choice, at_least, above, between).
+    The defaults and the documentation of every key are conf/default.yaml's (section() reads
+    them), so each key is declared once here and valued and explained once there."""
 
     def to_dict(self) -> dict:
-        return copy.deepcopy(self._data)
+        return copy.deepcopy(dataclasses.asdict(self))
 
-    def __repr__(self) -> str:
-        return f"Config({self._data!r})"
+
+def choice(*values) -> dataclasses.Field:
+    return dataclasses.field(metadata={"choices": values})
+
+
+def at_least(low) -> dataclasses.Field:
+    return dataclasses.field(metadata={"range": (low, None, True)})
+
+
+def above(low) -> dataclasses.Field:
+    return dataclasses.field(metadata={"range": (low, None, False)})
+
+
+def between(low, high) -> dataclasses.Field:
+    return dataclasses.field(metadata={"range": (low, high, True)})
+
+
+SECTIONS: dict[str, type] = {}
+
+
+def section(name: str):
+    """Make `cls` the frozen dataclass of section `name`, its defaults read from conf/default.yaml."""
+    def make(cls):
+        defaults = _defaults()[name]
+        for key in cls.__annotations__:
+            f = cls.__dict__.get(key)
+            f = f if isinstance(f, dataclasses.Field) else dataclasses.field()
+            value = defaults[key]
+            if isinstance(value, (list, dict)):
+                f.default_factory = lambda v=value: copy.deepcopy(v)
+            else:
+                f.default = value
+            setattr(cls, key, f)
+        SECTIONS[name] = dataclasses.dataclass(frozen=True)(cls)
+        return SECTIONS[name]
+    return make
 
 
 def default_yaml_text() -> str:
     return resources.files("musicmap.conf").joinpath("default.yaml").read_text()
+
+
+@functools.cache
+def _defaults() -> dict:
+    return yaml.safe_load(default_yaml_text())
+
+
+@section("storage")
+class Storage(Section):
+    root: str
+    s3_endpoint_url: str | None
+    s3_region: str | None
+    s3_access_key_id: str | None
+    s3_secret_access_key: str | None
+    retries: int = at_least(1)
+    retry_backoff_s: float = above(0)
+    keep_versions: int = at_least(1)
+    cache_dir: str | None
+
+
+@section("paths")
+class Paths(Section):
+    mpd: str | None
+    graph: str | None
+    model: str | None
+    ranker: str | None
+    recs: str | None
+    metrics: str | None
+    tune: str | None
+    map: str | None
+
+
+@section("synth")
+class Synth(Section):
+    playlists: int = at_least(1)
+    random_seed: int
+    tracks: int | None = at_least(1)
+    communities: int = at_least(1)
+    community_focus: float = between(0, 1)
+    popularity_exponent: float = above(0)
+    niche_share: float = between(0, 1)
+    niche_mass: float = between(0, 1)
+    new_share: float = between(0, 1)
+    trend_days: float = above(0)
+    challenge_per_category: int = at_least(0)
+
+
+@section("graph")
+class Graph(Section):
+    min_playlists: int = at_least(1)
+    min_tracks: int = at_least(1)
+    train_fraction: float = between(0, 1)
+    val_fraction: float = between(0, 1)
+    strict: bool
+    position_decay: float = at_least(0)
+    followers_gain: float = at_least(0)
+    edits_gain: float = at_least(0)
+    eval_random_seed: int
+    holdout_playlists: float = between(0, 1)
+    holdout_tracks: float = between(0, 1)
+    seed_protocol: bool
+    spark_master: str
+    spark_driver_memory: str
+    shuffle_partitions: int | None = at_least(1)
+    rows_per_part: int = at_least(1)
+
+
+@section("model")
+class Model(Section):
+    dim: int = at_least(1)
+    layers: int = at_least(1)
+    embed_min_playlists: int = at_least(1)
+    use_edge_weight: bool
+    init_std: float | None = above(0)
+
+
+@section("train")
+class Train(Section):
+    epochs: int = at_least(0)
+    max_minutes: float = at_least(0)
+    max_steps: int = at_least(0)
+    batch_size: int = at_least(1)
+    min_steps_per_epoch: int = at_least(0)
+    negatives: int = at_least(1)
+    reject_positives: bool
+    lr: float = at_least(0)
+    l2: float = at_least(0)
+    random_seed: int
+    val_every: int = at_least(0)
+    patience: int = at_least(0)
+    val_max_cases: int = at_least(0)
+    device: str = choice('auto', 'cpu', 'cuda')
+    bf16: bool
+    deterministic: bool
+    keep_checkpoints: int = at_least(0)
+    resume: bool
+    progress: bool
+    dist_backend: str
+    dist_timeout_s: int = above(0)
+
+
+@section("recommend")
+class Recommend(Section):
+    k: int = at_least(1)
+    method: str = choice('auto', 'ranker', 'lightgcn')
+    graph_method: str = choice('auto', 'lightgcn', 'rp3beta', 'cooccurrence', 'ease')
+    playlists: str = choice('train', 'val', 'test', 'all', 'none')
+    chunk: int = at_least(1)
+    foldin: str = choice('auto', 'lightgcn', 'mean', 'optimized')
+    foldin_steps: int = at_least(0)
+    foldin_lr: float = above(0)
+    foldin_l2: float = at_least(0)
+    foldin_negatives: int = at_least(1)
+    team_name: str
+    contact: str
+    device: str = choice('auto', 'cpu', 'cuda')
+
+
+@section("ranker")
+class Ranker(Section):
+    per_source: int = at_least(1)
+    cases_per_playlist: int = at_least(0)
+    max_playlists: int = at_least(0)
+    fit_negatives: int = at_least(0)
+    folds: int = at_least(2)
+    rounds: int = at_least(1)
+    num_leaves: int = at_least(2)
+    learning_rate: float = above(0)
+    min_data_in_leaf: int = at_least(1)
+    feature_fraction: float = between(0, 1)
+    threads: int = at_least(0)
+    chunk: int = at_least(1)
+    random_seed: int
+
+
+@section("evaluate")
+class Evaluate(Section):
+    k_small: int = at_least(1)
+    k: int = at_least(1)
+    split: str = choice('val', 'test')
+    max_playlists: int = at_least(0)
+    baselines: list
+    recent_share: float = between(0, 1)
+    chunk: int = at_least(1)
+
+
+@section("baselines")
+class Baselines(Section):
+    rp3beta_alpha: list
+    rp3beta_beta: list
+    rp3beta_neighbours: int = at_least(1)
+    cooccurrence_neighbours: int = at_least(1)
+    ease_lambda: list
+    ease_max_tracks: int = at_least(0)
+    tune_cases: int = at_least(0)
+    random_seed: int
+
+
+@section("map")
+class Map(Section):
+    n_neighbors: int = at_least(2)
+    min_dist: float = at_least(0)
+    random_seed: int
+    regions: int = at_least(0)
+    label_artists: int
+    label_words: int
+    neighbours: int = at_least(1)
+    vector_tracks: int
+
+
+@section("tune")
+class Tune(Section):
+    trials: int = at_least(1)
+    nproc: int = at_least(1)
+    max_minutes: float = at_least(0)
+    random_seed: int
+    keep_trials: bool
+    space: dict
+    ranker_trials: int = at_least(0)
+    ranker_space: dict
+
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The whole config: one typed section per top-level key (cfg.train.lr), read-only."""
+    sections: dict
+
+    def __getattr__(self, name: str):
+        try:
+            return self.sections[name]
+        except KeyError:
+            raise AttributeError(f"no config section '{name}'") from None
+
+    def to_dict(self) -> dict:
+        """A plain nested dict (for manifests)."""
+        return {name: sec.to_dict() for name, sec in self.sections.items()}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -65,65 +288,48 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+TYPES = {"int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict}
+
+
+def _field(key: str) -> dataclasses.Field | None:
+    """The declared field of a section key (section.name), None for keys below a dict-typed one
+    (tune.space.model.dim)."""
+    name, _, rest = key.partition(".")
+    fields = {f.name: f for f in dataclasses.fields(SECTIONS[name])}
+    return fields.get(rest)
+
+
 def _check_type(key: str, default: Any, value: Any, source: str) -> Any:
-    if default is None or value is None:
-        return value
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, type(default))
+    """`value` of the key's declared type (an int is a float where a float is asked for; keys
+    below a dict-typed key take the type of their default)."""
+    f = _field(key)
+    allowed = [TYPES[t.strip()] for t in f.type.split("|") if t.strip() != "None"] if f else [type(default)]
+    if value is None:
+        if f is None or "None" in f.type or default is None:
+            return value
+        raise ConfigError(f"{source}: '{key}' must be {allowed[0].__name__}, got None")
+    if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    ok = any(isinstance(value, t) and not (t is int and isinstance(value, bool)) for t in allowed)
+    if default is None and f is None:
+        ok = True
     if not ok:
-        raise ConfigError(f"{source}: '{key}' must be {type(default).__name__}, got {value!r}")
+        raise ConfigError(f"{source}: '{key}' must be {allowed[0].__name__}, got {value!r}")
     return value
 
 
-# Allowed values of the keys that name a choice, and the ranges of the numbers, checked when a
-# config loads (what each key means: conf/default.yaml). A typo fails here, with the closest
-# valid value, not deep inside a stage.
-CHOICES = {
-    "train.device": ("auto", "cpu", "cuda"),
-    "recommend.device": ("auto", "cpu", "cuda"),
-    "recommend.method": ("auto", "ranker", "lightgcn"),
-    "recommend.foldin": ("auto", "lightgcn", "mean", "optimized"),
-    "recommend.graph_method": ("auto", "lightgcn", "rp3beta", "cooccurrence", "ease"),
-    "recommend.playlists": ("train", "val", "test", "all", "none"),
-    "evaluate.split": ("val", "test"),
-}
-POSITIVE = ["train.dist_timeout_s", "recommend.foldin_lr", "ranker.learning_rate",
-            "synth.trend_days", "storage.retry_backoff_s"]
-AT_LEAST_1 = ["train.batch_size", "train.negatives", "model.dim", "model.layers",
-              "model.embed_min_playlists", "graph.min_playlists", "graph.min_tracks", "graph.rows_per_part",
-              "recommend.k", "recommend.chunk", "recommend.foldin_negatives", "ranker.per_source", "ranker.rounds",
-              "ranker.min_data_in_leaf", "ranker.chunk", "evaluate.k", "evaluate.k_small", "evaluate.chunk",
-              "storage.retries", "storage.keep_versions", "synth.playlists", "synth.communities",
-              "baselines.rp3beta_neighbours", "baselines.cooccurrence_neighbours", "map.neighbours", "tune.trials", "tune.nproc"]
-NOT_NEGATIVE = ["evaluate.max_playlists", "train.epochs", "train.max_minutes", "train.max_steps", "train.lr", "train.l2", "train.patience", "train.val_every", "train.val_max_cases", "train.keep_checkpoints",
-                "train.min_steps_per_epoch", "recommend.foldin_steps", "recommend.foldin_l2",
-                "ranker.cases_per_playlist", "ranker.max_playlists", "ranker.fit_negatives", "ranker.threads",
-                "graph.position_decay", "graph.followers_gain", "graph.edits_gain", "baselines.ease_max_tracks",
-                "baselines.tune_cases", "map.min_dist", "map.regions", "tune.max_minutes", "tune.ranker_trials"]
-SHARES = ["graph.train_fraction", "graph.val_fraction", "graph.holdout_playlists", "graph.holdout_tracks",
-          "ranker.feature_fraction", "evaluate.recent_share", "synth.community_focus", "synth.niche_share",
-          "synth.niche_mass", "synth.new_share"]
-RANGES = {**{k: (0, None, False) for k in POSITIVE}, **{k: (1, None, True) for k in AT_LEAST_1},
-          **{k: (0, None, True) for k in NOT_NEGATIVE}, **{k: (0, 1, True) for k in SHARES},
-          "ranker.folds": (2, None, True), "ranker.num_leaves": (2, None, True), "map.n_neighbors": (2, None, True)}
-
-
 def _check_value(key: str, value: Any, source: str) -> None:
-    if value is None:
+    """The key's allowed values (its field's choice or range), with the closest choice on a typo."""
+    f = _field(key)
+    if value is None or f is None:
         return
-    if key in CHOICES and value not in CHOICES[key]:
-        close = difflib.get_close_matches(str(value), CHOICES[key], n=1, cutoff=0.5)
+    choices, bounds = f.metadata.get("choices"), f.metadata.get("range")
+    if choices and value not in choices:
+        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"{source}: '{key}' must be one of {', '.join(CHOICES[key])}, got {value!r}{hint}")
-    if key in RANGES:
-        low, high, inclusive = RANGES[key]
+        raise ConfigError(f"{source}: '{key}' must be one of {', '.join(choices)}, got {value!r}{hint}")
+    if bounds:
+        low, high, inclusive = bounds
         ok = (value >= low if inclusive else value > low) and (high is None or value <= high)
         if not ok:
             want = f"between {low} and {high}" if high is not None else f"{'at least' if inclusive else 'above'} {low}"
@@ -169,7 +375,7 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] = (),
              f"--set {item}")
     if root:
         data["storage"]["root"] = root
-    return Config(data)
+    return Config({name: SECTIONS[name](**values) for name, values in data.items()})
 
 
 # ------------------------------------------------------------------ command lines

@@ -17,7 +17,7 @@ from importlib import resources
 
 from musicmap import storage
 from musicmap.config import load_config
-from musicmap.train.data import load_tracks
+from musicmap.graph import load_tracks
 
 
 def step(title: str, args: list[str]) -> None:
@@ -32,7 +32,7 @@ def step(title: str, args: list[str]) -> None:
 
 def famous_track(root: str, community: str = "reggae") -> list[str]:
     """`similar` arguments for the most popular track of a generated community (by name and
-    artist when that pair is unique in the vocabulary, else by URI)."""
+    artist when that pair is unique in the catalogue, else by URI)."""
     info = storage.read_json(storage.join(root, "mpd", "synth_info.json"))
     comm = next((c for c in info["communities"] if c["name"] == community), info["communities"][0])
     cfg = load_config(root=root)

@@ -1,4 +1,5 @@
-"""The process group of torchrun workers, and every collective the project runs, in one place.
+"""The process group of torchrun workers, every collective the project runs, and how a job runs
+under torchrun (torchrun_command, run_worker), in one place.
 
     init("cuda", timeout_s=1800)       # join torchrun's group (cpu:gloo,cuda:nccl on GPUs)
     sums = sum_over_ranks([loss, n])   # float64 sums; every rank gets them
@@ -26,12 +27,15 @@ The collectives of the project, and their tensors' devices:
 from __future__ import annotations
 
 import datetime
+import logging
 import os
+import sys
+import traceback
 
 import torch
 import torch.distributed as dist
 
-from musicmap.errors import MusicMapError
+from musicmap.errors import MusicMapError, exit_status
 from musicmap.log import get_logger
 
 # The backend of each accelerator's tensors; CPU tensors always go over gloo.
@@ -87,7 +91,7 @@ def device_for(kind: str, op: str) -> torch.device:
 def init(device_type: str, timeout_s: float, choice: str = "auto") -> str:
     """dist.init_process_group for a torchrun worker, safe under --max-restarts; returns the spec.
 
-    Where torchrun shares its agent's store across restarts (train.launch.FRESH_STORE_ENV unset),
+    Where torchrun shares its agent's store across restarts (FRESH_STORE_ENV unset),
     the ranks of one node meet under a prefix of their attempt number; several nodes cannot
     (their restart counts may differ), so there the launcher must set FRESH_STORE_ENV
     (infra/docker/Dockerfile does)."""
@@ -146,3 +150,53 @@ def gather(obj) -> list:
 def barrier() -> None:
     if active():
         dist.barrier()
+
+
+# ------------------------------------------------------------------ torchrun workers
+
+KEEP_ALIVE: list = []
+
+
+def exit_without_teardown(rc: int) -> None:
+    """Leave a torchrun worker once its work is done and flushed, skipping interpreter teardown:
+    destroying gloo's process group there (or when the DDP wrapper that holds it is freed) can
+    deadlock, its worker thread waiting for the GIL that the main thread holds while joining it,
+    and torchrun would wait forever. Objects put in KEEP_ALIVE are never freed before that."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
+def run_worker(main, prog: str) -> None:
+    """The `__main__` of a torchrun entry script. It runs main() and leaves through
+    exit_without_teardown with main's status, 2 after a MusicMapError (reported in one line) or
+    1 after any other error (its traceback printed)."""
+    try:
+        rc = exit_status(main, prog)
+    except Exception:  # noqa: BLE001 - print it, then leave without teardown (see above)
+        traceback.print_exc()
+        rc = 1
+    exit_without_teardown(rc)
+
+
+# torchrun's agent keeps one store for all restarts of a job: the keys a restarted attempt's ranks
+# meet by are then the killed attempt's, and gloo connects to dead ranks' ports (refused, or a hang).
+# With this set, rank 0 of each attempt hosts a fresh store instead (musicmap.distributed.init).
+FRESH_STORE_ENV = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+
+
+def torchrun_command(module: str, args, nproc: int, max_restarts: int = 0, extra: list[str] = ()) -> list[str]:
+    """The command line running `module` (python -m) with the parsed --config/--root/--set
+    options, under torchrun when nproc > 1 (standalone rendezvous on this machine)."""
+    fwd = []
+    if args.config:
+        fwd += ["--config", args.config]
+    if args.root:
+        fwd += ["--root", args.root]
+    for o in [*args.overrides, *extra]:
+        fwd += ["--set", o]
+    if nproc <= 1:
+        return [sys.executable, "-m", module, *fwd]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            f"--max-restarts={max_restarts}", "-m", module, *fwd]

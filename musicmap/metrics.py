@@ -7,7 +7,7 @@ Conventions (shared by all metrics):
   case (duplicates in ``holdouts`` collapse). ``R`` is the ranked recommendation list after
   removing ``-1`` padding, dropping repeats (the first occurrence keeps its rank) and truncating
   to ``K`` (500 by default). Ranks are 1-based: ``R[1]`` is the top item, ``R[1:n]`` the first n.
-* A held-out track outside the model's vocabulary is still a member of ``G`` (it counts in |G|)
+* A held-out track outside the catalogue is still a member of ``G`` (it counts in |G|)
   and simply never matches. Give such tracks distinct identities (their URIs, or distinct ids):
   ``holdouts`` is taken as is, so several tracks all mapped to one placeholder id count once.
 * Empty ``G``: every metric is undefined. The functions return ``None`` and :func:`aggregate`
@@ -34,7 +34,7 @@ PAD = -1                 # padding value of integer rankings; never an item
 
 DEFINITIONS: dict[str, str] = {
     "common": (
-        "G = set of unique held-out tracks of a case (duplicates collapse; out-of-vocabulary "
+        "G = set of unique held-out tracks of a case (duplicates collapse; out-of-catalogue "
         "holdouts count in |G| and never match). R = ranked recommendations with -1 padding "
         "removed, repeats dropped (first occurrence keeps its rank), truncated to K = 500. "
         "Ranks start at 1; R[1:n] = the first n items. rel_i = 1 if R[i] in G else 0. "
@@ -213,6 +213,13 @@ def ndcg(ranked, holdouts, k: int = K_DEFAULT) -> float | None:
     """
     p = _prepare(ranked, holdouts, k)
     return None if p is None else _ndcg(p[0], len(p[1]), k)
+
+
+def mean_ndcg(ranked: Sequence, holdouts: Sequence, k: int = K_DEFAULT) -> float:
+    """The mean NDCG of ranked lists against their holdouts, cases without holdouts left out
+    (0.0 when none is left): what validation compares methods and settings by."""
+    vals = [v for v in (ndcg(r, h, k) for r, h in zip(ranked, holdouts)) if v is not None]
+    return float(np.mean(vals)) if vals else 0.0
 
 
 def clicks(ranked, holdouts, k: int = K_DEFAULT) -> int | None:

@@ -2,7 +2,7 @@
 `spark_schema()`, the trainer and recommend job via pyarrow) and readers all use these.
 
 Layout under the storage root (each stage folder is committed atomically, see musicmap.storage):
-    graph/<version>/tracks/       TRACKS        one row per vocabulary track, track_idx dense 0..T-1
+    graph/<version>/tracks/       TRACKS        one row per catalogue track, track_idx dense 0..T-1
     graph/<version>/playlists/    PLAYLISTS     train graph playlists (playlist_idx 0..P-1), then val/test
     graph/<version>/edges/        EDGES         train edges
     graph/<version>/eval/         EVAL          one row per val/test evaluation case
@@ -55,8 +55,8 @@ EVAL = pa.schema([
     ("category", pa.string()),            # a musicmap.mpd.CHALLENGE_CATEGORIES name or "seed_half"
     ("name", pa.string()),                # null when the category hides the title
     ("num_tracks", pa.int32()),
-    ("seed_idx", pa.list_(pa.int32())),   # in-vocabulary seed tracks, in playlist order
-    ("seed_uris", pa.list_(pa.string())),  # every seed track (in and out of vocabulary)
+    ("seed_idx", pa.list_(pa.int32())),   # in-catalogue seed tracks, in playlist order
+    ("seed_uris", pa.list_(pa.string())),  # every seed track (in and out of the catalogue)
     ("holdout_uris", pa.list_(pa.string())),         # unique held-out tracks, OOV kept
     ("holdout_artist_uris", pa.list_(pa.string())),  # their artists (for the artist R-precision)
 ])
@@ -73,7 +73,7 @@ RECS = pa.schema([
     ("track_uri", pa.string()), ("score", pa.float32()),
 ])
 
-MAP_TRACKS = pa.schema([   # map/<version>/tracks.parquet, one row per vocabulary track
+MAP_TRACKS = pa.schema([   # map/<version>/tracks.parquet, one row per catalogue track
     ("track_idx", pa.int32()), ("x", pa.float32()), ("y", pa.float32()),
     ("cluster", pa.int16()),   # the map region
     ("label", pa.string()),    # the region's label (its top artists and title words)

@@ -2,18 +2,18 @@
 
     musicmap synth --playlists 20000 --out demo-data/mpd [--random-seed 0] [--challenge]
 
-The catalog has taste communities (genres); each has artists with albums with tracks, and track
+The catalogue has taste communities (genres); each has artists with albums with tracks, and track
 popularity is long-tailed: a mainstream share of artists carries most plays (Zipf by artist,
 then by track within the artist) and the rest are niche artists whose tracks are drawn about once
 each, so that, as in the real MPD, most tracks occur in one or two playlists. A playlist draws
-mostly from one community, some from a second and a little from the whole catalog, often several
+mostly from one community, some from a second and a little from the whole catalogue, often several
 tracks of one album or artist in a row, and more of the tracks released shortly before it was
 made (albums come out over the years, new releases fade); its title reflects its community, with the real data's mess (case,
 emoji, generic titles shared by everyone). Lengths, dates, followers and edits follow the shapes
 of the real statistics. The same seed and sizes give byte-identical files; slices are generated
-and written one at a time (memory is bounded by the catalog, not by the number of playlists).
+and written one at a time (memory is bounded by the catalogue, not by the number of playlists).
 
-Ground truth for tests and the demo: `Catalog(...).community_of(track_id_of(uri))`, and
+Ground truth for tests and the demo: `Catalogue(...).community_of(track_id_of(uri))`, and
 `synth_info.json` next to the slices (communities with their most popular tracks).
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from musicmap.log import get_logger, progress
 log = get_logger("synth")
 
 SLICE_SIZE = 1000
-PERIODS = 8                    # sampling tables by playlist date (track releases, see Catalog)
+PERIODS = 8                    # sampling tables by playlist date (track releases, see Catalogue)
 TREND_FLOOR = 0.15             # a released track's weight long after release, against 1 at release
 END_TS = 1509494400            # 2017-11-01 00:00 UTC: the MPD's last modified_at
 START_TS = 1262304000          # 2010-01-01 00:00 UTC
@@ -103,7 +103,7 @@ def make_uri(kind: str, idx: int, random_seed: int) -> str:
 
 
 def id_of_uri(uri: str, random_seed: int) -> int:
-    """Inverse of make_uri: the catalog index behind a synthetic track/artist/album URI."""
+    """Inverse of make_uri: the catalogue index behind a synthetic track/artist/album URI."""
     kind, code = uri.split(":")[1:]
     n = 0
     for c in code:
@@ -117,7 +117,7 @@ def _name(i: int, salt: int) -> str:
 
 
 @dataclass
-class Catalog:
+class Catalogue:
     """Communities -> artists -> albums -> tracks, with a popularity per track (deterministic)."""
     n_tracks: int
     n_communities: int
@@ -191,7 +191,7 @@ class Catalog:
         """When each album comes out, and one sampling table per period of playlist dates.
 
         A `new_share` of albums is released during the MPD's years, as recently as playlists are
-        made (age ~ Exp(330 days), like modified_at); the rest are older catalog. A released
+        made (age ~ Exp(330 days), like modified_at); the rest are older catalogue. A released
         track is drawn with weight popularity x (FLOOR + (1 - FLOOR) exp(-age / trend_days)):
         hits rise at release and fade to a floor, so the newest playlists hold the newest
         tracks, and popularity among recent playlists beats popularity over all time (as on
@@ -200,7 +200,7 @@ class Catalog:
         n_alb = len(self.album_start)
         new = rng.random(n_alb) < self.new_share
         age = np.minimum(rng.exponential(330, n_alb), days - 1)
-        album_release = np.where(new, days - 1 - age, -np.inf)     # day index; -inf = catalog
+        album_release = np.where(new, days - 1 - age, -np.inf)     # day index; -inf = catalogue
         self.release_day = np.repeat(album_release, self.album_len)
         q = (np.arange(PERIODS) + 0.5) / PERIODS                  # period = quantile of playlist ages
         self.period_age = np.minimum(-330 * np.log1p(-q), days - 1)[::-1]   # oldest period first
@@ -261,7 +261,7 @@ class Catalog:
 
 
 def default_tracks(playlists: int) -> int:
-    """The catalog for `playlists` playlists: 6,000 N^0.4 tracks up to 100K playlists, then
+    """The catalogue for `playlists` playlists: 6,000 N^0.4 tracks up to 100K playlists, then
     600K (N / 100K)^0.58. With the niche share of plays (niche_mass 0.22, spread evenly over the
     niche artists' tracks) the distinct tracks drawn then grow about as the real MPD's (476 N^0.613:
     32.8K in 1,000 playlists, 2.26M in the full 1M), within 0.84-1.14 of it from 1K to 100K
@@ -277,8 +277,8 @@ class Generator:
     """Playlists slice by slice. `playlists(first_pid, n, rng)` returns MPD playlist fields as
     numpy arrays and track lists; `render_slice` writes them in the MPD's pretty-printed JSON."""
 
-    def __init__(self, catalog: Catalog, focus: float = 0.6):
-        self.cat = catalog
+    def __init__(self, catalogue: Catalogue, focus: float = 0.6):
+        self.cat = catalogue
         self.focus = focus
         self._fragment = lru_cache(maxsize=200_000)(self._fragment_uncached)
 
@@ -319,7 +319,7 @@ class Generator:
             seg = tracks[start[i]:start[i] + draw[i]]
             _, first = np.unique(seg, return_index=True)
             keep = seg[np.sort(first)][:lengths[i]]
-            if len(keep) < lengths[i]:  # a small catalog ran out of distinct popular tracks
+            if len(keep) < lengths[i]:  # a small catalogue ran out of distinct popular tracks
                 keep = self._top_up(keep, int(lengths[i]), int(periods[i]), rng)
             if rng.random() < 0.01 and len(keep) > 5:   # the real data repeats a track now and then
                 keep = np.insert(keep, int(rng.integers(1, len(keep))), keep[int(rng.integers(0, len(keep)))])[:mpd.MAX_TRACKS]
@@ -393,7 +393,7 @@ class Generator:
                 "num_tracks": len(t),
                 "num_albums": int(len(np.unique(cat.album_of[t]))),
                 "num_followers": int(followers[i]),
-                "tracks": t,                      # catalog ids; rendered by render_slice
+                "tracks": t,                      # catalogue ids; rendered by render_slice
                 "num_edits": int(1 + rng.poisson(0.6 + len(t) / 30)),
                 "duration_ms": int(cat.duration[t].sum()),
                 "num_artists": int(len(np.unique(cat.artist_of[t]))),
@@ -439,7 +439,7 @@ def generate(out: str, playlists: int, random_seed: int = 0, tracks: int | None 
     """Write ceil(playlists / 1000) slices (and optionally a challenge set) under `out`
     (defaults: those of conf/default.yaml's synth section)."""
     t0 = time.time()
-    cat = Catalog(tracks or default_tracks(playlists), communities, random_seed, exponent, niche_share,
+    cat = Catalogue(tracks or default_tracks(playlists), communities, random_seed, exponent, niche_share,
                   niche_mass, new_share, trend_days)
     gen = Generator(cat, focus)
     generated_on = "2017-12-03T08:41:42.057563"
@@ -525,7 +525,7 @@ def add_arguments(p) -> None:
     p.add_argument("--playlists", type=int, help="playlists to generate (synth.playlists)")
     p.add_argument("--out", metavar="URI", help="output folder (default: paths.mpd, i.e. <root>/mpd)")
     p.add_argument("--random-seed", "--seed", dest="random_seed", type=int, help="random seed (synth.random_seed)")
-    p.add_argument("--tracks", type=int, help="catalog size (synth.tracks)")
+    p.add_argument("--tracks", type=int, help="catalogue size (synth.tracks)")
     p.add_argument("--challenge", action="store_true",
                    help="also write challenge_set.json and challenge_holdouts.json")
 

@@ -19,7 +19,6 @@ import random
 from functools import lru_cache
 
 import numpy as np
-
 from mpd_faults import recount
 
 NAME = "mpd.slice.0-999.json"
@@ -29,7 +28,7 @@ DEEP = "\"__deep__\""
 @lru_cache(maxsize=1)
 def _base_text() -> str:
     from musicmap import synth
-    cat = synth.Catalog(5000, 24, 3)
+    cat = synth.Catalogue(5000, 24, 3)
     gen = synth.Generator(cat)
     rng = np.random.default_rng([3, 2, 0])
     playlists = gen.playlists(0, 8, rng)

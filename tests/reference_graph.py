@@ -19,7 +19,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-
 from musicmap import cases, mpd, schemas
 from musicmap.check import slice_files
 from musicmap.config import load_config
@@ -92,7 +91,7 @@ def split_by_time(kept: list, g) -> dict:
     return {p["pid"]: ("train" if i < n_train else "val" if i < n_train + n_val else "test") for i, p in enumerate(kept)}
 
 
-def vocabulary(kept: list, split: dict, held: dict, g) -> tuple[list, Counter, dict]:
+def the_catalogue(kept: list, split: dict, held: dict, g) -> tuple[list, Counter, dict]:
     """(catalogue URIs by track_idx, train playlist counts, first metadata per URI): counted on
     train playlists only, first occurrence per playlist, held-out tracks never."""
     counts, meta = Counter(), {}
@@ -101,8 +100,8 @@ def vocabulary(kept: list, split: dict, held: dict, g) -> tuple[list, Counter, d
             meta.setdefault(t["track_uri"], t)
         if split[p["pid"]] == "train":
             counts.update({t["track_uri"] for t in p["tracks"]} - held[p["pid"]])
-    vocab = sorted((u for u, c in counts.items() if c >= g.min_playlists), key=lambda u: (-counts[u], u))
-    return vocab, counts, meta
+    catalogue = sorted((u for u, c in counts.items() if c >= g.min_playlists), key=lambda u: (-counts[u], u))
+    return catalogue, counts, meta
 
 
 def build(mpd_dir: str, cfg) -> dict:
@@ -115,8 +114,8 @@ def build(mpd_dir: str, cfg) -> dict:
     held = {p["pid"]: {t["track_uri"] for t in first_occurrences(p) if cases.held_out(
         p["pid"], t["pos"], g.eval_random_seed, g.holdout_playlists, g.holdout_tracks)}
         for p in kept if split[p["pid"]] == "train"}
-    vocab, counts, meta = vocabulary(kept, split, held, g)
-    track_idx = {u: i for i, u in enumerate(vocab)}
+    catalogue, counts, meta = the_catalogue(kept, split, held, g)
+    track_idx = {u: i for i, u in enumerate(catalogue)}
     train = [p for p in kept if split[p["pid"]] == "train"]
     edges_of = {p["pid"]: [(track_idx[t["track_uri"]], t["pos"]) for t in first_occurrences(p)
                            if t["track_uri"] in track_idx and t["track_uri"] not in held[p["pid"]]] for p in train}
@@ -124,7 +123,7 @@ def build(mpd_dir: str, cfg) -> dict:
     graph_train = [p for p in train if len(edges_of[p["pid"]]) >= g.min_tracks]
     ordered = graph_train + [p for p in kept if split[p["pid"]] == "val"] + [p for p in kept if split[p["pid"]] == "test"]
     tables = {"playlists": playlists_table(ordered, split), "edges": edges_table(graph_train, edges_of, g),
-              "tracks": tracks_table(vocab, counts, meta),
+              "tracks": tracks_table(catalogue, counts, meta),
               "eval": pa.concat_tables([eval_cases([p for p in kept if split[p["pid"]] != "train"], split, track_idx, g),
                                         graph_cases(graph_train, held, track_idx, g)]),
               "quarantine": pa.table({k: [r[i] for r in quarantine] for i, k in enumerate(schemas.QUARANTINE.names)},
@@ -155,12 +154,12 @@ def edges_table(graph_train: list, edges_of: dict, g) -> pa.Table:
     return pa.table(dict(ecols), schema=schemas.EDGES)
 
 
-def tracks_table(vocab: list, counts: Counter, meta: dict) -> pa.Table:
+def tracks_table(catalogue: list, counts: Counter, meta: dict) -> pa.Table:
     return pa.table({
-        "track_idx": list(range(len(vocab))), "track_uri": vocab,
-        **{k: [meta[u][k] for u in vocab] for k in ("track_name", "artist_uri", "artist_name",
+        "track_idx": list(range(len(catalogue))), "track_uri": catalogue,
+        **{k: [meta[u][k] for u in catalogue] for k in ("track_name", "artist_uri", "artist_name",
                                                     "album_uri", "album_name", "duration_ms")},
-        "train_playlists": [counts[u] for u in vocab]}, schema=schemas.TRACKS)
+        "train_playlists": [counts[u] for u in catalogue]}, schema=schemas.TRACKS)
 
 
 def reconciliation(kept, split, held, edges_of, quarantine, read_pl, read_occ, n_edges, g) -> dict:
@@ -169,7 +168,7 @@ def reconciliation(kept, split, held, edges_of, quarantine, read_pl, read_occ, n
     train_total = sum(p["num_tracks"] for p in train)
     unique = sum(len({t["track_uri"] for t in p["tracks"]}) for p in train)
     n_held = sum(len(h) for h in held.values())
-    in_vocab = sum(len(edges_of[p["pid"]]) for p in train)
+    in_catalogue = sum(len(edges_of[p["pid"]]) for p in train)
     gone = [p for p in train if len(edges_of[p["pid"]]) < g.min_tracks]
     q_playlists = [r for r in quarantine if r[2] not in mpd.FILE_RULES]
     return {"playlists_read": read_pl, "occurrences_read": read_occ,
@@ -182,7 +181,7 @@ def reconciliation(kept, split, held, edges_of, quarantine, read_pl, read_occ, n
                                      for s in ("train", "val", "test")},
             "repeats_within_playlist": train_total - unique,
             "held_out_for_evaluation": n_held,
-            "removed_track_filter": unique - n_held - in_vocab,
+            "removed_track_filter": unique - n_held - in_catalogue,
             "removed_playlists_min_tracks": len(gone),
             "removed_with_playlist_min_tracks": sum(len(edges_of[p["pid"]]) for p in gone)}
 

@@ -8,9 +8,10 @@ import numpy as np
 from conftest import ROOT, musicmap, recs_table, run_cmd
 
 import musicmap as mm_package
+from musicmap.cases import load_eval
 from musicmap.config import load_config
+from musicmap.graph import uri_index
 from musicmap.recommend import context
-from musicmap.train.data import load_eval, uri_index
 
 
 def readme_example() -> str:

@@ -6,12 +6,14 @@ from math import sqrt
 
 import numpy as np
 import pytest
+import tiny
 import torch
 
+from musicmap.cases import EvalCases
 from musicmap.config import load_config
-from musicmap.train.data import EvalCases, Graph
+from musicmap.graph import Graph
+from musicmap.recommend import baselines
 from musicmap.recommend.recommenders import EASE, CoOccurrence, RP3Beta, TitleModel
-from musicmap.recommend import yardsticks
 from musicmap.topk import topk_rows
 
 # p0 = {t0, t1}, p1 = {t0, t1, t2}, p2 = {t1, t2, t3}, p3 = {t3, t4}; t5 is in the catalogue with
@@ -87,7 +89,7 @@ def test_tuning_picks_the_grid_point_with_the_best_validation_ndcg():
                     [[], []], [np.array([3]), np.array([2])], [[], []], [[], []])
     bc = load_config(overrides=["baselines.rp3beta_alpha=[0.5, 1.0]", "baselines.rp3beta_beta=[0.0, 1.0]",
                                 "baselines.ease_lambda=[1.0]", "baselines.ease_max_tracks=5"]).baselines
-    chosen = yardsticks.tune(GRAPH, val, bc, k=5)
+    chosen = baselines.tune(GRAPH, val, bc, k=5)
     assert len(chosen["rp3beta"]["grid"]) == 4
     best = max(chosen["rp3beta"]["grid"], key=lambda p: p["val_ndcg"])
     assert chosen["rp3beta"]["val_ndcg"] == best["val_ndcg"]
@@ -95,7 +97,7 @@ def test_tuning_picks_the_grid_point_with_the_best_validation_ndcg():
     point = next(p for p in chosen["rp3beta"]["grid"] if p["alpha"] == 1.0 and p["beta"] == 0.0)
     assert point["val_ndcg"] == pytest.approx((1 + 1 / np.log2(3)) / 2)
     assert "skipped" in chosen["ease"]
-    assert yardsticks.make("ease", chosen, GRAPH) is None
+    assert baselines.fitted(tiny.context(), "ease", chosen) is None
 
 
 def test_rp3beta_shared_walk_and_partial_rows_equal_separate_fits():

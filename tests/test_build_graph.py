@@ -1,5 +1,5 @@
 """build_graph on generated data, with real local Spark: the tables equal an independent
-plain-Python build (tests/reference_graph.py), the reconciliation adds up, the vocabulary comes
+plain-Python build (tests/reference_graph.py), the reconciliation adds up, the catalogue comes
 from train playlists only, ids are dense and stable, bad input is quarantined, and an s3://
 round trip (loopback S3 server) gives the same tables as a local run."""
 from __future__ import annotations
@@ -13,14 +13,13 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 import pytest
-
+import reference_graph
 from conftest import build_graph, make_bucket
 from mpd_faults import make_bad_dataset
+
 from musicmap import cases, check, mpd, schemas, storage
 from musicmap.config import load_config
 from musicmap.errors import InputError
-
-import reference_graph
 
 SORT = {"tracks": ["track_idx"], "playlists": ["playlist_idx"], "edges": ["playlist_idx", "track_idx"],
         "eval": ["pid", "category"], "quarantine": ["file", "pid", "rule"]}
@@ -123,13 +122,13 @@ def test_catalogue_comes_from_train_playlists_without_their_held_out_tracks(grap
             held[p["pid"]] = {u for u, pos in first.items()
                               if cases.held_out(p["pid"], pos, g.eval_random_seed, g.holdout_playlists, g.holdout_tracks)}
             train_count.update(uris - held[p["pid"]])
-    vocab = t["tracks"]["track_uri"].to_pylist()
-    assert set(vocab) == {u for u, c in train_count.items() if c >= g.min_playlists}
+    catalogue = t["tracks"]["track_uri"].to_pylist()
+    assert set(catalogue) == {u for u, c in train_count.items() if c >= g.min_playlists}
     only_eval = other - set(train_count)
-    assert only_eval and not only_eval & set(vocab)
-    assert t["tracks"]["train_playlists"].to_pylist() == [train_count[u] for u in vocab]
+    assert only_eval and not only_eval & set(catalogue)
+    assert t["tracks"]["train_playlists"].to_pylist() == [train_count[u] for u in catalogue]
     # no held-out (playlist, track) pair is an edge
-    idx = {u: i for i, u in enumerate(vocab)}
+    idx = {u: i for i, u in enumerate(catalogue)}
     pl = dict(zip(t["playlists"]["pid"].to_pylist(), t["playlists"]["playlist_idx"].to_pylist()))
     edges = set(zip(t["edges"]["playlist_idx"].to_pylist(), t["edges"]["track_idx"].to_pylist()))
     pairs = [(pl[pid], idx[u]) for pid, h in held.items() if pid in pl for u in h if u in idx]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from musicmap import cache
+from musicmap.graph import Graph
 from musicmap.recommend.recommenders import CoOccurrence, RP3Beta
-from musicmap.train.data import Graph
 
 
 def _build_and_load(folder: str, log: str, out: mp.Queue) -> None:

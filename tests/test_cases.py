@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from musicmap import cases, schemas, storage
-from musicmap.train.data import load_eval
+from musicmap.cases import load_eval
 
 
 def test_the_sample_is_whole_playlists_the_same_in_any_order_and_nested():

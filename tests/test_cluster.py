@@ -145,9 +145,10 @@ def local_run(dist_dir, bare_python, mpd_input, tmp_path_factory):
 @pytest.mark.slow
 @needs_java
 def test_spark_submit_dist_local(local_run, mpd_input):
+    from test_build_graph import assert_terms_match, reference_graph
+
     from musicmap import storage
     from musicmap.config import load_config
-    from test_build_graph import assert_terms_match, reference_graph
     root, p = local_run
     assert "checks: all reconcile" in p.stdout, p.stdout[-3000:]
     graph, stats = committed_graph(root)

@@ -11,8 +11,8 @@ import ast
 import os
 
 import pytest
-
 from conftest import ROOT, run_cmd, torchrun_train
+
 from musicmap import distributed
 from musicmap.train.export import load_model
 
@@ -70,7 +70,7 @@ except RuntimeError as e:
 # exit aborted a rank once: "terminate called without an active exception")
 if "cpu:" in spec:
     distributed.barrier()
-from musicmap.train.launch import exit_without_teardown
+from musicmap.distributed import exit_without_teardown
 exit_without_teardown(0)
 '''
 

@@ -6,8 +6,8 @@ from importlib import resources
 
 import pytest
 import yaml
-
 from conftest import musicmap
+
 from musicmap import storage
 from musicmap.config import ConfigError, _flatten, default_yaml_text, load_config
 

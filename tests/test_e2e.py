@@ -11,14 +11,13 @@ import sys
 
 import numpy as np
 import pytest
-
+import reference_graph
 from conftest import ROOT, TRAIN_SETTINGS, WORKDIR, build_wheel, make_bare_venv, make_bucket, musicmap
 from mpd_faults import make_bad_dataset
+
 from musicmap import schemas, storage
 from musicmap.config import load_config
 from musicmap.train.export import load_model
-
-import reference_graph
 
 SETS = sum((["--set", o] for o in [*TRAIN_SETTINGS, "train.epochs=2"]), [])
 

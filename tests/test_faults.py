@@ -2,6 +2,7 @@
 flaky or misconfigured object store, secrets in the environment and config, untrusted files."""
 from __future__ import annotations
 
+import http.client
 import io
 import os
 import re
@@ -12,18 +13,17 @@ import subprocess
 import sys
 import threading
 import time
-import http.client
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, TRAIN_SETTINGS, free_port, make_bucket, musicmap, run_cmd
+
 from musicmap import storage
+from musicmap.distributed import FRESH_STORE_ENV
 from musicmap.train import checkpoint
 from musicmap.train.export import load_model
-from musicmap.train.launch import FRESH_STORE_ENV
 
 PY_ENV = {"PYTHONUNBUFFERED": "1"}
 

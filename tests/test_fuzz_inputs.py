@@ -15,9 +15,9 @@ import shutil
 from collections import Counter
 
 import pytest
+from fuzz_mpd import NAME, base_doc, corrupt, plans, random_plan
 from hypothesis import HealthCheck, given, settings
 
-from fuzz_mpd import NAME, base_doc, corrupt, plans, random_plan
 from musicmap import mpd
 from musicmap.check import check
 from musicmap.spark_jobs.datasources import file_error, read_slice
@@ -99,6 +99,7 @@ def test_the_reported_crashes_are_quarantined(tmp_path):
 
 def test_a_spark_build_over_fuzzed_files_reconciles(spark, tmp_path):
     from conftest import build_graph
+
     from musicmap import storage
     rng = random.Random(2018)
     mpd_dir = tmp_path / "mpd"
@@ -157,8 +158,8 @@ def test_check_finds_the_slices_of_an_unzipped_mpd_and_reads_gzipped_ones(tmp_pa
 def test_a_slice_changed_or_gone_after_listing_is_an_unreadable_file(tmp_path):
     """An object store overwritten during the job: the reader compares what it reads with the
     listing and reports the file instead of reading other data silently."""
-    from musicmap.spark_jobs.datasources import MPDReader
     from musicmap.inputs import list_inputs, read_slice_file
+    from musicmap.spark_jobs.datasources import MPDReader
     text = json.dumps(base_doc())
     for i in range(3):
         (tmp_path / f"mpd.slice.{1000 * i}-{1000 * i + 999}.json").write_text(text)

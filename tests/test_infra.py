@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import build_wheel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -252,7 +251,7 @@ def test_dockerfile_installs_java_cuda_torch_and_the_project():
         assert re.search(rf"^COPY {pkg} ", text, re.M), f"{pkg}/ copied into the image"
     assert "PYSPARK_PYTHON=python3" in text
     # torchrun restarts on several nodes meet in a fresh store (train/launch.py FRESH_STORE_ENV)
-    from musicmap.train.launch import FRESH_STORE_ENV
+    from musicmap.distributed import FRESH_STORE_ENV
     for k, v in FRESH_STORE_ENV.items():
         assert f"{k}={v}" in text
     # Every COPY source exists (except README.md, which the project root must provide).

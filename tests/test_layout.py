@@ -128,3 +128,15 @@ def test_the_benchmarks_are_a_package_of_short_functions():
                 path_edits.append(f"{f.name}:{node.lineno}")
     assert (BENCH / "__init__.py").exists()
     assert not long and not path_edits, (long, path_edits)
+
+
+def test_after_training_only_the_model_and_its_fold_in_come_from_train():
+    """recommend and the tools read what train committed (musicmap.train.export) and fold new
+    playlists in as it does (musicmap.train.foldin); the graph's reader, the cases and the torchrun
+    helpers are the shared core's (musicmap.graph, musicmap.cases, musicmap.distributed)."""
+    known = modules()
+    allowed = {"musicmap.train.export", "musicmap.train.foldin"}
+    wrong = [f"{name}:{node.lineno} imports {m}" for name, f in known.items()
+             if name.startswith(("musicmap.recommend", "musicmap.tools"))
+             for m, node in imports(f, known) if m.startswith("musicmap.train") and m not in allowed]
+    assert not wrong, wrong

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import ROOT, musicmap
+
 from musicmap import schemas, storage, synth
 from musicmap.config import load_config
 from musicmap.tools.map import layout
@@ -33,7 +33,7 @@ def mapped(trained_small, tmp_path_factory):
 
 def communities(root: Path, uris: list[str]) -> np.ndarray:
     """Ground truth: the generated community of each track (conftest's mpd_small: seed 7)."""
-    cat = synth.Catalog(synth.default_tracks(3000), 24, 7)
+    cat = synth.Catalogue(synth.default_tracks(3000), 24, 7)
     return np.array([cat.community_of(synth.id_of_uri(u, 7)) for u in uris])
 
 
@@ -50,7 +50,7 @@ def test_communities_come_out_as_separate_labelled_regions(mapped):
     root, m = mapped
     t = storage.read_parquet(m.path("tracks.parquet"), schema=schemas.MAP_TRACKS)
     cfg = load_config(root=str(root))
-    from musicmap.train.data import embedded_tracks, load_tracks
+    from musicmap.graph import embedded_tracks, load_tracks
     tracks = load_tracks(storage.open_committed(storage.stage_uri(cfg, "graph")))
     # the map places the tracks LightGCN embeds: the catalogue's first ones, fewer than all
     embedded = embedded_tracks(storage.open_committed(storage.stage_uri(cfg, "graph")),
@@ -104,6 +104,7 @@ def wait_for(driver, script: str, timeout: float = 30):
 def test_the_page_draws_searches_and_lists_what_similar_lists(mapped, browser):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
+
     from musicmap.recommend.context import load_context
     from musicmap.recommend.recommenders import LightGCNRecommender
     root, m = mapped
@@ -156,10 +157,11 @@ def test_the_page_draws_searches_and_lists_what_similar_lists(mapped, browser):
 def test_the_pages_foldin_ranks_what_python_ranks(mapped, browser):
     """The page's JavaScript fold-in (lightgcn mode) against musicmap.train.foldin, for three
     seed sets of one, three and five tracks: the same top 10."""
+    import torch
+
     from musicmap.topk import topk
     from musicmap.train.export import load_model
     from musicmap.train.foldin import seed_queries
-    import torch
     root, m = mapped
     model = load_model(str(root / "model"))
     browser.get(Path(m.path("index.html")).as_uri())

@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from musicmap.graph import Graph
 from musicmap.mpd import normalize_title
-from musicmap.train.data import Graph
-from musicmap.train.foldin import foldin_vectors
-from musicmap.train.model import LightGCN, bpr_loss
 from musicmap.recommend.recommenders import TitleModel
-from musicmap.train.foldin import seed_queries
+from musicmap.train.foldin import foldin_vectors, seed_queries
+from musicmap.train.model import LightGCN, bpr_loss
 
 # 2 playlists, 3 tracks: p0 = {t0, t1}, p1 = {t1, t2}; node ids: p0 0, p1 1, t0 2, t1 3, t2 4
 TINY = Graph(2, 3, np.array([0, 0, 1, 1]), np.array([0, 1, 1, 2]), np.array([1.0, 3.0, 1.0, 1.0], np.float32))

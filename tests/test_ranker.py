@@ -1,6 +1,5 @@
-"""The two-stage default: the optimized fold-in, the step schedule, the re-ranker fitted on
-validation playlists only, and what recommend and evaluate do with it (real torchrun, real
-LightGBM)."""
+"""The two-stage default: the re-ranker fitted on validation playlists only, and what recommend and
+evaluate do with it (real torchrun, real LightGBM)."""
 from __future__ import annotations
 
 import json
@@ -10,54 +9,17 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 import torch
-
 from conftest import ROOT, musicmap, recs_table, run_cmd, torchrun_train
+
 from musicmap import storage
+from musicmap.cases import load_eval
 from musicmap.config import load_config
-from musicmap.recommend import context, fit_ranker as ranker
-from musicmap.train.data import load_eval, uri_index
-from musicmap.train.batches import per_rank_batch
-from musicmap.train.foldin import optimize_queries
+from musicmap.graph import uri_index
+from musicmap.recommend import context
+from musicmap.recommend import fit_ranker as ranker
 from musicmap.topk import topk
-from musicmap.train.foldin import FoldIn, seed_queries
 
 FAST_RANKER = ["ranker.max_playlists=60", "ranker.rounds=30", "ranker.folds=2", "train.progress=false"]
-
-
-def test_optimized_foldin_first_step_is_hand_computed():
-    tracks = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-    rows, cols = torch.tensor([0]), torch.tensor([0])             # one playlist, seed track 0
-    q0 = torch.tensor([[0.5, 0.2]])
-    lr, l2, n_neg = 0.1, 0.01, 4
-    neg = torch.randint(0, 3, (n_neg,), generator=torch.Generator().manual_seed(5))
-    # loss = mean_j softplus(q.t_j - q.t_0) + l2 |q|^2, so
-    # grad = mean_j sigmoid(q.(t_j - t_0)) (t_j - t_0) + 2 l2 q
-    diff = tracks[neg] - tracks[0]
-    grad = (torch.sigmoid(diff @ q0[0])[:, None] * diff).mean(0) + 2 * l2 * q0[0]
-    # Adam's first step moves each coordinate by lr against the sign of its gradient
-    expected = q0[0] - lr * torch.sign(grad)
-    got = optimize_queries(q0, tracks, rows, cols, steps=1, lr=lr, l2=l2, negatives=n_neg, random_seed=5)
-    torch.testing.assert_close(got[0], expected, atol=1e-6, rtol=0)
-    assert torch.equal(optimize_queries(q0, tracks, rows, cols, steps=0), q0)
-
-
-def test_optimized_foldin_of_a_playlist_does_not_depend_on_its_batch():
-    g = torch.Generator().manual_seed(0)
-    tracks = torch.randn(50, 8, generator=g)
-    seeds = [np.array([1, 2, 3]), np.array([4]), np.array([], np.int64), np.array([7, 9])]
-    spec = FoldIn("optimized", steps=5)
-    together = seed_queries(seeds, tracks, tracks, spec)
-    alone = torch.cat([seed_queries([s], tracks, tracks, spec) for s in seeds])
-    torch.testing.assert_close(together, alone, atol=1e-6, rtol=1e-5)
-    assert torch.all(together[2] == 0)           # no seed: the zero vector (the title model serves it)
-
-
-def test_the_schedule_gives_many_steps_on_a_small_graph():
-    # a 48K-edge graph on 2 ranks: 100 steps of 239 positives, not one step of 65,536
-    b = per_rank_batch(47_778, 2, 65_536, 100)
-    assert b == 239 and -(-47_778 // (2 * b)) == 100
-    assert per_rank_batch(50_000_000, 4, 65_536, 100) == 65_536     # the MPD keeps the full batch
-    assert per_rank_batch(47_778, 2, 65_536, 0) == 65_536
 
 
 def test_trained_small_got_many_steps_and_validated_the_foldin(trained_small):
@@ -122,9 +84,9 @@ def test_the_ranker_is_fitted_on_validation_playlists_only(ranked):
     # EASE^R is skipped, saying why: this catalogue is larger than baselines.ease_max_tracks
     assert set(m["cross_validation"]["methods"]) == {"ranker", "lightgcn", "cooccurrence", "popularity",
                                                       "recent_popularity", "rp3beta"}
-    assert "ease_max_tracks" in m["yardsticks"]["ease"]["skipped"]
-    # the yardsticks were tuned on these validation cases: every grid point scored, the best kept
-    rp3 = m["yardsticks"]["rp3beta"]
+    assert "ease_max_tracks" in m["tuned"]["ease"]["skipped"]
+    # RP3beta and EASE^R were tuned on these validation cases: every grid point scored, the best kept
+    rp3 = m["tuned"]["rp3beta"]
     assert len(rp3["grid"]) == 9 and rp3["val_ndcg"] == max(p["val_ndcg"] for p in rp3["grid"])
 
 
@@ -151,7 +113,7 @@ def test_recommend_serves_the_ranker_and_evaluate_shows_each_stage(ranked, tmp_p
     report = json.loads(storage.read_bytes(m.path("metrics.json")))
     assert set(report["methods"]) == {"ranker", "lightgcn", "popularity", "recent_popularity", "cooccurrence",
                                       "rp3beta"}
-    assert "skipped" in report["yardsticks"]["ease"]
+    assert "skipped" in report["tuned"]["ease"]
     assert report["model"]["served"] == "ranker"
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tiny
 import torch
 
-import tiny
 from musicmap.api import MusicMap
 from musicmap.errors import InputError
 from musicmap.recommend.features import COL, Sources
-from musicmap.recommend.main import rank_graph_playlists
+from musicmap.recommend.graph_playlists import rank_graph_playlists
 from musicmap.topk import topk
 
 RARE = np.array([8, 9])                   # in the catalogue (p6), in one train playlist each

@@ -9,14 +9,15 @@ from collections import Counter
 import numpy as np
 import pyarrow.compute as pc
 import pytest
-
 from conftest import ROOT, musicmap, recs_table, run_cmd
+
 from musicmap import storage, submission, synth
+from musicmap.cases import load_eval
 from musicmap.config import load_config
+from musicmap.graph import uri_index
 from musicmap.recommend import context
-from musicmap.tools import evaluate
-from musicmap.train.data import load_eval, uri_index
 from musicmap.recommend.recommenders import Popularity
+from musicmap.tools import evaluate
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +160,7 @@ def test_evaluate_reports_model_and_baselines_per_category(trained):
     report = json.loads(storage.read_bytes(m.path("metrics.json")))
     # EASE^R is skipped above baselines.ease_max_tracks (this catalogue is larger), saying so
     assert set(report["methods"]) == {"lightgcn", "popularity", "recent_popularity", "cooccurrence", "rp3beta"}
-    assert "ease_max_tracks" in report["yardsticks"]["ease"]["skipped"]
+    assert "ease_max_tracks" in report["tuned"]["ease"]["skipped"]
     for method in report["methods"].values():
         ch = method["challenge"]
         assert {"all", "title_only", "first5"} <= set(ch)
@@ -189,7 +190,7 @@ def test_evaluate_follows_k_small_in_table_json_and_charts(trained, tmp_path):
 
 def test_similar_returns_mostly_the_seed_community(trained):
     info = json.loads((trained / "mpd" / "synth_info.json").read_text())
-    cat = synth.Catalog(synth.default_tracks(3000), 24, 7)
+    cat = synth.Catalogue(synth.default_tracks(3000), 24, 7)
     cfg = load_config(root=str(trained))
     uris = context.load_context(cfg, need_model=False).uris.to_pylist()
     vocab = set(uris)

@@ -6,11 +6,18 @@ import uuid
 
 import pyarrow as pa
 import pytest
+from conftest import make_bucket
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
-from conftest import make_bucket
 from musicmap import storage
 
 

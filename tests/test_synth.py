@@ -10,8 +10,8 @@ from collections import Counter
 
 import numpy as np
 import pytest
-
 from conftest import musicmap, run_cmd
+
 from musicmap import mpd, synth
 
 PLAYLIST_KEYS = set(mpd.PLAYLIST_FIELDS)
@@ -80,7 +80,7 @@ def test_shapes_follow_the_real_statistics(sample):
 
 def test_playlists_draw_from_a_community_their_title_reflects(sample):
     out, playlists = sample
-    cat = synth.Catalog(synth.default_tracks(10_000), 24, 3)
+    cat = synth.Catalogue(synth.default_tracks(10_000), 24, 3)
     focus = []
     for p in playlists[:2000]:
         comms = Counter(cat.community_of(synth.id_of_uri(t["track_uri"], 3)) for t in p["tracks"])
@@ -104,7 +104,7 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
 
 def test_memory_does_not_grow_with_playlists(tmp_path):
     """Slices are generated and written one at a time: peak memory of 2,000 and 10,000 playlists
-    (same catalog size) is about the same."""
+    (same catalogue size) is about the same."""
     code = ("import resource, sys; from musicmap import synth; "
             "synth.generate(sys.argv[1], int(sys.argv[2]), tracks=30000, show_progress=False); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")

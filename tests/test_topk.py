@@ -7,14 +7,20 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from musicmap.graph import Graph
 from musicmap.recommend.features import Block
 from musicmap.recommend.ranker import order_block
-from musicmap.recommend.recommenders import (EASE, CoOccurrence, LightGCNRecommender, Popularity, RecentPopularity,
-                                             RP3Beta, TitleModel)
+from musicmap.recommend.recommenders import (
+    EASE,
+    CoOccurrence,
+    LightGCNRecommender,
+    Popularity,
+    RecentPopularity,
+    RP3Beta,
+    TitleModel,
+)
 from musicmap.topk import topk, topk_rows, topk_sparse
-from musicmap.train.data import Graph
 from musicmap.train.export import TrainedModel
-from musicmap.train.foldin import seed_queries
 
 
 def naive(q, items, k, exclude):
@@ -48,14 +54,6 @@ def test_fewer_candidates_than_k_are_padded():
     assert (ix[1] == -1).all()
     ix, s = topk(torch.ones(0, 4), items, 3)
     assert s.shape == (0, 3)
-
-
-def test_lightgcn_foldin_query():
-    foldin = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
-    q = seed_queries([np.array([0, 1]), np.array([], np.int64)], foldin, foldin, "lightgcn")
-    np.testing.assert_allclose(q.numpy(), [[1 / np.sqrt(2), 2 / np.sqrt(2)], [0, 0]])
-    q = seed_queries([np.array([0, 2])], foldin, foldin, "mean")
-    np.testing.assert_allclose(q.numpy(), [[2.0, 1.5]])
 
 
 # ------------------------------------------------------------------ one tie rule: score, then id

@@ -8,16 +8,18 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, run_cmd, torchrun_train
+
 from musicmap import metrics, storage
+from musicmap.cases import load_eval
 from musicmap.config import load_config
-from musicmap.train.data import load_eval, load_graph, load_tracks, uri_index
+from musicmap.graph import load_graph, load_tracks, uri_index
+from musicmap.recommend.recommenders import Popularity
+from musicmap.train.batches import epoch_batches, per_rank_batch, sample_negatives
 from musicmap.train.export import load_model
-from musicmap.train.batches import epoch_batches, sample_negatives
 from musicmap.train.foldin import foldin_vectors
 from musicmap.train.model import LightGCN
-from musicmap.recommend.recommenders import Popularity
+
 
 def torchrun(root, model_dir, *overrides, **kw):
     return torchrun_train(root, *overrides, model_dir=model_dir, **kw)
@@ -155,6 +157,14 @@ def test_negatives_are_tracks_for_the_same_playlist(graph_small):
     assert neg.min() >= 0 and neg.max() < graph.num_tracks     # track ids, never playlists
     own = sum(np.isin(neg[playlists == p], graph.playlist_tracks(p)).sum() for p in range(50))
     assert own == 0                                             # rejected positives are redrawn
+
+
+def test_the_schedule_gives_many_steps_on_a_small_graph():
+    # a 48K-edge graph on 2 ranks: 100 steps of 239 positives, not one step of 65,536
+    b = per_rank_batch(47_778, 2, 65_536, 100)
+    assert b == 239 and -(-47_778 // (2 * b)) == 100
+    assert per_rank_batch(50_000_000, 4, 65_536, 100) == 65_536     # the MPD keeps the full batch
+    assert per_rank_batch(47_778, 2, 65_536, 0) == 65_536
 
 
 def test_each_rank_gets_a_disjoint_share_reshuffled_every_epoch():

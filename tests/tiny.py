@@ -16,9 +16,9 @@ import pyarrow as pa
 
 from musicmap import schemas, storage
 from musicmap.config import load_config
+from musicmap.graph import Graph
 from musicmap.recommend.context import Context
 from musicmap.recommend.recommenders import TitleModel
-from musicmap.train.data import Graph
 from musicmap.train.export import TrainedModel
 
 PLAYLISTS = [[0, 1, 2, 3], [0, 1, 2, 4], [0, 1, 3, 5], [0, 2, 4, 5], [1, 3, 4, 5, 6], [0, 1, 2, 7], [6, 8, 9],

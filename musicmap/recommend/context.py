@@ -16,19 +16,19 @@ import pyarrow.compute as pc
 import torch
 
 from musicmap import schemas, storage
+from musicmap.cases import EvalCases, load_eval
 from musicmap.errors import InputError
+from musicmap.graph import Graph, load_graph, load_tracks
 from musicmap.log import get_logger
-from musicmap.recommend import yardsticks
+from musicmap.recommend import baselines
 from musicmap.recommend.ranker import Ranker, load_booster, sources_for
 from musicmap.recommend.recommenders import LightGCNRecommender, TitleModel
-from musicmap.train.data import EvalCases, Graph, load_eval, load_graph, load_tracks
 from musicmap.train.export import TrainedModel, load_model
 from musicmap.train.foldin import FoldIn
 
 log = get_logger("recommend")
 
 
-METHODS = ("auto", "ranker", "lightgcn")
 ITEM_BASED = ("rp3beta", "cooccurrence", "ease")     # methods that rank from a playlist's tracks
 
 
@@ -44,9 +44,10 @@ class Context:
     model: TrainedModel | None
     title_model: TitleModel
     booster: object = None    # the committed ranker's LightGBM booster, when it is served
-    ranker_manifest: dict | None = None
+    ranker_manifest: dict | None = None     # its manifest, when it is served
+    ranker_report: dict | None = None       # the committed ranker's manifest (read once), if any
     fitted: dict | None = None      # the committed ranker's manifest when fitted on this model
-    _yardsticks: dict = field(default_factory=dict, repr=False)   # "tuned" settings, fitted methods
+    _fitted: dict = field(default_factory=dict, repr=False)   # "tuned" settings, fitted baselines
     _served: object = field(default=None, repr=False)
 
     @cached_property
@@ -88,9 +89,9 @@ class Context:
     def fallback(self):
         """What serves a new playlist LightGCN has no vector for (seeds, but none embedded): the
         method fit-ranker measured best on such validation cases (the title model or an
-        item-based one), else the title model. Fitted once per command (the yardsticks' cache)."""
+        item-based one), else the title model. Fitted once per command (Context.baseline)."""
         chosen = ((self.fitted or {}).get("no_vector_cases") or {}).get("chosen", "title")
-        return self.title_model if chosen == "title" else self.yardstick(chosen)
+        return self.title_model if chosen == "title" else self.baseline(chosen)
 
     def graph_fallback(self):
         """What serves a graph playlist with no embedded track (no trained vector): the item-based
@@ -98,7 +99,7 @@ class Context:
         (graph_val), else co-occurrence, which needs no tuning."""
         val = ((self.fitted or {}).get("graph_playlists") or {}).get("val_ndcg") or {}
         item = {m: v for m, v in val.items() if m in ITEM_BASED}
-        return self.yardstick(max(item, key=item.get) if item else "cooccurrence")
+        return self.baseline(max(item, key=item.get) if item else "cooccurrence")
 
     def graph_method(self) -> str:
         """What graph playlists are served (recommend.graph_method; auto: what fit-ranker chose on
@@ -108,35 +109,36 @@ class Context:
             return method
         return ((self.fitted or {}).get("graph_playlists") or {}).get("chosen", "lightgcn")
 
-    def yardstick(self, name: str):
-        """A fitted baseline (recommend.yardsticks.baseline) with the settings tuned for this graph."""
-        if name not in self._yardsticks:
-            if "tuned" not in self._yardsticks and name in yardsticks.NAMES:
-                self._yardsticks["tuned"] = yardsticks.chosen_for(self)
-            rec = yardsticks.baseline(self, name, self._yardsticks.get("tuned", {}))
+    def baseline(self, name: str):
+        """The baseline `name` (recommend.baselines.BASELINES) fitted once for this command, with the
+        settings tuned for this graph; InputError for a tuned one skipped here (EASE^R above its size)."""
+        if name not in self._fitted:
+            if "tuned" not in self._fitted and name in baselines.TUNED:
+                self._fitted["tuned"] = baselines.chosen_for(self)
+            rec = baselines.fitted(self, name, self._fitted.get("tuned", {}))
             if rec is None:
-                why = (self._yardsticks.get("tuned", {}).get(name) or {}).get("skipped", "not tuned")
+                why = (self._fitted.get("tuned", {}).get(name) or {}).get("skipped", "not tuned")
                 raise InputError(f"{name} cannot serve this graph: {why}")
-            self._yardsticks[name] = rec
-        return self._yardsticks[name]
+            self._fitted[name] = rec
+        return self._fitted[name]
 
     def baselines(self, names) -> dict:
-        """{name: fitted baseline} of `names` (any of evaluate.baselines); a yardstick skipped for
-        this graph (EASE^R above its size, logged when it was tuned) is left out."""
+        """{name: baseline(name)} of `names` (any of evaluate.baselines), but a tuned one skipped
+        for this graph (EASE^R above its size, logged when it was tuned)."""
         out = {}
         for name in names:
             try:
-                out[name] = self.yardstick(name)
+                out[name] = self.baseline(name)
             except InputError:
-                if name not in yardsticks.NAMES:
+                if name not in baselines.TUNED:
                     raise
         return out
 
     def use_tuned(self, tuned: dict) -> None:
-        """Fit the yardsticks with these settings from now on (recommend.yardsticks.tune's result);
-        methods fitted with other settings are dropped."""
-        if self._yardsticks.get("tuned") != tuned:
-            self._yardsticks = {"tuned": tuned}
+        """Fit the tuned baselines with these settings from now on (recommend.baselines.tune's
+        result); baselines fitted with other settings are dropped."""
+        if self._fitted.get("tuned") != tuned:
+            self._fitted = {"tuned": tuned}
 
     def recommender(self):
         """The served recommender (recommend.method): the ranker or LightGCN alone, built once
@@ -144,7 +146,7 @@ class Context:
         if self.booster is None:
             return self.lightgcn()
         if self._served is None:
-            self._served = Ranker(sources_for(self, self.ranker_manifest["yardsticks"]), self.booster,
+            self._served = Ranker(sources_for(self, self.ranker_manifest["tuned"]), self.booster,
                                   self.cfg.ranker.chunk,
                                   self.ranker_manifest.get("no_seed_cases", {}).get("chosen", "ranker"))
         return self._served
@@ -162,48 +164,48 @@ def load_context(cfg, need_model: bool = True, ranker: bool = True, force: bool 
     train_pl = playlists.filter(pc.equal(playlists["split"], "train")).sort_by("playlist_idx")
     titles = TitleModel(train_pl["name"].to_pylist()).fit(graph, cfg.storage)
     ctx = Context(cfg, graph, committed, tracks, playlists, train_pl, model, titles)
-    if model is not None:
-        ctx.fitted = fitted_report(cfg, model.version)
+    ctx.ranker_report, why = ranker_report(cfg)        # the committed ranker's manifest, read once
+    if model is not None and ctx.ranker_report:
+        fitted_here = ctx.ranker_report["input"]["model_version"] == model.version
+        ctx.fitted = ctx.ranker_report if fitted_here else None
     if ranker and model is not None:
-        ctx.booster, ctx.ranker_manifest = served_ranker(cfg, model.version, force)
+        ctx.booster, ctx.ranker_manifest = served_ranker(cfg, ctx.ranker_report, why, model.version, force)
     return ctx
 
 
-def fitted_report(cfg, model_version: str) -> dict | None:
-    """The committed ranker's manifest when it was fitted on this model, else None."""
+def ranker_report(cfg) -> tuple[dict | None, str]:
+    """(the committed ranker's manifest with its version, ""), or (None, why there is none)."""
     try:
-        r = storage.open_committed(storage.stage_uri(cfg, "ranker"))
-    except storage.NotCommittedError:
-        return None
-    manifest = storage.read_json(r.path("manifest.json"))
-    return manifest if manifest.get("input", {}).get("model_version") == model_version else None
+        r = storage.open_committed(storage.stage_uri(cfg, "ranker"), "fit-ranker")
+    except storage.NotCommittedError as e:
+        return None, str(e)
+    return {**storage.read_json(r.path("manifest.json")), "version": r.version, "uri": r.path()}, ""
 
 
-def served_ranker(cfg, model_version: str, force: bool = False):
+def served_ranker(cfg, report: dict | None, why: str, model_version: str, force: bool = False):
     """(booster, manifest) when recommend.method says the ranker serves, else (None, None). With
     auto, a ranker fitted on another model stops the command unless `force` (LightGCN alone)."""
-    method = cfg.recommend.method
-    if method not in METHODS:
-        raise InputError(f"recommend.method {method!r}: use {', '.join(METHODS)}")
+    method = cfg.recommend.method          # one of config.Recommend's choices
     if method == "lightgcn":
         return None, None
-    booster, manifest = load_booster(cfg, model_version)
-    if booster is None:
+    if report is None:
         if method == "ranker":
-            raise InputError(f"recommend.method=ranker: {manifest}")
+            raise InputError(f"recommend.method=ranker: {why}")
         log.info("no committed ranker (run `musicmap fit-ranker` for the two-stage default): "
                  "serving LightGCN alone")
         return None, None
-    if method == "auto" and manifest.get("stale"):
+    made = report["input"]["model_version"]
+    stale = f"fitted on model {made}, the model is now {model_version}" if made != model_version else ""
+    if method == "auto" and stale:
         if not force:
-            raise InputError(f"{storage.stage_uri(cfg, 'ranker')}: the ranker was {manifest['stale']}: rerun "
+            raise InputError(f"{storage.stage_uri(cfg, 'ranker')}: the ranker was {stale}: rerun "
                              f"`musicmap fit-ranker` (or pass --force to serve LightGCN alone, or set "
                              f"recommend.method=ranker to serve this ranker anyway)")
-        log.warning("the ranker is stale (%s): serving LightGCN alone (--force)", manifest["stale"])
+        log.warning("the ranker is stale (%s): serving LightGCN alone (--force)", stale)
         return None, None
-    if method == "auto" and manifest["chosen"] != "ranker":
+    if method == "auto" and report["chosen"] != "ranker":
         log.info("the ranker's cross-validation did not beat LightGCN alone: serving LightGCN")
         return None, None
-    if manifest.get("stale"):
-        log.warning("recommend.method=ranker with a ranker %s", manifest["stale"])
-    return booster, manifest
+    if stale:
+        log.warning("recommend.method=ranker with a ranker %s", stale)
+    return load_booster(storage.stage_uri(cfg, "ranker"), report), report

@@ -1,10 +1,10 @@
 """Candidates and their features for the re-ranker (recommend.ranker): what each source proposes for
 a playlist, and what the ranker knows about each (case, candidate) pair.
 
-    src = Sources(graph, artist_of, album_of, train_modified_at, scorer, title_model, rp3)
+    src = Sources(graph, artist_of, album_of, train_modified_at, lightgcn, title_model, rp3beta, cooccurrence)
     block = src.candidates(seeds, names)               # one chunk of cases
     block.cand  (n, M) int64 track_idx, -1 padded;  block.x  (n, M, F) float32 (NaN = undefined)
-    block.x[..., COL["rp3_score"]]                     # a feature by name (FEATURES: name -> function)
+    block.x[..., COL["rp3beta_score"]]                 # a feature by name (FEATURES: name -> function)
 
 Sources, each proposing its top candidates from the whole catalogue (never a seed):
   lightgcn      the trained model (query = fold-in of the seeds): its top k among the tracks it
@@ -30,10 +30,10 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from musicmap.graph import Graph
 from musicmap.mpd import normalize_title
 from musicmap.recommend.recommenders import CoOccurrence, TitleModel, TrackSignals
 from musicmap.topk import flat_pairs, select
-from musicmap.train.data import Graph
 
 
 @dataclass
@@ -96,12 +96,12 @@ FEATURES = {
     "lightgcn_score": _score("lightgcn"),
     "lightgcn_gap": _relative("lightgcn", "gap"),          # distance to the case's best score
     "lightgcn_rank": _rank("lightgcn"),
-    "cooc_score": _score("cooc"),                          # cosine co-occurrence with the seeds
-    "cooc_share": _relative("cooc", "share"),              # as a share of the case's best
-    "cooc_rank": _rank("cooc"),
-    "rp3_score": _score("rp3"),                            # RP3beta's walk from the seeds
-    "rp3_share": _relative("rp3", "share"),
-    "rp3_rank": _rank("rp3"),
+    "cooccurrence_score": _score("cooccurrence"),          # cosine co-occurrence with the seeds
+    "cooccurrence_share": _relative("cooccurrence", "share"),   # as a share of the case's best
+    "cooccurrence_rank": _rank("cooccurrence"),
+    "rp3beta_score": _score("rp3beta"),                    # RP3beta's walk from the seeds
+    "rp3beta_share": _relative("rp3beta", "share"),
+    "rp3beta_rank": _rank("rp3beta"),
     "popularity": _static("popularity"),                   # log(1 + train playlists holding it)
     "recent_10": _static("recent_10"),                     # the same among the newest 10% of them
     "recent_25": _static("recent_25"),                     # ... and the newest 25%
@@ -130,17 +130,17 @@ class Block:
 class Sources:
     """Everything the candidate features are computed from (all fitted on train playlists).
     scorer: LightGCN (recommend.recommenders.LightGCNRecommender, over its embedded tracks);
-    cooc: a fitted CoOccurrence (None: fitted here); rp3: a fitted RP3Beta over the catalogue, or
+    cooccurrence: a fitted CoOccurrence (None: fitted here); rp3beta: a fitted RP3Beta over the catalogue, or
     None (then it proposes nothing)."""
 
     def __init__(self, graph: Graph, artist_of: np.ndarray, album_of: np.ndarray,
-                 modified_at: np.ndarray, scorer, title_model: TitleModel, rp3=None, k: int = 500,
-                 per_source: int = 200, cooc: CoOccurrence | None = None):
+                 modified_at: np.ndarray, scorer, title_model: TitleModel, rp3beta=None,
+                 cooccurrence: CoOccurrence | None = None, k: int = 500, per_source: int = 200):
         self.graph, self.k, self.per_source = graph, k, per_source
         self.artist_of, self.album_of = artist_of, album_of
         self.signals = TrackSignals(graph, modified_at)
-        self.cooc = cooc if cooc is not None else CoOccurrence().fit(graph)
-        self.scorer, self.titles, self.rp3 = scorer, title_model, rp3
+        self.cooccurrence = cooccurrence if cooccurrence is not None else CoOccurrence().fit(graph)
+        self.scorer, self.titles, self.rp3beta = scorer, title_model, rp3beta
         s = self.signals
         # the per-track features, computed once: {name: (T,) float32}
         self.static = {name: v.astype(np.float32) for name, v in (
@@ -154,9 +154,9 @@ class Sources:
         T = self.graph.num_tracks
         reach = has & self.scorer.reach(seeds)           # an embedded seed: a LightGCN query
         out = {"lightgcn": _dense(self.scorer.scores(seeds).float(), seed_keys, T, self.k, reach),
-               "cooc": _sparse(self.cooc.sparse_scores(seeds), seed_keys, self.per_source, has)}
-        out["rp3"] = (_sparse(self.rp3.sparse_scores(seeds), seed_keys, self.per_source, has)
-                      if self.rp3 is not None else _silent(len(seeds), self.per_source))
+               "cooccurrence": _sparse(self.cooccurrence.sparse_scores(seeds), seed_keys, self.per_source, has)}
+        out["rp3beta"] = (_sparse(self.rp3beta.sparse_scores(seeds), seed_keys, self.per_source, has)
+                      if self.rp3beta is not None else _silent(len(seeds), self.per_source))
         return out
 
     def candidates(self, seeds: list[np.ndarray], names: list) -> Block:

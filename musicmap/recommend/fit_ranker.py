@@ -15,15 +15,16 @@ import numpy as np
 
 from musicmap import cases as cut
 from musicmap import metrics, mpd, storage
+from musicmap.cases import EvalCases, load_eval
 from musicmap.config import config_from_args
 from musicmap.errors import InputError
+from musicmap.graph import uri_index
 from musicmap.log import get_logger, progress
-from musicmap.recommend import yardsticks
+from musicmap.recommend import baselines
 from musicmap.recommend.context import ITEM_BASED, load_context
 from musicmap.recommend.features import FEATURE_NAMES, Block, Sources
-from musicmap.recommend.main import choose_graph_method
+from musicmap.recommend.graph_playlists import choose_graph_method
 from musicmap.recommend.ranker import lgb_params, order_block, sources_for
-from musicmap.train.data import EvalCases, load_eval, uri_index
 
 log = get_logger("ranker")
 
@@ -107,9 +108,9 @@ class Pool:
         return out
 
 
-def fit_booster(pool: Pool, idx, rk):
+def fit_booster(pool: Pool, idx, ranker_cfg):
     X, y, groups = pool.dataset(idx)
-    return lgb.train(lgb_params(rk), lgb.Dataset(X, y, group=groups, feature_name=FEATURE_NAMES), rk.rounds)
+    return lgb.train(lgb_params(ranker_cfg), lgb.Dataset(X, y, group=groups, feature_name=FEATURE_NAMES), ranker_cfg.rounds)
 
 
 def mean_metrics(ranked: np.ndarray, cases: EvalCases, k: int) -> dict:
@@ -125,33 +126,33 @@ def mean_metrics(ranked: np.ndarray, cases: EvalCases, k: int) -> dict:
     return out
 
 
-def cross_validate(pool: Pool, fit_pid: np.ndarray, n_val: int, rk, k: int) -> np.ndarray:
+def cross_validate(pool: Pool, fit_pid: np.ndarray, n_val: int, ranker_cfg, k: int) -> np.ndarray:
     """Ranked lists of the first n_val cases of the pool, each from a booster fitted on the
     playlists of the other folds (fit_pid: the pid of every pool case)."""
     pids = np.unique(fit_pid[:n_val])
-    fold_of = dict(zip(np.random.default_rng([rk.random_seed, 11]).permutation(pids).tolist(),
-                       np.arange(len(pids)) % max(rk.folds, 2)))
+    fold_of = dict(zip(np.random.default_rng([ranker_cfg.random_seed, 11]).permutation(pids).tolist(),
+                       np.arange(len(pids)) % max(ranker_cfg.folds, 2)))
     fold = np.array([fold_of.get(int(p), -1) for p in fit_pid])
     ranked = np.full((n_val, k), -1, np.int64)
-    for f in progress(range(max(rk.folds, 2)), desc="ranker cross-validation", unit="fold"):
+    for f in progress(range(max(ranker_cfg.folds, 2)), desc="ranker cross-validation", unit="fold"):
         test = np.flatnonzero(fold[:n_val] == f)
         if len(test):
-            booster = fit_booster(pool, np.flatnonzero((fold != f) & (fold >= 0)), rk)
+            booster = fit_booster(pool, np.flatnonzero((fold != f) & (fold >= 0)), ranker_cfg)
             ranked[test] = pool.order(test, booster.predict, k)
     return ranked
 
 
 # ------------------------------------------------------------------ the stage
 
-def fitting_cases(ctx, rk) -> tuple[EvalCases, int]:
-    """The validation cases (at most rk.max_playlists playlists) followed by the augmented ones,
+def fitting_cases(ctx, ranker_cfg) -> tuple[EvalCases, int]:
+    """The validation cases (at most ranker_cfg.max_playlists playlists) followed by the augmented ones,
     and how many of them are the original cases."""
-    val = load_eval(ctx.committed, "val", ctx.uris, max_playlists=rk.max_playlists, random_seed=rk.random_seed)
+    val = load_eval(ctx.committed, "val", ctx.uris, max_playlists=ranker_cfg.max_playlists, random_seed=ranker_cfg.random_seed)
     if not len(val):
         raise InputError(f"{ctx.committed.uri}: no validation cases to fit the ranker on "
                          f"(graph.val_fraction=0?); fit it on a validated run and point "
                          f"paths.ranker at it (README: the final fit on all playlists)")
-    extra = augment(val, uri_index(ctx.tracks), rk.cases_per_playlist, rk.random_seed)
+    extra = augment(val, uri_index(ctx.tracks), ranker_cfg.cases_per_playlist, ranker_cfg.random_seed)
     return concat(val, extra), len(val)
 
 
@@ -160,7 +161,7 @@ def single_methods(ctx, cases: EvalCases, k: int, tuned: dict) -> dict:
     with their validation-tuned settings (on the cases they were tuned on: an upper bound)."""
     ctx.use_tuned(tuned)
     recs = {"lightgcn": ctx.lightgcn(),
-            **ctx.baselines(("cooccurrence", "popularity", "recent_popularity", *yardsticks.NAMES))}
+            **ctx.baselines(baselines.BASELINES)}
     return {name: rec.rank(cases.seeds, cases.name, k)[0] for name, rec in recs.items()}
 
 
@@ -175,7 +176,7 @@ def no_vector_choice(ctx, val: EvalCases, single: dict, k: int) -> dict:
     sub = val.subset(cases)
     ranked = {"title": ctx.title_model.rank(sub.seeds, sub.name, k)[0],
               **{m: single[m][cases] for m in ITEM_BASED if m in single}}
-    ndcg = {m: yardsticks.mean_ndcg(r, sub, k) for m, r in ranked.items()}
+    ndcg = {m: metrics.mean_ndcg(r, sub.holdouts, k) for m, r in ranked.items()}
     best = max(ndcg, key=lambda m: (ndcg[m], m == "title"))
     return {"chosen": best, "by": "validation NDCG", "ndcg": ndcg, "cases": len(cases)}
 
@@ -189,46 +190,43 @@ def cold_choice(cv: np.ndarray, val: EvalCases, title_model, k: int) -> dict:
         return {"chosen": "ranker", "ndcg": {}, "cases": []}
     sub = val.subset(cases)
     title, _ = title_model.rank(sub.seeds, sub.name, k)
-    def mean_ndcg(ranked):
-        vals = [metrics.ndcg(r, h, k) for r, h in zip(ranked, sub.holdouts)]
-        return float(np.mean([v for v in vals if v is not None] or [0.0]))
-    ndcg = {"ranker": mean_ndcg(cv[cases]), "title": mean_ndcg(title)}
+    ndcg = {"ranker": metrics.mean_ndcg(cv[cases], sub.holdouts, k), "title": metrics.mean_ndcg(title, sub.holdouts, k)}
     return {"chosen": "ranker" if ndcg["ranker"] > ndcg["title"] else "title", "ndcg": ndcg, "cases": cases}
 
 
 def run(cfg) -> dict:
     t0 = time.time()
-    rk, k = cfg.ranker, cfg.recommend.k
+    ranker_cfg, k = cfg.ranker, cfg.recommend.k
     ctx = load_context(cfg, ranker=False)
-    ctx.fitted = None               # choices made here, not by an earlier fit on this model
-    cases, n_val = fitting_cases(ctx, rk)
+    ctx.fitted = ctx.ranker_report = None      # choices made here, not by an earlier fit
+    cases, n_val = fitting_cases(ctx, ranker_cfg)
     log.info("fitting the ranker on %d validation cases of %d playlists (+%d drawn from the same "
              "playlists)", n_val, len(np.unique(cases.pid)), len(cases) - n_val)
-    tuned = yardsticks.tune(ctx.graph, cases.subset(range(n_val)), cfg.baselines, k=k)
+    tuned = baselines.tune(ctx.graph, cases.subset(range(n_val)), cfg.baselines, k=k)
     sources = sources_for(ctx, tuned)
-    pool = Pool(sources, cases, rk.chunk, show=cfg.train.progress, scored=n_val, negatives=rk.fit_negatives,
-                random_seed=rk.random_seed)
+    pool = Pool(sources, cases, ranker_cfg.chunk, show=cfg.train.progress, scored=n_val, negatives=ranker_cfg.fit_negatives,
+                random_seed=ranker_cfg.random_seed)
     val = cases.subset(range(n_val))
     single = single_methods(ctx, val, k, tuned)
     report = {name: mean_metrics(r, val, k) for name, r in single.items()}
     no_vector = no_vector_choice(ctx, val, single, k)
-    cv = cross_validate(pool, cases.pid, n_val, rk, k)
+    cv = cross_validate(pool, cases.pid, n_val, ranker_cfg, k)
     cold = cold_choice(cv, val, ctx.title_model, k)
     if cold["chosen"] == "title":
         cv[cold["cases"]] = ctx.title_model.rank([val.seeds[i] for i in cold["cases"]],
                                                  [val.name[i] for i in cold["cases"]], k)[0]
     report["ranker"] = mean_metrics(cv, val, k)
-    booster = fit_booster(pool, range(len(cases)), rk)
+    booster = fit_booster(pool, range(len(cases)), ranker_cfg)
     graph_choice = choose_graph_method(ctx, k)
     chosen = "ranker" if report["ranker"]["all"]["ndcg"] > report["lightgcn"]["all"]["ndcg"] else "lightgcn"
     strongest = max(report, key=lambda m: report[m]["all"]["ndcg"])
     gain = booster.feature_importance("gain")
     manifest = {
-        "features": FEATURE_NAMES, "params": lgb_params(rk), "rounds": rk.rounds,
+        "features": FEATURE_NAMES, "params": lgb_params(ranker_cfg), "rounds": ranker_cfg.rounds,
         "importance_gain": dict(zip(FEATURE_NAMES, np.round(gain / max(gain.sum(), 1e-12), 4).tolist())),
         "cases": {"validation": n_val, "drawn": len(cases) - n_val,
                   "playlists": int(len(np.unique(cases.pid)))},
-        "cross_validation": {"folds": rk.folds, "methods": report,
+        "cross_validation": {"folds": ranker_cfg.folds, "methods": report,
                              "note": "ranker: each fold scored by a booster fitted on the other folds' "
                                      "playlists; the other methods are fitted on train playlists only"},
         "chosen": chosen, "strongest_on_validation": strongest,
@@ -236,7 +234,7 @@ def run(cfg) -> dict:
         "no_vector_cases": no_vector,
         "input": {"graph_version": ctx.committed.version, "model_version": ctx.model.version,
                   "foldin": ctx.foldin_spec().mode},
-        "yardsticks": tuned, "graph_playlists": graph_choice,
+        "tuned": tuned, "graph_playlists": graph_choice,
         "config": cfg.ranker.to_dict(), "seconds": round(time.time() - t0, 1),
     }
     out = storage.StageWriter(storage.stage_uri(cfg, "ranker"))

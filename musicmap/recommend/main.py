@@ -24,15 +24,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from musicmap import distributed, metrics, schemas, storage, submission
+from musicmap import distributed, schemas, storage, submission
 from musicmap.cases import SPLITS as GRAPH_SPLITS
 from musicmap.config import add_config_args, config_from_args
-from musicmap.errors import InputError, MusicMapError
+from musicmap.distributed import run_worker, torchrun_command
+from musicmap.errors import MusicMapError
+from musicmap.graph import uri_index
 from musicmap.log import get_logger, progress, setup_logging
-from musicmap.recommend.context import ITEM_BASED, Context, load_context
-from musicmap.topk import topk
-from musicmap.train.data import EvalCases, embedded_only, uri_index
-from musicmap.train.launch import run_worker, torchrun_command
+from musicmap.recommend.context import Context, load_context
+from musicmap.recommend.graph_playlists import rank_graph_playlists
 
 log = get_logger("recommend")
 ROWS_PER_PART = 2_000_000
@@ -84,58 +84,6 @@ class PartWriter:
                 self.parts[k] += 1
                 self.rows += t.num_rows
                 self.buf[k], self.n[k] = [], 0
-
-
-def rank_graph_playlists(ctx: Context, idx: np.ndarray, k: int, method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Top k of graph playlists `idx` (playlist_idx), never one of their own tracks. lightgcn
-    scores their trained embedding against the tracks it embeds; an item-based method
-    (rp3beta, cooccurrence, ease) ranks the whole catalogue from their tracks as seeds. A
-    playlist with no embedded track has no trained vector (no edge ever moved its initial one):
-    the best item-based method serves it (Context.graph_fallback)."""
-    own = [ctx.graph.playlist_tracks(int(p)) for p in idx]
-    names = lambda rows: ctx.train_playlists["name"].take(pa.array(idx[rows])).to_pylist()  # noqa: E731
-    if method != "lightgcn":
-        return ctx.yardstick(method).rank(own, names(np.arange(len(idx))), k)
-    dev = torch.device(ctx.device())
-    tracks = torch.from_numpy(ctx.model.tracks).to(dev)
-    q = torch.from_numpy(ctx.model.playlists[idx]).to(dev)
-    ranked, scores = topk(q, tracks, k, exclude=embedded_only(own, len(tracks)), chunk=ctx.cfg.recommend.chunk)
-    untrained = np.flatnonzero([not (s < len(tracks)).any() for s in own])
-    if len(untrained):
-        ranked[untrained], scores[untrained] = ctx.graph_fallback().rank([own[i] for i in untrained], names(untrained), k)
-    return ranked, scores
-
-
-GRAPH_METHODS = ("lightgcn", *ITEM_BASED)
-
-
-def graph_cases(ctx: Context, split: str) -> tuple[EvalCases, np.ndarray]:
-    """The held-out cases of graph playlists (split graph_val or graph_test, musicmap.cases) and
-    their playlist_idx."""
-    cases = ctx.cases(split)
-    pid = ctx.train_playlists["pid"].to_numpy()               # by playlist_idx
-    order = np.argsort(pid, kind="stable")
-    return cases, order[np.searchsorted(pid, cases.pid, sorter=order)].astype(np.int64)
-
-
-def choose_graph_method(ctx: Context, k: int) -> dict:
-    """NDCG of each method on the graph_val cases, and the best (what recommend.graph_method=auto
-    serves graph playlists)."""
-    cases, idx = graph_cases(ctx, "graph_val")
-    if not len(cases):
-        return {"chosen": "lightgcn", "by": "default (no graph_val cases: graph.holdout_playlists=0?)"}
-    val = {}
-    for method in progress(GRAPH_METHODS, desc="graph playlists: each method", unit="method"):
-        try:
-            ranked = rank_graph_playlists(ctx, idx, k, method)[0]
-        except InputError as e:     # EASE^R above its size
-            log.info("graph playlists: %s skipped (%s)", method, e)
-            continue
-        val[method] = float(np.mean([metrics.ndcg(r, h, k) for r, h in zip(ranked, cases.holdouts)]))
-    chosen = max(val, key=val.get)
-    log.info("graph playlists (%d graph_val cases): %s; serving %s", len(cases),
-             ", ".join(f"{m} NDCG {v:.4f}" for m, v in val.items()), chosen)
-    return {"chosen": chosen, "by": "graph_val NDCG", "val_ndcg": val, "cases": len(cases)}
 
 
 def recommend_train(ctx: Context, idx: np.ndarray, k: int, writer: PartWriter, show: bool) -> int:
@@ -200,8 +148,6 @@ def run(cfg, which: str, challenge: str | None = None, rank: int = 0, world: int
         version: str | None = None, force: bool = False) -> dict:
     """Write this rank's share of the recommendations; rank 0 commits when all are done."""
     t0 = time.time()
-    if which not in ("train", "val", "test", "all", "none"):
-        raise InputError(f"--playlists {which!r}: use train, val, test, all or none")
     # a malformed challenge set stops the job before any work (and nothing is committed)
     challenge_set = submission.read_challenge(challenge) if challenge and rank == 0 else None
     ctx = load_context(cfg, force=force)

@@ -5,7 +5,7 @@ recommend.features; it is fitted on validation playlists only, and served only w
 cross-validation over those playlists says it beats LightGCN alone.
 
     ranked, scores = Ranker(sources_for(ctx, tuned), booster).rank(seeds, names, k=500)
-    booster, manifest = load_booster(cfg, model_version)     # the committed one, or (None, why)
+    booster = load_booster(uri, manifest)          # the committed ranker's (recommend.context)
 
 Fitting it is `musicmap fit-ranker` (recommend/fit_ranker.py).
 
@@ -21,21 +21,21 @@ import torch
 
 from musicmap import storage
 from musicmap.errors import InputError
-from musicmap.recommend.features import FEATURE_NAMES, Block, Sources
 from musicmap.log import progress
+from musicmap.recommend.features import FEATURE_NAMES, Block, Sources
 from musicmap.topk import topk_rows
 
 
-def lgb_params(rk) -> dict:
+def lgb_params(ranker_cfg) -> dict:
     """LightGBM parameters from the ranker config section."""
     # Pairs are formed with the top 100 of each list only: half the time of all 500, the same
     # NDCG@500 on both real sets (bench/BENCHMARKS.md).
     return {"objective": "lambdarank", "metric": "ndcg", "eval_at": [500], "verbose": -1,
-            "lambdarank_truncation_level": 100, "num_leaves": rk.num_leaves,
-            "learning_rate": rk.learning_rate, "min_data_in_leaf": rk.min_data_in_leaf,
-            "feature_fraction": rk.feature_fraction, "bagging_fraction": 0.8, "bagging_freq": 1,
-            "seed": rk.random_seed, "deterministic": True, "force_row_wise": True,
-            "num_threads": rk.threads}
+            "lambdarank_truncation_level": 100, "num_leaves": ranker_cfg.num_leaves,
+            "learning_rate": ranker_cfg.learning_rate, "min_data_in_leaf": ranker_cfg.min_data_in_leaf,
+            "feature_fraction": ranker_cfg.feature_fraction, "bagging_fraction": 0.8, "bagging_freq": 1,
+            "seed": ranker_cfg.random_seed, "deterministic": True, "force_row_wise": True,
+            "num_threads": ranker_cfg.threads}
 
 
 class Ranker:
@@ -96,34 +96,26 @@ def order_block(block: Block, predict, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def sources_for(ctx, tuned: dict) -> Sources:
     """The candidate sources of a loaded recommend Context (recommend.context.load_context), with
-    RP3beta as tuned on validation (`tuned`: recommend.yardsticks.tune's result)."""
+    RP3beta as tuned on validation (`tuned`: recommend.baselines.tune's result)."""
 
     def ids(col):       # a dense id per distinct value, numbered in order of first appearance
         return pc.dictionary_encode(ctx.tracks[col].combine_chunks()).indices.to_numpy().astype(np.int64)
-    rk = ctx.cfg.ranker
+    ranker_cfg = ctx.cfg.ranker
     ctx.use_tuned(tuned)       # one fit of each, shared with the other methods of this command
     fitted = ctx.baselines(["rp3beta", "cooccurrence"])
-    return Sources(ctx.graph, ids("artist_uri"), ids("album_uri"), ctx.train_modified_at(),
-                   ctx.lightgcn(), ctx.title_model, fitted.get("rp3beta"), k=ctx.cfg.recommend.k,
-                   per_source=rk.per_source, cooc=fitted["cooccurrence"])
+    return Sources(ctx.graph, ids("artist_uri"), ids("album_uri"), ctx.train_modified_at(), ctx.lightgcn(),
+                   ctx.title_model, fitted.get("rp3beta"), fitted["cooccurrence"], k=ctx.cfg.recommend.k,
+                   per_source=ranker_cfg.per_source)
 
 
-def load_booster(cfg, model_version: str):
-    """(booster, manifest) of the committed ranker, or (None, reason) when it cannot serve."""
+def load_booster(uri: str, manifest: dict):
+    """The LightGBM booster of the committed ranker whose manifest (with its version) is given;
+    one fitted on another feature list is refused."""
     # Imported here: lightgbm costs 1.7 s (python -X importtime), and this module is loaded by
     # every command that reads a Context, most of which (similar, map, LightGCN-only recommend)
     # never load a booster.
     import lightgbm as lgb
-    uri = storage.stage_uri(cfg, "ranker")
-    try:
-        r = storage.open_committed(uri, "fit-ranker")
-    except storage.NotCommittedError as e:
-        return None, str(e)
-    manifest = {**storage.read_json(r.path("manifest.json")), "version": r.version}
     if manifest["features"] != FEATURE_NAMES:
         raise InputError(f"{uri}: fitted on other features ({len(manifest['features'])}); rerun "
                          f"`musicmap fit-ranker`")
-    if manifest["input"]["model_version"] != model_version:
-        manifest["stale"] = (f"fitted on model {manifest['input']['model_version']}, the model is "
-                             f"now {model_version}")
-    return lgb.Booster(model_str=storage.read_text(r.path("model.txt"))), manifest
+    return lgb.Booster(model_str=storage.read_text(storage.join(manifest["uri"], "model.txt")))

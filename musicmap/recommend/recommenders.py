@@ -4,7 +4,7 @@ baselines run in the same harness:
     rec = Popularity().fit(graph)       # or RecentPopularity(modified_at), CoOccurrence(), TitleModel(names)
     ids, scores = rec.rank(seeds, names, k=500)          # (n, k) each: track_idx -1 padded, no seed
 
-seeds: per playlist, its in-vocabulary seed track_idx; names: its title or None.
+seeds: per playlist, its in-catalogue seed track_idx; names: its title or None.
 Ranks never contain a seed. Every per-playlist top-k goes through musicmap.topk.topk_rows
 (Popularity ranks everyone by one order fixed in fit).
 """
@@ -17,10 +17,10 @@ import scipy.sparse as sp
 import torch
 
 from musicmap import cache
+from musicmap.graph import Graph, embedded_only
 from musicmap.log import progress
 from musicmap.mpd import normalize_title
 from musicmap.topk import flat_pairs, topk, topk_rows, topk_sparse
-from musicmap.train.data import Graph, embedded_only
 from musicmap.train.export import TrainedModel
 from musicmap.train.foldin import FoldIn, seed_queries
 
@@ -97,7 +97,7 @@ class RecentPopularity(Popularity):
         return self
 
 
-# ------------------------------------------------------------------ item-based yardsticks
+# ------------------------------------------------------------------ item-based methods
 
 def binary_matrix(graph: Graph) -> sp.csr_matrix:
     """(P, T) 0/1 playlist-track matrix of the train graph (float64, one entry per edge)."""
@@ -388,8 +388,8 @@ class TitleModel:
         """With storage_cfg, the (title, track) arrays are built once per machine and shared
         (musicmap.cache)."""
         norm = np.array([normalize_title(t) for t in self.titles], dtype=object)
-        vocab, tid = np.unique(norm, return_inverse=True)
-        self.title_id = {t: i for i, t in enumerate(vocab) if t}
+        distinct, tid = np.unique(norm, return_inverse=True)
+        self.title_id = {t: i for i, t in enumerate(distinct) if t}
         pop = np.bincount(graph.track, minlength=graph.num_tracks).astype(np.float64)
         self.pop = pop / max(pop.max(initial=0), 1) * 1e-3
 
@@ -402,9 +402,9 @@ class TitleModel:
             # prefix, so ranking a playlist never sorts the title's tracks again
             order = np.lexsort((track, -(share + self.pop[track]), title))
             return {"title": title, "track": track, "share": share, "order": order,
-                    "starts": np.searchsorted(title, np.arange(len(vocab) + 1))}
+                    "starts": np.searchsorted(title, np.arange(len(distinct) + 1))}
         cached = storage_cfg is not None and graph.version
-        a = cache.cached(storage_cfg, f"{graph.version}/title-index-{len(vocab)}", keys) if cached else keys()
+        a = cache.cached(storage_cfg, f"{graph.version}/title-index-{len(distinct)}", keys) if cached else keys()
         self.key_title, self.key_track, self.key_share = a["title"], a["track"], a["share"]
         self.order, self.starts = a["order"], a["starts"]
         self.num_tracks = graph.num_tracks

@@ -23,13 +23,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from musicmap import metrics, mpd, schemas, storage
+from musicmap.cases import EvalCases
 from musicmap.config import config_from_args
 from musicmap.errors import InputError
 from musicmap.log import get_logger, progress
-from musicmap.recommend import yardsticks
+from musicmap.recommend import baselines
 from musicmap.recommend.context import Context, load_context
-from musicmap.recommend.main import GRAPH_METHODS, graph_cases, rank_graph_playlists
-from musicmap.train.data import EvalCases
+from musicmap.recommend.graph_playlists import GRAPH_METHODS, graph_cases, rank_graph_playlists
 
 log = get_logger("evaluate")
 SEED_SYSTEM = {"precision@20": 0.0990, "hit_rate@20": 0.6576,
@@ -95,23 +95,23 @@ def graph_playlists(ctx: Context, recs: storage.Committed, summary: dict, split:
     """The graph playlists' held-out tracks (graph_<split>): what recommend wrote for them (when it
     wrote graph playlists; labelled with the method its summary names), and each method ranking
     them from their own tracks."""
-    ec = ctx.cfg.evaluate
+    evaluate_cfg = ctx.cfg.evaluate
     cases, idx = graph_cases(ctx, f"graph_{split}")
     if not len(cases):
         return None
     methods = {}
-    served = model_ranks(ctx, recs, cases, ec.k, category="train")
+    served = model_ranks(ctx, recs, cases, evaluate_cfg.k, category="train")
     if served is not None:
         methods[f"served ({summary.get('graph_playlists_method', 'lightgcn')})"] = served
     for m in GRAPH_METHODS:
         try:
-            methods[m] = rank_graph_playlists(ctx, idx, ec.k, m)[0]
+            methods[m] = rank_graph_playlists(ctx, idx, evaluate_cfg.k, m)[0]
         except InputError as e:
             log.info("graph playlists: %s skipped (%s)", m, e)
-    methods["popularity"] = ctx.yardstick("popularity").rank(cases.seeds, cases.name, ec.k)[0]
+    methods["popularity"] = ctx.baseline("popularity").rank(cases.seeds, cases.name, evaluate_cfg.k)[0]
     out = {"cases": len(cases), "served_written": served is not None, "methods": {}}
     for name, ranked in methods.items():
-        out["methods"][name] = metrics.aggregate(score(ranked, cases, artist_of, artist_id, ec.k, ec.k_small))["all"]
+        out["methods"][name] = metrics.aggregate(score(ranked, cases, artist_of, artist_id, evaluate_cfg.k, evaluate_cfg.k_small))["all"]
     return out
 
 
@@ -152,7 +152,7 @@ def score(ranked: np.ndarray, cases: EvalCases, artist_of: np.ndarray, artist_id
 
 def run(cfg, split: str, force: bool = False) -> dict:
     t0 = time.time()
-    ec = cfg.evaluate
+    evaluate_cfg = cfg.evaluate
     ctx = load_context(cfg, ranker=False)
     cases = ctx.cases(split)
     if not len(cases):
@@ -163,16 +163,16 @@ def run(cfg, split: str, force: bool = False) -> dict:
 
     recs, summary = committed_recs(ctx, force)      # one committed version, read once
     served, foldin = summary.get("method", "lightgcn"), summary.get("foldin")
-    methods: dict[str, np.ndarray] = {served: served_ranks(ctx, recs, cases, ec.k)}
+    methods: dict[str, np.ndarray] = {served: served_ranks(ctx, recs, cases, evaluate_cfg.k)}
     if served != "lightgcn":  # what the first stage alone gives, with the fold-in the recs used
-        methods["lightgcn"] = ctx.lightgcn(foldin).rank(cases.seeds, cases.name, ec.k)[0]
-    chosen = yardsticks.chosen_for(ctx) if set(ec.baselines) & set(yardsticks.NAMES) else {}
+        methods["lightgcn"] = ctx.lightgcn(foldin).rank(cases.seeds, cases.name, evaluate_cfg.k)[0]
+    chosen = baselines.chosen_for(ctx) if set(evaluate_cfg.baselines) & set(baselines.TUNED) else {}
     ctx.use_tuned(chosen)      # each method fitted once, here and for the graph playlists
-    for name, rec in progress(ctx.baselines(ec.baselines).items(), desc="baselines", unit="method"):
-        methods[name] = rec.rank(cases.seeds, cases.name, ec.k)[0]
+    for name, rec in progress(ctx.baselines(evaluate_cfg.baselines).items(), desc="baselines", unit="method"):
+        methods[name] = rec.rank(cases.seeds, cases.name, evaluate_cfg.k)[0]
 
     is_seed = np.array([c == mpd.SEED_PROTOCOL for c in cases.category])
-    report = {"split": split, "k": ec.k, "k_small": ec.k_small,
+    report = {"split": split, "k": evaluate_cfg.k, "k_small": evaluate_cfg.k_small,
               "cases": {"challenge_categories": int((~is_seed).sum()), "seed_protocol": int(is_seed.sum()),
                         "playlists_drawn": (cases.drawn or (len(np.unique(cases.pid)),) * 2)[0],
                         "playlists": (cases.drawn or (len(np.unique(cases.pid)),) * 2)[1]},
@@ -185,9 +185,9 @@ def run(cfg, split: str, force: bool = False) -> dict:
                         "graph_version": summary.get("graph_version"),
                         "ranker_version": summary.get("ranker_version"), "forced": force},
               "graph_version": ctx.committed.version,
-              "yardsticks": {n: {k: v for k, v in p.items() if k != "grid"} for n, p in chosen.items()}}
+              "tuned": {n: {k: v for k, v in p.items() if k != "grid"} for n, p in chosen.items()}}
     for name, ranked in progress(methods.items(), desc="scoring", unit="method"):
-        rows = score(ranked, cases, artist_of, artist_id, ec.k, ec.k_small)
+        rows = score(ranked, cases, artist_of, artist_id, evaluate_cfg.k, evaluate_cfg.k_small)
         ch = [i for i in range(len(rows)) if not is_seed[i]]
         sp = [i for i in range(len(rows)) if is_seed[i]]
         report["methods"][name] = {
@@ -204,7 +204,7 @@ def run(cfg, split: str, force: bool = False) -> dict:
     report["seconds"] = round(time.time() - t0, 1)
     out = storage.StageWriter(storage.stage_uri(cfg, "metrics"))
     storage.write_json(out.path("metrics.json"), report)
-    for metric in metrics.metric_names(ec.k_small, artists=True):
+    for metric in metrics.metric_names(evaluate_cfg.k_small, artists=True):
         png = chart(report, metric)
         if png:
             storage.write_bytes(out.path(f"{metric.replace('@', '_at_')}.png"), png)

@@ -5,7 +5,7 @@
 Open index.html in a browser (it works from the file system, offline) or serve the folder as
 static files (`python -m http.server`, an object store's static website).
 
-- Layout: UMAP (umap-learn) of every vocabulary track's final embedding, cosine distance,
+- Layout: UMAP (umap-learn) of every catalogue track's final embedding, cosine distance,
   seeded (map.random_seed). UMAP rather than t-SNE (openTSNE): it runs in time roughly linear in the
   tracks and keeps more of the global arrangement (which kinds of music border which), which
   is what a map is for; bench/BENCHMARKS.md has its cost.
@@ -151,7 +151,7 @@ def write_page(writer: storage.StageWriter, data: dict, title: str) -> None:
 
 
 def run(cfg) -> dict:
-    mc = cfg.map
+    map_cfg = cfg.map
     t0 = time.time()
     ctx = load_context(cfg, ranker=False)
     # the map lays out the tracks LightGCN embeds (the catalogue's first T): a track in fewer
@@ -159,27 +159,27 @@ def run(cfg) -> dict:
     T = len(ctx.model.tracks)
     graph, tracks = ctx.graph.embedded(T), ctx.tracks.slice(0, T)
     log.info("laying out the %d tracks LightGCN embeds of the %d in the catalogue (UMAP, %d neighbours, "
-             "seed %d)", T, ctx.graph.num_tracks, mc.n_neighbors, mc.random_seed)
-    xy = layout(ctx.model.tracks, mc.n_neighbors, mc.min_dist, mc.random_seed)
+             "seed %d)", T, ctx.graph.num_tracks, map_cfg.n_neighbors, map_cfg.random_seed)
+    xy = layout(ctx.model.tracks, map_cfg.n_neighbors, map_cfg.min_dist, map_cfg.random_seed)
     t_layout = time.time() - t0
-    region = regions(xy, mc.regions, mc.random_seed)
+    region = regions(xy, map_cfg.regions, map_cfg.random_seed)
     labels = region_labels(region, tracks, graph, ctx.train_playlists["name"].to_pylist(),
-                           mc.label_artists, mc.label_words)
+                           map_cfg.label_artists, map_cfg.label_words)
     log.info("%d regions labelled; neighbour lists of %d tracks", len(labels), T)
-    nbr, nbr_scores = neighbour_lists(ctx, mc.neighbours)
+    nbr, nbr_scores = neighbour_lists(ctx, map_cfg.neighbours)
     writer = storage.StageWriter(storage.stage_uri(cfg, "map"))
     table = pa.table({"track_idx": pa.array(np.arange(T), pa.int32()), "x": xy[:, 0], "y": xy[:, 1],
                       "cluster": region, "label": pa.array([labels[r] for r in region], pa.string())},
                      schema=schemas.MAP_TRACKS)
     storage.write_parquet(table, writer.path("tracks.parquet"))
-    if T > mc.vector_tracks:
+    if T > map_cfg.vector_tracks:
         log.warning("%d tracks > map.vector_tracks (%d): the page lists each track's neighbours but "
-                    "cannot fold several seeds into a playlist", T, mc.vector_tracks)
-    write_page(writer, page_data(tracks, xy, region, labels, nbr, nbr_scores, ctx.model, mc.vector_tracks),
+                    "cannot fold several seeds into a playlist", T, map_cfg.vector_tracks)
+    write_page(writer, page_data(tracks, xy, region, labels, nbr, nbr_scores, ctx.model, map_cfg.vector_tracks),
                f"Music Map: {T:,} tracks")
     summary = {"tracks": T, "regions": len(labels), "labels": labels, "layout": "umap",
                "layout_seconds": round(t_layout, 1), "seconds": round(time.time() - t0, 1),
-               "vectors": T <= mc.vector_tracks, "model_version": ctx.model.version,
+               "vectors": T <= map_cfg.vector_tracks, "model_version": ctx.model.version,
                "graph_version": ctx.committed.version, "foldin_in_page": "lightgcn",
                "neighbours_as": "musicmap similar"}
     storage.write_json(writer.path("summary.json"), summary)

@@ -26,9 +26,9 @@ import yaml
 
 from musicmap import storage
 from musicmap.config import config_from_args
+from musicmap.distributed import FRESH_STORE_ENV
 from musicmap.errors import MusicMapError
 from musicmap.log import get_logger
-from musicmap.train.launch import FRESH_STORE_ENV
 
 log = get_logger("tune")
 
@@ -100,15 +100,15 @@ def run_ranker_trial(args, point: dict, model: str, folder: str) -> dict:
 
 
 def search(args, cfg) -> dict:
-    tc = cfg.tune
+    tune_cfg = cfg.tune
     scratch = storage.join(storage.stage_uri(cfg, "tune"), "trials")
-    deadline = time.time() + 60 * tc.max_minutes if tc.max_minutes else float("inf")
+    deadline = time.time() + 60 * tune_cfg.max_minutes if tune_cfg.max_minutes else float("inf")
     trials = []
-    for i, point in enumerate(draw_trials(flat_space(tc.space), tc.trials, tc.random_seed)):
+    for i, point in enumerate(draw_trials(flat_space(tune_cfg.space), tune_cfg.trials, tune_cfg.random_seed)):
         if time.time() > deadline:
             log.info("tune.max_minutes reached after %d trials", i)
             break
-        res = run_trial(args, point, storage.join(scratch, f"model-{i:03d}"), tc.nproc)
+        res = run_trial(args, point, storage.join(scratch, f"model-{i:03d}"), tune_cfg.nproc)
         trials.append(res)
         log.info("trial %d %s: %s", i, point or "(config as is)",
                  f"val NDCG {res['ndcg']:.4f} ({res['foldin']} fold-in, best epoch {res['best_epoch']}, "
@@ -118,7 +118,7 @@ def search(args, cfg) -> dict:
         raise MusicMapError("tune: every trial failed; see the log above")
     best = max(done, key=lambda t: t["ndcg"])
     rankers = []
-    for j, point in enumerate(draw_trials(flat_space(tc.ranker_space), tc.ranker_trials, tc.random_seed)):
+    for j, point in enumerate(draw_trials(flat_space(tune_cfg.ranker_space), tune_cfg.ranker_trials, tune_cfg.random_seed)):
         if time.time() > deadline:
             break
         res = run_ranker_trial(args, point, best["model"], storage.join(scratch, f"ranker-{j:03d}"))

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from musicmap.train.data import Graph
+from musicmap.graph import Graph
 
 
 def per_rank_batch(num_edges: int, world: int, batch_size: int, min_steps: int) -> int:

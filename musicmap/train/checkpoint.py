@@ -27,7 +27,7 @@ NEUTRAL_TRAIN_KEYS = {"progress", "resume", "keep_checkpoints", "device", "epoch
 
 
 # Bumped when the trained weights mean something else for the same config: checkpoints of
-# version 1 were trained with a propagation that was all zeros (musicmap/train/data.py: degrees).
+# version 1 were trained with a propagation that was all zeros (musicmap/graph.py: degrees).
 FORMAT = 2
 
 

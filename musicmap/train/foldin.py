@@ -58,7 +58,7 @@ class FoldIn:
 @torch.no_grad()
 def seed_queries(seeds: list[np.ndarray], foldin: Tensor, tracks_final: Tensor,
                  mode: str | FoldIn = "lightgcn") -> Tensor:
-    """(n, d) query vectors of playlists outside the graph from their in-vocabulary seed tracks.
+    """(n, d) query vectors of playlists outside the graph from their in-catalogue seed tracks.
 
     lightgcn:  Σ_{t∈S} f_t / sqrt(|S|) (f = foldin_vectors: LightGCN's propagation for a new node);
     mean:      mean of the seeds' final embeddings (the seed system's recipe);

@@ -25,22 +25,15 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from musicmap import distributed, storage
+from musicmap.cases import EvalCases, load_eval
 from musicmap.config import add_config_args, config_from_args
+from musicmap.distributed import KEEP_ALIVE, run_worker
+from musicmap.graph import Graph, embedded_only, embedded_tracks, load_graph, load_tracks
 from musicmap.log import get_logger, progress, setup_logging
 from musicmap.train import checkpoint
 from musicmap.train.batches import epoch_batches, per_rank_batch, sample_negatives, steps_per_epoch
-from musicmap.train.data import (
-    EvalCases,
-    Graph,
-    embedded_only,
-    embedded_tracks,
-    load_eval,
-    load_graph,
-    load_tracks,
-)
 from musicmap.train.export import write_model
 from musicmap.train.foldin import FoldIn
-from musicmap.train.launch import _KEEP_ALIVE, run_worker
 from musicmap.train.model import LightGCN, bpr_loss
 from musicmap.train.validate import choose_foldin, validate
 
@@ -75,10 +68,10 @@ def torchrun_rank() -> int | None:
     return int(os.environ["RANK"]) if several else None
 
 
-def start(tc) -> Run:
+def start(train_cfg) -> Run:
     """Join the process group torchrun set up (musicmap.distributed.backend_spec), or run alone."""
-    use_cuda = tc.device == "cuda" or (tc.device == "auto" and torch.cuda.is_available())
-    if tc.deterministic:
+    use_cuda = train_cfg.device == "cuda" or (train_cfg.device == "auto" and torch.cuda.is_available())
+    if train_cfg.deterministic:
         # cuBLAS picks reduction orders by workspace unless told a fixed one; read when CUDA
         # starts, so set before anything touches the GPU (README: what is reproducible on GPU)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -89,13 +82,13 @@ def start(tc) -> Run:
         local_rank = int(os.environ.get("LOCAL_RANK", 0))
         if use_cuda:
             torch.cuda.set_device(local_rank)
-        distributed.init("cuda" if use_cuda else "cpu", tc.dist_timeout_s, tc.dist_backend)
+        distributed.init("cuda" if use_cuda else "cpu", train_cfg.dist_timeout_s, train_cfg.dist_backend)
         world = torch.distributed.get_world_size()
-    torch.manual_seed(tc.random_seed)
-    if tc.deterministic:
+    torch.manual_seed(train_cfg.random_seed)
+    if train_cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
     return Run(rank, world, local_rank, torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"),
-               torch.bfloat16 if (tc.bf16 and use_cuda) else None)
+               torch.bfloat16 if (train_cfg.bf16 and use_cuda) else None)
 
 
 @dataclass
@@ -113,7 +106,7 @@ class Data:
 
 
 def load_data(cfg, run: Run) -> Data:
-    tc, use_w = cfg.train, cfg.model.use_edge_weight
+    train_cfg, use_w = cfg.train, cfg.model.use_edge_weight
     catalogue, committed = load_graph(storage.stage_uri(cfg, "graph"), cfg.storage)
     graph = catalogue.embedded(embedded_tracks(committed, cfg.model.embed_min_playlists))
     P, E = graph.num_playlists, graph.num_edges
@@ -122,20 +115,20 @@ def load_data(cfg, run: Run) -> Data:
                     max_playlists=cfg.evaluate.max_playlists, random_seed=cfg.graph.eval_random_seed)
     val.seeds = embedded_only(val.seeds, graph.num_tracks)
     with_seeds = [i for i in range(len(val)) if len(val.seeds[i])]
-    if tc.val_max_cases and len(with_seeds) > tc.val_max_cases:
-        pick = np.random.default_rng([tc.random_seed, 7]).choice(len(with_seeds), tc.val_max_cases, replace=False)
+    if train_cfg.val_max_cases and len(with_seeds) > train_cfg.val_max_cases:
+        pick = np.random.default_rng([train_cfg.random_seed, 7]).choice(len(with_seeds), train_cfg.val_max_cases, replace=False)
         with_seeds = [with_seeds[i] for i in np.sort(pick)]
-    batch = per_rank_batch(E, run.world, tc.batch_size, tc.min_steps_per_epoch)
+    batch = per_rank_batch(E, run.world, train_cfg.batch_size, train_cfg.min_steps_per_epoch)
     data = Data(graph, committed, graph.adjacency(use_w).to(run.device), track_degree,
-                val.subset(with_seeds[run.rank::run.world]), bool(tc.val_every) and len(with_seeds) > 0,
+                val.subset(with_seeds[run.rank::run.world]), bool(train_cfg.val_every) and len(with_seeds) > 0,
                 batch, steps_per_epoch(E, run.world, batch))
     log.info("graph %s: %d playlists, %d of its %d tracks embedded (in >= %d train playlists), %d of "
              "%d edges; %d validation cases; world %d on %s; %d steps per epoch of %d positives per rank",
              committed.version, P, graph.num_tracks, catalogue.num_tracks, cfg.model.embed_min_playlists, E,
              catalogue.num_edges, len(with_seeds), run.world, run.device, data.steps, batch)
-    if tc.val_every and not data.validating:
+    if train_cfg.val_every and not data.validating:
         log.warning("no validation cases with seeds (graph.val_fraction=0?): nothing to pick an "
-                    "epoch by, so training runs all %d epochs and keeps the last", tc.epochs)
+                    "epoch by, so training runs all %d epochs and keeps the last", train_cfg.epochs)
     return data
 
 
@@ -144,8 +137,8 @@ class Budget:
     epoch at the MPD's size takes hours). Every rank stops at the same step: the time is judged
     by all ranks together (any rank over it stops all)."""
 
-    def __init__(self, tc, steps_done: int):
-        self.max_s, self.max_steps = tc.max_minutes * 60, tc.max_steps
+    def __init__(self, train_cfg, steps_done: int):
+        self.max_s, self.max_steps = train_cfg.max_minutes * 60, train_cfg.max_steps
         self.t0, self.steps = time.time(), steps_done
 
     def spent(self, run: Run) -> bool:
@@ -159,21 +152,21 @@ class Budget:
         return (distributed.sum_over_ranks([over])[0] if run.ddp else over) > 0
 
 
-def train_epoch(step_fn, opt, data: Data, run: Run, tc, epoch: int, budget: Budget) -> tuple[dict, bool]:
+def train_epoch(step_fn, opt, data: Data, run: Run, train_cfg, epoch: int, budget: Budget) -> tuple[dict, bool]:
     """One pass over this rank's share of the train edges, or as much of it as the budget
     allows: the loss and speed over all ranks, and whether the budget stopped it."""
     t0, graph = time.time(), data.graph
-    gen = np.random.default_rng([tc.random_seed, epoch, run.rank, 1])
+    gen = np.random.default_rng([train_cfg.random_seed, epoch, run.rank, 1])
     loss_sum, seen, steps, stopped = 0.0, 0, 0, False
-    bar = progress(total=data.steps, desc=f"epoch {epoch}/{tc.epochs}", unit="step",
-                   disable=not (run.master and tc.progress))
-    for ids in epoch_batches(graph.num_edges, run.world, run.rank, data.batch, tc.random_seed, epoch):
+    bar = progress(total=data.steps, desc=f"epoch {epoch}/{train_cfg.epochs}", unit="step",
+                   disable=not (run.master and train_cfg.progress))
+    for ids in epoch_batches(graph.num_edges, run.world, run.rank, data.batch, train_cfg.random_seed, epoch):
         if stopped:
             break
         u = graph.playlist[ids]
-        neg = sample_negatives(graph, u, tc.negatives, tc.reject_positives, gen)
+        neg = sample_negatives(graph, u, train_cfg.negatives, train_cfg.reject_positives, gen)
         batch = [torch.from_numpy(a).to(run.device) for a in (u, graph.track[ids], neg)]
-        loss = bpr_loss(*step_fn(data.adj, *batch, run.dtype), tc.l2)
+        loss = bpr_loss(*step_fn(data.adj, *batch, run.dtype), train_cfg.l2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -251,20 +244,20 @@ def main(argv: list[str] | None = None) -> int:
     rank = torchrun_rank()
     setup_logging(rank=rank, quiet=bool(rank))
     cfg = config_from_args(args)
-    tc = cfg.train
-    run = start(tc)
+    train_cfg = cfg.train
+    run = start(train_cfg)
 
     # ---- data, model, optimizer
     data = load_data(cfg, run)
     model = LightGCN(data.graph.num_playlists, data.graph.num_tracks, cfg.model.dim, cfg.model.layers,
                      cfg.model.init_std).to(run.device)
     step_fn = DDP(model, device_ids=[run.local_rank] if run.device.type == "cuda" else None) if run.ddp else model
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=train_cfg.lr)
 
     # ---- resume: a restarted job continues from its newest checkpoint, the one rank 0 chose
     ckpt_dir = storage.join(storage.stage_uri(cfg, "model"), "checkpoints")
     fp = checkpoint.fingerprint(cfg, data.committed.version, run.world)
-    state = checkpoint.resume_together(ckpt_dir, fp, model, opt, run.rank) if tc.resume else None
+    state = checkpoint.resume_together(ckpt_dir, fp, model, opt, run.rank) if train_cfg.resume else None
     if state is not None:
         log.info("resumed from checkpoint epoch %d (%s)", state.epoch, fp)
     elif run.master:
@@ -278,24 +271,24 @@ def main(argv: list[str] | None = None) -> int:
     # Per-epoch validation scores new playlists as recommend will (auto: the optimized fold-in,
     # which validated best on the real sets; bench/BENCHMARKS.md); the end compares every mode.
     val_spec = FoldIn.from_config(cfg.recommend)
-    budget = Budget(tc, sum(h.get("steps", data.steps) for h in state.history))
-    for epoch in range(state.epoch + 1, tc.epochs + 1):
+    budget = Budget(train_cfg, sum(h.get("steps", data.steps) for h in state.history))
+    for epoch in range(state.epoch + 1, train_cfg.epochs + 1):
         if state.stopped:
             break
         model.train()
-        entry, spent = train_epoch(step_fn, opt, data, run, tc, epoch, budget)
+        entry, spent = train_epoch(step_fn, opt, data, run, train_cfg, epoch, budget)
         # a budget-stopped (partial) epoch is validated like a whole one: it may be the best
-        if data.validating and (epoch % tc.val_every == 0 or epoch == tc.epochs or spent):
+        if data.validating and (epoch % train_cfg.val_every == 0 or epoch == train_cfg.epochs or spent):
             model.eval()
             entry["val"] = validate(model, data.adj, data.track_degree, data.val_shard, cfg.evaluate.k,
                                     run.world, val_spec)
-        state.end_epoch(entry, model, tc.patience)
+        state.end_epoch(entry, model, train_cfg.patience)
         if spent:
-            state.stopped, state.budget = True, {"max_minutes": tc.max_minutes, "max_steps": tc.max_steps,
+            state.stopped, state.budget = True, {"max_minutes": train_cfg.max_minutes, "max_steps": train_cfg.max_steps,
                                                  "epoch": epoch, "steps": entry["steps"], "of": data.steps}
         if run.master:
             log_epoch(entry, state)
-            checkpoint.save_run(ckpt_dir, fp, state, model, opt, tc.keep_checkpoints)
+            checkpoint.save_run(ckpt_dir, fp, state, model, opt, train_cfg.keep_checkpoints)
         run.barrier()
 
     # ---- keep the best validated epoch (the same on every rank), choose the fold-in, export
@@ -311,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         # Keep the DDP wrapper (its Reducer holds the process group) alive past main(): freeing it
         # destroys gloo's process group, which can deadlock (its worker thread waits for the GIL
         # while the main thread joins it). The entry point leaves with exit_without_teardown().
-        _KEEP_ALIVE.append(step_fn)
+        KEEP_ALIVE.append(step_fn)
     return 0
 
 

@@ -6,7 +6,7 @@
 
 The layer-0 table is the only parameter and the only state that grows with the data. Outside this
 class it is reached through `table()` and `load_table()` only (best-epoch weights, digests).
-A row-wise sharded table (TorchRec-style, for a catalog too big for one device) would still
+A row-wise sharded table (TorchRec-style, for a catalogue too big for one device) would still
 touch more than this class, because every rank propagates the whole graph:
   - propagation: x_0 must be whole on every rank for Â x_0, so each step all-gathers the table
     (or the adjacency is partitioned too, a different trainer);

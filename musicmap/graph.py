@@ -1,10 +1,14 @@
-"""Loading the committed graph for the torch side: the train edges, the normalised adjacency,
-the evaluation cases, the track dictionary.
+"""The committed graph's reader, shared by every stage after build-graph: the train edges (and
+their normalised adjacency), the catalogue of tracks, and which of them LightGCN embeds.
+
+    graph, committed = load_graph(storage.stage_uri(cfg, "graph"), cfg.storage)
+    tracks = load_tracks(committed)                   # graph/tracks by track_idx
+    T = embedded_tracks(committed, cfg.model.embed_min_playlists)
 
 The catalogue (graph/tracks: every track of a train playlist, at graph.min_playlists 1) is what
-the item-based sources, the title model and popularity rank; LightGCN embeds its first
+the item-based methods, the title model and popularity rank; LightGCN embeds its first
 `embedded_tracks` (model.embed_min_playlists), the ones in enough train playlists to learn a
-vector from.
+vector from. The evaluation cases are read by musicmap.cases.load_eval.
 
 Node numbering of the bipartite graph (N = P + T nodes): playlists 0..P-1 (graph/playlists
 playlist_idx of the train split), tracks P..P+T-1 (P + graph/tracks track_idx).
@@ -15,11 +19,9 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
-from musicmap import cache, cases, schemas, storage
+from musicmap import cache, schemas, storage
 from musicmap.errors import InputError
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -135,87 +137,5 @@ def load_tracks(graph: storage.Committed, columns: list[str] | None = None):
     return t.sort_by("track_idx")
 
 
-@dataclass
-class EvalCases:
-    """Evaluation cases of one split, as arrays the scorers use.
-    holdout ids: track_idx for in-vocabulary holdouts, a distinct negative id (-2, -3, ...) for
-    each out-of-vocabulary one, so they count in |G| and never match."""
-    pid: np.ndarray
-    category: list[str]
-    name: list[str | None]
-    seeds: list[np.ndarray]            # in-vocabulary seed track_idx
-    seed_uris: list[list[str]]
-    holdouts: list[np.ndarray]         # ids as above
-    holdout_uris: list[list[str]]
-    holdout_artists: list[list[str]]
-    drawn: tuple[int, int] | None = None   # (playlists drawn, playlists of the split) when sampled
-
-    def __len__(self) -> int:
-        return len(self.pid)
-
-    def subset(self, idx) -> "EvalCases":
-        idx = list(idx)
-        return EvalCases(self.pid[idx], *[[getattr(self, f)[i] for i in idx] for f in
-                                          ("category", "name", "seeds", "seed_uris", "holdouts",
-                                           "holdout_uris", "holdout_artists")], drawn=self.drawn)
-
-
-def load_eval(graph: storage.Committed, split: str, uris, categories: set[str] | None = None,
-              max_playlists: int = 0, random_seed: int = 0) -> EvalCases:
-    """The evaluation cases of one split (and of `categories`), by pid then category. uris: the
-    catalogue's track URIs by track_idx (a pyarrow array), or a {uri: track_idx} dict.
-    max_playlists: only the cases of that many of the split's playlists, drawn by
-    musicmap.cases.sample (the same ones for every method and stage; 0 = all); `drawn` says how
-    many of how many."""
-    where = [("split", "=", split)]
-    pids = storage.read_parquet(graph.path("eval"), columns=["pid"], schema=schemas.EVAL, filters=where)["pid"]
-    pids = pids.to_numpy().astype(np.int64)
-    keep = cases.sample(pids, max_playlists, random_seed)
-    total = len(np.unique(pids))
-    if not keep.all():
-        where = [*where, ("pid", "in", np.unique(pids[keep]).tolist())]
-    t = storage.read_parquet(graph.path("eval"), schema=schemas.EVAL, filters=where)
-    if categories is not None:
-        t = t.filter(pc.is_in(t["category"], pa.array(sorted(categories), pa.string())))
-    t = t.sort_by([("pid", "ascending"), ("category", "ascending")])
-    return EvalCases(
-        pid=t["pid"].to_numpy().astype(np.int64), category=t["category"].to_pylist(),
-        name=t["name"].to_pylist(), seeds=_split(*_flat(t["seed_idx"])),
-        seed_uris=t["seed_uris"].to_pylist(), holdouts=_holdout_ids(t["holdout_uris"], uris),
-        holdout_uris=t["holdout_uris"].to_pylist(), holdout_artists=t["holdout_artist_uris"].to_pylist(),
-        drawn=(len(np.unique(pids[keep])), total) if max_playlists else None)
-
-
-def _flat(col) -> tuple[np.ndarray, np.ndarray]:
-    """(values, lengths) of a list column: the lists' items end to end, and each list's length."""
-    lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy().astype(np.int64)
-    return pc.list_flatten(col).to_numpy(zero_copy_only=False), lengths
-
-
-def _split(values: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
-    return np.split(values.astype(np.int64), np.cumsum(lengths)[:-1]) if len(lengths) else []
-
-
-def _holdout_ids(col, uris) -> list[np.ndarray]:
-    """Each case's holdout ids (EvalCases.holdouts): track_idx, or -2, -3, ... for the case's
-    first, second, ... track outside the catalogue. uris: as load_eval's."""
-    lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy().astype(np.int64)
-    flat = pc.list_flatten(col)
-    if isinstance(uris, dict):
-        pos = pc.index_in(flat, value_set=pa.array(list(uris), pa.string()))
-        idx_of = np.fromiter(uris.values(), np.int64, len(uris))
-    else:
-        pos, idx_of = pc.index_in(flat, value_set=uris), None
-    found = pos.is_valid().to_numpy(zero_copy_only=False)
-    ids = np.empty(len(flat), np.int64)
-    at = pos.drop_null().to_numpy()
-    ids[found] = at if idx_of is None else idx_of[at]
-    missed = np.concatenate([[0], np.cumsum(~found)])                 # misses before each item
-    start = np.repeat(np.cumsum(lengths) - lengths, lengths)           # its case's first item
-    ids[~found] = (-1 - (missed[1:] - missed[start]))[~found]
-    return _split(ids, lengths)
-
-
 def uri_index(tracks_table) -> dict[str, int]:
     return dict(zip(tracks_table["track_uri"].to_pylist(), tracks_table["track_idx"].to_pylist()))
-
