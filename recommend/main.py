@@ -5,8 +5,8 @@
 The job is musicmap/recommend/main.py (what `musicmap recommend --nproc N` runs); this file only
 runs it.
 """
+from musicmap.distributed import run_worker
 from musicmap.recommend.main import main
-from musicmap.train.launch import run_worker
 
 if __name__ == "__main__":
     run_worker(main, "recommend")

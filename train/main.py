@@ -5,7 +5,7 @@
 The training loop, top to bottom, is musicmap/train/main.py; this file only runs it (an installed
 wheel has no train/ folder: `musicmap train` runs that module itself).
 """
-from musicmap.train.launch import run_worker
+from musicmap.distributed import run_worker
 from musicmap.train.main import main
 
 if __name__ == "__main__":
