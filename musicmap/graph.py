@@ -83,12 +83,16 @@ class Graph:
             self._keys = self.playlist * self.num_tracks + self.track  # sorted: edges are sorted
         return self._keys
 
-    def embedded(self, num_tracks: int) -> "Graph":
+    def embedded(self, num_tracks: int, storage_cfg=None) -> "Graph":
         """The graph LightGCN trains on: its first num_tracks tracks (embedded_tracks) with their
-        edges; every playlist stays a node (one whose tracks are all rarer has no edge)."""
-        keep = self.track < num_tracks
-        return Graph(self.num_playlists, num_tracks, self.playlist[keep], self.track[keep],
-                     self.weight[keep], self.version)
+        edges; every playlist stays a node (one whose tracks are all rarer has no edge). With
+        storage_cfg, its arrays are built once per machine and shared by the ranks (musicmap.cache)."""
+        def arrays() -> dict[str, np.ndarray]:
+            keep = self.track < num_tracks
+            return {"playlist": self.playlist[keep], "track": self.track[keep], "weight": self.weight[keep]}
+        cached = storage_cfg is not None and self.version
+        a = cache.cached(storage_cfg, f"{self.version}/edges-embedded-{num_tracks}", arrays) if cached else arrays()
+        return Graph(self.num_playlists, num_tracks, a["playlist"], a["track"], a["weight"], self.version)
 
     def playlist_tracks(self, p: int) -> np.ndarray:
         lo, hi = np.searchsorted(self.playlist, [p, p + 1])

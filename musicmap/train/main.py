@@ -108,7 +108,7 @@ class Data:
 def load_data(cfg, run: Run) -> Data:
     train_cfg, use_w = cfg.train, cfg.model.use_edge_weight
     catalogue, committed = load_graph(storage.stage_uri(cfg, "graph"), cfg.storage)
-    graph = catalogue.embedded(embedded_tracks(committed, cfg.model.embed_min_playlists))
+    graph = catalogue.embedded(embedded_tracks(committed, cfg.model.embed_min_playlists), cfg.storage)
     P, E = graph.num_playlists, graph.num_edges
     track_degree = torch.from_numpy(graph.degrees(use_w)[P:]).float().to(run.device)
     val = load_eval(committed, "val", load_tracks(committed, ["track_idx", "track_uri"])["track_uri"].combine_chunks(),
