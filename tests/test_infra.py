@@ -250,7 +250,7 @@ def test_dockerfile_installs_java_cuda_torch_and_the_project():
     for pkg in ["musicmap", "spark_jobs", "train", "conf"]:
         assert re.search(rf"^COPY {pkg} ", text, re.M), f"{pkg}/ copied into the image"
     assert "PYSPARK_PYTHON=python3" in text
-    # torchrun restarts on several nodes meet in a fresh store (train/launch.py FRESH_STORE_ENV)
+    # torchrun restarts on several nodes meet in a fresh store (musicmap.distributed.FRESH_STORE_ENV)
     from musicmap.distributed import FRESH_STORE_ENV
     for k, v in FRESH_STORE_ENV.items():
         assert f"{k}={v}" in text
