@@ -87,11 +87,13 @@ def measure(args: list[str], log: Path) -> dict:
             "command": "musicmap " + " ".join(args)}
 
 
-def commands(root: Path, n: int, train_minutes: float) -> dict[str, list[str]]:
+def commands(root: Path, n: int, train: argparse.Namespace) -> dict[str, list[str]]:
+    """Each stage's musicmap command; train under the budget given (minutes, and steps if set)."""
     r = ["--root", str(root)]
+    budget = [f"train.max_minutes={train.train_minutes}"] + ([f"train.max_steps={train.train_steps}"] if train.train_steps else [])
     return {"synth": ["synth", "--playlists", str(n), "--out", str(root / "mpd"), "--challenge"],
             "build-graph": ["build-graph", *r],
-            "train": ["train", *r, "--nproc", "2", "--set", f"train.max_minutes={train_minutes}"],
+            "train": ["train", *r, "--nproc", str(train.train_nproc), *sum((["--set", b] for b in budget), [])],
             "fit-ranker": ["fit-ranker", *r],
             "recommend": ["recommend", *r, "--playlists", "all", "--challenge", str(root / "mpd" / "challenge_set.json")],
             "evaluate": ["evaluate", *r],
@@ -138,10 +140,10 @@ def sizes(root: Path, stage: str) -> dict:
     return {k: v for k, v in m["cases"].items() if k != "challenge_keys"}
 
 
-def run_size(out: Path, n: int, train_minutes: float, results: dict, nproc2: bool, until: str) -> None:
+def run_size(out: Path, n: int, train: argparse.Namespace, results: dict, nproc2: bool, until: str) -> None:
     root = out / str(n)
     done = results.setdefault(str(n), {})
-    cmds = commands(root, n, train_minutes)
+    cmds = commands(root, n, train)
     dirty = False
     for stage in STAGES:
         if stage == "recommend-nproc2" and not nproc2 or STAGES.index(stage) > STAGES.index(until):
@@ -187,6 +189,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="playlists per rehearsal")
     ap.add_argument("--out", default=str(REPO / "bench" / "out" / "full_mpd"), help="where the roots go")
     ap.add_argument("--train-minutes", type=float, default=20.0, help="train.max_minutes of each size")
+    ap.add_argument("--train-nproc", type=int, default=2, help="train's --nproc (1 where two ranks do not fit)")
+    ap.add_argument("--train-steps", type=int, default=0, help="train.max_steps (a total: a resumed run counts the steps done)")
     ap.add_argument("--until", choices=STAGES, default=STAGES[-1], help="stop after this stage (resume later)")
     args = ap.parse_args(argv)
     out = Path(args.out).resolve()
@@ -195,7 +199,7 @@ def main(argv=None) -> int:
     results = json.loads(saved.read_text()) if saved.exists() else {}
     ns = [int(s) for s in args.sizes.split(",")]
     for n in ns:
-        run_size(out, n, args.train_minutes, results, nproc2=n == max(ns), until=args.until)
+        run_size(out, n, args, results, nproc2=n == max(ns), until=args.until)
     print(table({n: results[n] for n in map(str, ns) if n in results}))
     return 0
 

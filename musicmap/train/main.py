@@ -292,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         run.barrier()
 
     # ---- keep the best validated epoch (the same on every rank), choose the fold-in, export
+    # Adam's moments and the gradients are done with; at the MPD's size they are GBs a rank that
+    # the fold-in comparison's propagations need (the 1M rehearsal ran out of memory there).
+    opt.state.clear()
+    model.zero_grad(set_to_none=True)
     keep_best(model, state)
     digests = distributed.gather(digest(model))      # of the weights that ship, on every rank
     model.eval()
