@@ -58,6 +58,13 @@ def test_ndcg_perfect_and_none():
     assert M.ndcg(["x", "y"], ["a", "b"]) == pytest.approx(0.0)
 
 
+def test_mean_ndcg_leaves_out_cases_without_holdouts():
+    # (1 + 0) / 2 over the two cases with holdouts; the empty one is not a zero
+    ranked, holdouts = [[1, 2], [5, 6], [3]], [[1], [9], []]
+    assert M.mean_ndcg(ranked, holdouts) == pytest.approx(0.5)
+    assert M.mean_ndcg([[3]], [[]]) == 0.0
+
+
 def test_ndcg_short_list_is_not_rewarded():
     # Only one candidate: R = [a]; G = {a,b}. DCG = D(1) = 1.
     # IDCG runs over min(|G|, K) = min(2, 500) = 2 ranks, not min(|G|, |R|) = 1:

@@ -36,6 +36,9 @@ def test_a_case_with_no_embedded_seed_has_no_lightgcn_candidates_or_features():
     assert embedded.any() and np.isfinite(block.x[1][embedded][:, LIGHTGCN_FEATURES]).all()
     # co-occurrence still proposes what the rare seeds sit beside (t6, in p6 with them)
     assert 6 in block.cand[0]
+    # a title-only case has no seed at all: the seed-based features are missing too
+    title_only = src.candidates([np.zeros(0, np.int64)], ["rock"])
+    assert np.isnan(title_only.x[0][:, LIGHTGCN_FEATURES]).all()
 
 
 def test_lightgcn_alone_hands_rare_seeds_to_its_fallback():

@@ -2,6 +2,8 @@
 real S3 server (moto, loopback)."""
 from __future__ import annotations
 
+import shutil
+
 import uuid
 
 import pyarrow as pa
@@ -206,6 +208,19 @@ def _overlapping_run_cannot_commit_a_removed_folder(root: str, keep: int) -> Non
 def test_an_overlapping_run_never_commits_over_newer_versions(tmp_path):
     for keep in (1, 2):
         _overlapping_run_cannot_commit_a_removed_folder(str(tmp_path / f"keep{keep}"), keep)
+
+
+def test_a_run_whose_folder_was_deleted_by_hand_does_not_commit(tmp_path):
+    """No other run claimed its base, but its folder is gone (deleted by hand, a disk cleanup):
+    committing would name a version with no files, so it fails and the previous one stays."""
+    uri = str(tmp_path / "graph")
+    first = storage.StageWriter(uri).commit()
+    x = storage.StageWriter(uri)
+    storage.write_bytes(x.path("part-0"), b"x")
+    shutil.rmtree(tmp_path / "graph" / x.version)
+    with pytest.raises(storage.CommitConflict, match="was removed while it wrote"):
+        x.commit()
+    assert storage.open_committed(uri).version == first["version"]
 
 
 def test_on_s3_an_overlapping_run_never_commits_over_newer_versions(s3_server):
