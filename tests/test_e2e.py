@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -71,8 +72,10 @@ def tables(root: str) -> dict:
 def test_pipeline_on_s3_equals_the_local_run(s3_server, tmp_path):
     make_bucket("mm-e2e")
     storage.configure()
-    s3 = pipeline("s3://mm-e2e/mm")
-    pipeline(str(tmp_path / "mm"))
+    # the two runs are independent processes: side by side, the suite waits for one
+    with ThreadPoolExecutor(2) as pool:
+        s3_run, local_run = pool.submit(pipeline, "s3://mm-e2e/mm"), pool.submit(pipeline, str(tmp_path / "mm"))
+        s3, _ = s3_run.result(), local_run.result()
     assert "passes the challenge checks" in s3["recommend"].stdout
     names = sorted(storage.listdir("s3://mm-e2e/mm"))
     assert names == ["graph", "metrics", "model", "mpd", "ranker", "recs"]
