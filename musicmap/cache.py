@@ -9,8 +9,8 @@ machine (fit-ranker, recommend and evaluate all need the same item-item neighbou
 files (under an exclusive lock on the key, so concurrent ranks wait instead of building twice),
 every process then maps them read-only: the operating system keeps one copy in memory, however
 many processes read it. A key names what the arrays are made from (the graph version and the
-settings), so a stale entry is never read. Entries of versions other than the newest few are
-removed when a new one is built.
+settings), so a stale entry is never read. Entries of versions other than the few last used are
+removed when a new one is built (a run on another graph beside a long job leaves the job's alone).
 
 The folder is `storage.cache_dir`, or ~/.cache/musicmap ($XDG_CACHE_HOME/musicmap); it holds
 nothing that cannot be rebuilt (delete it at will). At the MPD's size it holds ~10 GB.
@@ -67,6 +67,7 @@ def cached(storage_cfg, key: str, build: Callable[[], dict[str, np.ndarray]]) ->
                 log.info("built %s in %.0fs (%.2f GB, shared by later processes)", key, time.time() - t0,
                          sum(a.nbytes for a in arrays.values()) / 1e9)
                 _evict(root, key.split("/")[0])
+    os.utime(os.path.join(root, key.split("/")[0]))   # in use: eviction goes by last use
     with open(os.path.join(folder, DONE)) as f:
         names = json.load(f)
     return {n: np.load(os.path.join(folder, f"{n}.npy"), mmap_mode="r", allow_pickle=False) for n in names}
@@ -74,7 +75,7 @@ def cached(storage_cfg, key: str, build: Callable[[], dict[str, np.ndarray]]) ->
 
 def _evict(root: str, current: str) -> None:
     """Remove the entries of versions (a key's first part: a graph's or a model's) other than the
-    KEEP_GROUPS newest (by the time their folder changed); `current` always stays."""
+    KEEP_GROUPS last used (every read marks its version's folder); `current` always stays."""
     folders = sorted((e for e in os.scandir(root) if e.is_dir() and e.name != current),
                      key=lambda e: e.stat().st_mtime, reverse=True)
     for e in folders[KEEP_GROUPS - 1:]:

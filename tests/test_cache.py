@@ -58,3 +58,17 @@ def test_a_fitted_neighbour_matrix_is_reused_and_equals_a_fresh_fit(tmp_path):
     assert (np.diff(other.W.indptr) <= 3).all()
     with pytest.raises(ValueError):
         second.W.data[0] = 1.0                                        # read-only: nobody writes a shared copy
+
+
+def test_eviction_keeps_the_versions_last_used(tmp_path):
+    """A new version's entry evicts the least recently used versions, not the oldest built: a long
+    job still reading its graph's arrays keeps them while runs on other graphs build theirs."""
+    where = SimpleNamespace(cache_dir=str(tmp_path))
+    build = lambda: {"a": np.zeros(3)}                  # noqa: E731
+    for v in ("v-1", "v-2", "v-3"):
+        cache.cached(where, f"{v}/x", build)
+        past = time.time() - 100 + int(v[-1])           # built in this order, a while ago
+        os.utime(tmp_path / v, (past, past))
+    cache.cached(where, "v-1/x", build)                 # the long job reads v-1 again
+    cache.cached(where, "v-4/x", build)                 # another graph's arrays
+    assert sorted(os.listdir(tmp_path)) == ["v-1", "v-3", "v-4"]
