@@ -201,10 +201,16 @@ def make_bucket(name: str) -> None:
 HEAVY_FIXTURES = {"spark", "graph_small", "trained_small"}
 
 
+# The longest test files run first: under `make test`'s two processes (each file whole in one)
+# the suite lasts at least as long as its longest file, so that one must not start last.
+FIRST_FILES = ("test_e2e.py", "test_cluster.py", "test_faults.py")
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if HEAVY_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: FIRST_FILES.index(item.path.name) if item.path.name in FIRST_FILES else len(FIRST_FILES))
 
 
 @pytest.hookimpl(hookwrapper=True)

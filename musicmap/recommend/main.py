@@ -89,7 +89,8 @@ class PartWriter:
 def recommend_train(ctx: Context, idx: np.ndarray, k: int, writer: PartWriter, show: bool) -> int:
     """Graph playlists `idx`, by ctx.graph_method() (the ranker is fitted and cross-validated on
     new playlists, never on graph playlists, whose embeddings were trained on their own tracks;
-    on the MPD's 1M playlists it would cost ~38x more than LightGCN: bench/BENCHMARKS.md)."""
+    and for the MPD's 800,000 graph playlists it would cost many times LightGCN's or an item-based
+    method's time: bench/BENCHMARKS.md)."""
     pid = ctx.train_playlists["pid"].to_numpy()
     method = ctx.graph_method()
     scored = np.isin(pid, np.concatenate([ctx.cases(s).pid for s in GRAPH_SPLITS]))   # under evaluation
