@@ -28,13 +28,14 @@ demo: venv
 	$(PY) -m musicmap.demo --root $(DEMO_ROOT)
 
 # Two test processes (pytest-xdist), each test file whole in one of them: much of a test's time
-# is a JVM, torchrun or a subprocess starting, which the other process overlaps.
+# is a JVM, torchrun or a subprocess starting, which the other process overlaps. Files run in
+# the order tests/conftest.py gives (the longest first), not xdist's order by test count.
 TEST_PROCS ?= 2
 test: venv
-	$(PY) -m pytest -q -n $(TEST_PROCS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_PROCS) --dist loadfile --no-loadscope-reorder
 
 test-fast: venv
-	$(PY) -m pytest -q -n $(TEST_PROCS) --dist loadfile -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_PROCS) --dist loadfile --no-loadscope-reorder -m "not slow"
 
 fuzz: venv   # the input fuzz test with 5,000 examples instead of make test's 150 (about 2 minutes on 2 cores)
 	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/test_fuzz_inputs.py -k fuzzed
