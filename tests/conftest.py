@@ -1,6 +1,7 @@
 """Shared fixtures: real components only (local Spark, torchrun processes, a loopback S3 server).
 
-Expensive things are built once per test run and shared (session scope):
+Expensive things are built once per test run and shared (session scope; the data ones once for
+all test processes, see built_once):
     spark        one local Spark session (start-up is ~7 s)
     mpd_small    a generated MPD of 3,000 playlists (3 slices) with a challenge set
     graph_small  build_graph over it (committed under a storage root)
@@ -9,6 +10,8 @@ Tests that need their own copy of a stage output copy the folder (shutil.copytre
 """
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import socket
@@ -16,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -104,14 +108,32 @@ def spark():
     s.stop()
 
 
+def built_once(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder `build` fills once per test run, copied into this test process's own temp folder.
+
+    Under `make test`'s test processes (pytest-xdist) the first process to ask builds it under a
+    lock in the folder they share, and the others wait and copy: the shared data is made once,
+    not once per process. Each process gets a copy, since tests write into these roots."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / f"built-{name}"
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / ".built").exists():
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir()
+            build(shared)
+            (shared / ".built").touch()
+    mine = tmp_path_factory.mktemp(name)
+    shutil.copytree(shared, mine, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".built"))
+    return mine
+
+
 @pytest.fixture(scope="session")
 def mpd_small(tmp_path_factory) -> Path:
     """<root>/mpd with 3 slices, a challenge set (20 per category) and synth_info.json."""
     from musicmap import synth
-    root = tmp_path_factory.mktemp("mpd_small")
-    synth.generate(str(root / "mpd"), SMALL_PLAYLISTS, random_seed=7, challenge_per_category=20,
-                   show_progress=False)
-    return root
+    return built_once(tmp_path_factory, "mpd_small", lambda root: synth.generate(
+        str(root / "mpd"), SMALL_PLAYLISTS, random_seed=7, challenge_per_category=20, show_progress=False))
 
 
 def build_graph(spark, root: str, overrides=(), input_uri=None, output_uri=None) -> dict:
@@ -125,12 +147,15 @@ def build_graph(spark, root: str, overrides=(), input_uri=None, output_uri=None)
 
 
 @pytest.fixture(scope="session")
-def graph_small(spark, mpd_small, tmp_path_factory) -> tuple[Path, dict]:
+def graph_small(request, mpd_small, tmp_path_factory) -> tuple[Path, dict]:
     """(root, stats): a storage root holding mpd/ and a committed graph/."""
-    root = tmp_path_factory.mktemp("graph_small")
-    shutil.copytree(mpd_small / "mpd", root / "mpd")
-    stats = build_graph(spark, str(root))
-    return root, stats
+    def build(folder: Path) -> None:
+        shutil.copytree(mpd_small / "mpd", folder / "root" / "mpd")
+        # Spark starts only in the process that builds
+        stats = build_graph(request.getfixturevalue("spark"), str(folder / "root"))
+        (folder / "stats.json").write_text(json.dumps(stats))
+    folder = built_once(tmp_path_factory, "graph_small", build)
+    return folder / "root", json.loads((folder / "stats.json").read_text())
 
 
 TRAIN_SETTINGS = ["train.epochs=4", "train.batch_size=8192", "train.lr=0.02", "train.val_max_cases=0",
@@ -152,12 +177,12 @@ def torchrun_train(root, *overrides, model_dir=None, nproc=2, max_restarts=0, ti
 @pytest.fixture(scope="session")
 def trained_small(graph_small, tmp_path_factory) -> Path:
     """A storage root with mpd/, graph/ and model/ (4 epochs, 2 ranks) of the small data."""
-    src, _ = graph_small
-    root = tmp_path_factory.mktemp("trained_small")
-    shutil.copytree(src / "mpd", root / "mpd")
-    shutil.copytree(src / "graph", root / "graph")
-    torchrun_train(root)
-    return root
+    def build(root: Path) -> None:
+        src, _ = graph_small
+        shutil.copytree(src / "mpd", root / "mpd")
+        shutil.copytree(src / "graph", root / "graph")
+        torchrun_train(root)
+    return built_once(tmp_path_factory, "trained_small", build)
 
 
 @pytest.fixture(scope="session")

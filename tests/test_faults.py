@@ -137,20 +137,35 @@ def _rank_pids(parent: int) -> dict[int, int]:
     return out
 
 
+# many steps per epoch (a mid-epoch kill); ranks that cannot connect fail within a minute
+KILLED_RANK_SETTINGS = [*TRAIN_SETTINGS, "train.batch_size=512", "train.dist_timeout_s=60", "train.epochs=3"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(trained_small, tmp_path_factory):
+    """The killed-rank tests' run without a kill (one for both ways of keeping the store)."""
+    clean = tmp_path_factory.mktemp("uninterrupted")
+    shutil.copytree(trained_small / "graph", clean / "graph")
+    cmd = ["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(ROOT / "train" / "main.py"), "--root", str(clean)]
+    for o in KILLED_RANK_SETTINGS:
+        cmd += ["--set", o]
+    run_cmd(cmd)
+    return load_model(str(clean / "model"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("store", ["agent", "fresh"])
-def test_a_killed_rank_resumes_from_the_checkpoint(trained_small, tmp_path, monkeypatch, store):
+def test_a_killed_rank_resumes_from_the_checkpoint(trained_small, uninterrupted, tmp_path, monkeypatch, store):
     """SIGKILL rank 1 in the middle of epoch 2 under torchrun --max-restarts=1: the job restarts,
     resumes from the epoch-1 checkpoint and ends like an uninterrupted run. Both ways torchrun
     keeps its store: one store for all attempts (its default; the ranks meet under an attempt
     prefix) and a fresh one per attempt (FRESH_STORE_ENV, as `musicmap train` and the image set)."""
     root = tmp_path / "root"
     shutil.copytree(trained_small / "graph", root / "graph")
-    # many steps per epoch (a mid-epoch kill); ranks that cannot connect fail within a minute
-    small_steps = ["train.batch_size=512", "train.dist_timeout_s=60"]
     args = ["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
             "--max-restarts=1", str(ROOT / "train" / "main.py"), "--root", str(root)]
-    for o in [*TRAIN_SETTINGS, *small_steps, "train.epochs=3"]:
+    for o in KILLED_RANK_SETTINGS:
         args += ["--set", o]
     for k in FRESH_STORE_ENV:
         monkeypatch.delenv(k, raising=False)
@@ -172,14 +187,6 @@ def test_a_killed_rank_resumes_from_the_checkpoint(trained_small, tmp_path, monk
     killed = load_model(str(root / "model"))
     assert killed.manifest["epochs_run"] == 3
     # the same run without a kill
-    clean = tmp_path / "clean"
-    shutil.copytree(trained_small / "graph", clean / "graph")
-    cmd = ["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(ROOT / "train" / "main.py"), "--root", str(clean)]
-    for o in [*TRAIN_SETTINGS, *small_steps, "train.epochs=3"]:
-        cmd += ["--set", o]
-    run_cmd(cmd)
-    uninterrupted = load_model(str(clean / "model"))
     assert abs(killed.manifest["best"]["ndcg"] - uninterrupted.manifest["best"]["ndcg"]) < 0.01
     # with deterministic settings the resumed run is in fact the same run
     np.testing.assert_allclose(killed.tracks, uninterrupted.tracks, atol=1e-5)

@@ -3,7 +3,6 @@ real S3 server (moto, loopback)."""
 from __future__ import annotations
 
 import shutil
-
 import uuid
 
 import pyarrow as pa
