@@ -11,8 +11,6 @@ buffer, reused).
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 from torch import Tensor
@@ -28,14 +26,8 @@ def flat_pairs(lists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 GROUP = 8         # columns per level-1 group, level-1 groups per level-2 group (topk selection)
 CPU_ROWS = 512    # on CPU, rows per matrix multiply (at most `chunk`)
-BUFFER = 2 ** 26  # at most this many scores in the buffers of one machine (256 MB of float32):
-                  # at the MPD's width (1.7M embedded tracks) 512 rows would take 3.5 GB
-
-
-def share(n: int) -> int:
-    """This process's share of a machine-wide amount n (scores, cases): the ranks torchrun starts
-    on one machine (LOCAL_WORLD_SIZE) share its memory, so N ranks hold what one would."""
-    return max(1, n // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
+BUFFER = 2 ** 26  # at most this many scores in the buffer (256 MB of float32): at the MPD's
+                  # width (1.7M embedded tracks) 512 rows would take 3.5 GB per process
 
 
 def _two_level_topk(s: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -155,12 +147,12 @@ def topk(queries: Tensor, items: Tensor, k: int, exclude: list[np.ndarray] | Non
 
     queries (n, d), items (T, d) on the same device; exclude: per query, item ids to skip.
     Returns ids (n, k) int64 and scores (n, k) float32, as topk_rows. Scores one block of rows
-    at a time (`chunk` rows; on CPU at most CPU_ROWS; never more than share(BUFFER) scores) into one
+    at a time (`chunk` rows; on CPU at most CPU_ROWS; never more than BUFFER scores) into one
     reused buffer."""
     n, T = queries.shape[0], items.shape[0]
     if n == 0 or T == 0:
         return topk_rows(torch.zeros(n, T), k)
-    rows = max(1, min(n, chunk if items.device.type != "cpu" else min(chunk, CPU_ROWS), share(BUFFER) // T))
+    rows = max(1, min(n, chunk if items.device.type != "cpu" else min(chunk, CPU_ROWS), BUFFER // T))
     dtype = torch.promote_types(queries.dtype, items.dtype)
     buf = torch.empty(rows, T, dtype=dtype, device=items.device)
     items_t = items.t().to(dtype)                # a view: the matmul takes the transpose

@@ -88,19 +88,3 @@ def test_every_method_ranks_equal_scores_by_track_id():
         assert rec.rank(seeds, ["mix"], 50)[0][0].tolist() == want, name
     block = Block(np.arange(1, 200)[None], np.zeros((1, 199, 2), np.float32), np.full((1, 50), -1))
     assert order_block(block, lambda x: np.zeros(len(x)), 50)[0][0].tolist() == want
-
-
-def test_the_ranks_of_a_machine_share_the_score_buffer(monkeypatch):
-    """Under torchrun each of a machine's N ranks scores 1/N of the buffer's rows at a time, so
-    N ranks hold the scores one would; the lists are the same whatever the block size."""
-    import musicmap.topk as mt
-    rng = np.random.default_rng(3)
-    q, items = torch.from_numpy(rng.standard_normal((40, 8), dtype=np.float32)), torch.from_numpy(
-        rng.standard_normal((300, 8), dtype=np.float32))
-    monkeypatch.setattr(mt, "BUFFER", 300 * 10)              # 10 rows a block on one rank
-    one = topk(q, items, 20)
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
-    assert mt.share(mt.BUFFER) == 750 and mt.share(64) == 16 and mt.share(3) == 1
-    four = topk(q, items, 20)                                  # 2 rows a block
-    np.testing.assert_array_equal(one[0], four[0])
-    np.testing.assert_allclose(one[1], four[1], rtol=1e-6)    # a matmul of other shape may round apart

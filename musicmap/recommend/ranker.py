@@ -23,7 +23,7 @@ from musicmap import storage
 from musicmap.errors import InputError
 from musicmap.log import progress
 from musicmap.recommend.features import FEATURE_NAMES, Block, Sources
-from musicmap.topk import share, topk_rows
+from musicmap.topk import topk_rows
 
 
 def lgb_params(ranker_cfg) -> dict:
@@ -59,10 +59,9 @@ class Ranker:
         better on them (cold="title")."""
         out = np.full((len(seeds), k), -1, np.int64)
         out_s = np.full((len(seeds), k), -np.inf, np.float32)
-        chunk = share(self.chunk)           # each chunk's dense scores: the ranks share the machine
-        for lo in progress(range(0, len(seeds), chunk), desc="ranker", unit="chunk",
-                           disable=len(seeds) < 20 * chunk):
-            hi = min(lo + chunk, len(seeds))
+        for lo in progress(range(0, len(seeds), self.chunk), desc="ranker", unit="chunk",
+                           disable=len(seeds) < 20 * self.chunk):
+            hi = min(lo + self.chunk, len(seeds))
             block = self.sources.candidates(seeds[lo:hi], names[lo:hi])
             out[lo:hi], out_s[lo:hi] = order_block(block, self.booster.predict, k)
         cold = [i for i, s in enumerate(seeds) if len(s) == 0] if self.cold == "title" else []

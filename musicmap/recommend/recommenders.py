@@ -20,7 +20,7 @@ from musicmap import cache
 from musicmap.graph import Graph, embedded_only
 from musicmap.log import progress
 from musicmap.mpd import normalize_title
-from musicmap.topk import BUFFER, flat_pairs, share, topk, topk_rows, topk_sparse
+from musicmap.topk import flat_pairs, topk, topk_rows, topk_sparse
 from musicmap.train.export import TrainedModel
 from musicmap.train.foldin import FoldIn, seed_queries
 
@@ -167,7 +167,7 @@ class ItemBased:
     def rank(self, seeds: list[np.ndarray], names=None, k: int = 500) -> tuple[np.ndarray, np.ndarray]:
         n, T = len(seeds), self.num_tracks
         out_i, out_s = np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32)
-        rows = max(1, min(self.chunk, share(BUFFER) // max(T, 1)))     # a bounded score buffer
+        rows = max(1, min(self.chunk, 2 ** 26 // max(T, 1)))     # at most 256 MB of scores at once
         for lo in range(0, n, rows):
             part = seeds[lo:lo + rows]
             out_i[lo:lo + rows], out_s[lo:lo + rows] = topk_rows(self.scores(part), k, part)
