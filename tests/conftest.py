@@ -226,9 +226,10 @@ def make_bucket(name: str) -> None:
 HEAVY_FIXTURES = {"spark", "graph_small", "trained_small"}
 
 
-# The longest test files run first: under `make test`'s two processes (each file whole in one)
-# the suite lasts at least as long as its longest file, so that one must not start last.
-FIRST_FILES = ("test_e2e.py", "test_faults.py", "test_cluster.py", "test_commands.py", "test_bad_input.py", "test_build_graph.py")
+# The longest test files (measured) run first: under `make test`'s processes (each file whole in
+# one) the suite lasts at least as long as its longest file, so that one must not start last.
+FIRST_FILES = ("test_e2e.py", "test_faults.py", "test_cluster.py", "test_commands.py", "test_bad_input.py",
+               "test_build_graph.py")
 
 
 def pytest_collection_modifyitems(config, items):
