@@ -160,6 +160,8 @@ def graph_small(request, mpd_small, tmp_path_factory) -> tuple[Path, dict]:
 
 TRAIN_SETTINGS = ["train.epochs=4", "train.batch_size=8192", "train.lr=0.02", "train.val_max_cases=0",
                   "train.patience=0", "train.progress=false"]
+# TRAIN_SETTINGS as `musicmap train`'s options, 2 epochs: the end-to-end runs' training.
+CLI_TRAIN = [a for o in [*TRAIN_SETTINGS, "train.epochs=2"] for a in ("--set", o)]
 
 
 def torchrun_train(root, *overrides, model_dir=None, nproc=2, max_restarts=0, timeout=600, env=None,

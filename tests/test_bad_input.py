@@ -6,13 +6,11 @@ import json
 
 import pytest
 import reference_graph
-from conftest import TRAIN_SETTINGS, musicmap
+from conftest import CLI_TRAIN, musicmap
 from mpd_faults import make_bad_dataset
 
 from musicmap import schemas, storage
 from musicmap.config import load_config
-
-SETS = sum((["--set", o] for o in [*TRAIN_SETTINGS, "train.epochs=2"]), [])
 
 
 @pytest.mark.slow
@@ -26,7 +24,7 @@ def test_bad_input_end_to_end(mpd_small, tmp_path):
     # a catalogue cut at 2 train playlists: the track filter's term is checked too
     build = musicmap("build-graph", "--root", str(root), "--set", "graph.min_playlists=2")
     assert "checks: all reconcile" in build.stdout
-    musicmap("train", "--root", str(root), "--nproc", "2", *SETS)
+    musicmap("train", "--root", str(root), "--nproc", "2", *CLI_TRAIN)
     musicmap("recommend", "--root", str(root), "--playlists", "test")
     ev = musicmap("evaluate", "--root", str(root))
     report = json.loads(storage.read_bytes(storage.open_committed(str(root / "metrics")).path("metrics.json")))

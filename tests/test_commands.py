@@ -7,11 +7,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TRAIN_SETTINGS, WORKDIR, build_wheel, make_bare_venv, musicmap
+from conftest import CLI_TRAIN, WORKDIR, build_wheel, make_bare_venv, musicmap
 
 from musicmap import schemas, storage
-
-SETS = sum((["--set", o] for o in [*TRAIN_SETTINGS, "train.epochs=2"]), [])
 
 
 @pytest.mark.slow
@@ -29,7 +27,7 @@ def test_the_other_commands_run_as_installed(trained_small, tmp_path):
     assert f"{top['track_name']} - {top['artist_name']}" in similar.stdout
     page = musicmap("map", "--root", root).stdout.strip().splitlines()[-1].removeprefix("open ")
     assert page.endswith("index.html") and "{{TITLE}}" not in open(page).read()
-    tune = musicmap("tune", "--root", root, "--trials", "1", "--set", "tune.ranker_trials=1", *SETS)
+    tune = musicmap("tune", "--root", root, "--trials", "1", "--set", "tune.ranker_trials=1", *CLI_TRAIN)
     assert "best settings" in tune.stdout
     assert storage.open_committed(f"{root}/tune").version
     assert not list(WORKDIR.iterdir()), "a command wrote into the folder it was run from"

@@ -9,12 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import ROOT, TRAIN_SETTINGS, WORKDIR, make_bucket, musicmap
+from conftest import CLI_TRAIN, ROOT, WORKDIR, make_bucket, musicmap
 
 from musicmap import schemas, storage
 from musicmap.train.export import load_model
-
-SETS = sum((["--set", o] for o in [*TRAIN_SETTINGS, "train.epochs=2"]), [])
 
 
 def pipeline(root: str) -> dict:
@@ -24,7 +22,7 @@ def pipeline(root: str) -> dict:
     out["synth"] = musicmap("synth", "--playlists", "2000", "--seed", "11", "--out", mpd, "--challenge",
                             "--set", "synth.challenge_per_category=10")
     out["build"] = musicmap("build-graph", "--root", root)
-    out["train"] = musicmap("train", "--root", root, "--nproc", "2", *SETS)
+    out["train"] = musicmap("train", "--root", root, "--nproc", "2", *CLI_TRAIN)
     out["fit-ranker"] = musicmap("fit-ranker", "--root", root, "--set", "train.progress=false")
     out["recommend"] = musicmap("recommend", "--root", root, "--playlists", "all", "--challenge",
                                 f"{mpd}/challenge_set.json")
