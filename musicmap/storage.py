@@ -370,9 +370,16 @@ def write_parquet(table, uri: str, **kw) -> None:
 
 def read_parquet(uri: str, columns: list[str] | None = None, schema=None, filters=None, pattern: str = "*"):
     """A Parquet file or a folder of part files (names starting with _ or . are skipped; with
-    `pattern`, only the files whose names match). filters: pyarrow's row filter (an expression
-    or a list of tuples), applied as each file is read, so only matching rows are held."""
+    `pattern`, only the files whose names match). filters: [(column, op, value), ...], the
+    conditions a row must all pass, applied a batch at a time as each file is read, so only
+    matching rows are held (_read_filtered)."""
     fs, path = get_fs(uri)
+
+    def read_one(p):
+        with fs.open(p, "rb") as f:
+            if filters:
+                return _read_filtered(f, columns, schema, filters)
+            return pq.read_table(f, columns=columns, schema=schema)
 
     def read():
         if fs.isdir(path):
@@ -383,11 +390,27 @@ def read_parquet(uri: str, columns: list[str] | None = None, schema=None, filter
                 if schema is None:
                     raise StorageError(f"{uri}: no Parquet part files")
                 return pa.Table.from_batches([], schema=schema).select(columns or schema.names)
-            tables = [pq.read_table(fs.open(p, "rb"), columns=columns, schema=schema, filters=filters) for p in files]
-            return pa.concat_tables(tables)
-        with fs.open(path, "rb") as f:
-            return pq.read_table(f, columns=columns, schema=schema, filters=filters)
+            return pa.concat_tables([read_one(p) for p in files])
+        return read_one(path)
     return call(uri, read, "read parquet")
+
+
+FILTER_BATCH = 8192      # rows a filtered read decodes at a time
+
+
+def _read_filtered(f, columns, schema, filters) -> pa.Table:
+    """The rows of one Parquet file that pass `filters` (a list of (column, op, value)), decoded a
+    batch at a time. pyarrow's own filtered read decodes a whole row group before it filters, and
+    at the MPD's size the graph's eval file is one row group of GBs, read by every rank."""
+    pf = pq.ParquetFile(f)
+    full = schema or pf.schema_arrow
+    names = columns or full.names
+    out = pa.schema([full.field(n) for n in names])
+    need = list(dict.fromkeys([*names, *(c for c, _, _ in filters)]))
+    keep = pq.filters_to_expression(filters)
+    parts = [pa.Table.from_batches([b]).filter(keep).select(names).cast(out)
+             for b in pf.iter_batches(FILTER_BATCH, columns=need)]
+    return pa.concat_tables(parts) if parts else out.empty_table()
 
 
 # ----------------------------------------------------------------------------- atomic stage outputs
