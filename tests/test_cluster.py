@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, free_port, make_bare_venv, run_cmd
+from conftest import JVM_QUICK, ROOT, free_port, make_bare_venv, run_cmd
 
 BIN = Path(sys.executable).parent
 JAVA = shutil.which("java") or (os.environ.get("JAVA_HOME") and
@@ -103,7 +103,8 @@ def spark_submit(dist: Path, python: str, master: str, root: Path, mpd: Path, wo
         # one 1-core executor per worker; no waiting for a busy executor that caches a task's
         # input (spark.locality.wait, 3 s a task by default): it only slows this tiny job down
         args[1:1] = ["--conf", "spark.cores.max=2", "--conf", "spark.executor.cores=1",
-                     "--conf", "spark.executor.memory=768m", "--conf", "spark.locality.wait=0"]
+                     "--conf", "spark.executor.memory=768m", "--conf", "spark.locality.wait=0",
+                       "--conf", f"spark.executor.extraJavaOptions={JVM_QUICK}"]
     return run_cmd(args, env=clean_env(PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python),
                    cwd=workdir, timeout=timeout)
 
@@ -198,7 +199,7 @@ class StandaloneCluster:
         (self.base / "logs").mkdir(parents=True, exist_ok=True)
         (self.base / "local").mkdir(exist_ok=True)
         env = clean_env(SPARK_LOG_DIR=str(self.base / "logs"), SPARK_LOCAL_DIRS=str(self.base / "local"),
-                        SPARK_WORKER_DIR=str(self.base / name))
+                        SPARK_WORKER_DIR=str(self.base / name), SPARK_DAEMON_JAVA_OPTS=JVM_QUICK)
         with open(self.base / "logs" / f"{name}.log", "w") as log:
             proc = subprocess.Popen([str(Path(spark_home()) / "bin" / "spark-class"), *args], env=env,
                                     cwd=self.base, stdout=log, stderr=subprocess.STDOUT,

@@ -23,7 +23,9 @@ def pipeline(root: str) -> dict:
                             "--set", "synth.challenge_per_category=10")
     out["build"] = musicmap("build-graph", "--root", root)
     out["train"] = musicmap("train", "--root", root, "--nproc", "2", *CLI_TRAIN)
-    out["fit-ranker"] = musicmap("fit-ranker", "--root", root, "--set", "train.progress=false")
+    # the fewest folds and rounds: the runs are compared with each other, not with a baseline
+    out["fit-ranker"] = musicmap("fit-ranker", "--root", root, "--set", "train.progress=false",
+                                 "--set", "ranker.folds=2", "--set", "ranker.rounds=20")
     out["recommend"] = musicmap("recommend", "--root", root, "--playlists", "all", "--challenge",
                                 f"{mpd}/challenge_set.json")
     out["evaluate"] = musicmap("evaluate", "--root", root)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, musicmap
+from conftest import ROOT, WORKDIR, musicmap
 
 from musicmap import schemas, storage, synth
 from musicmap.config import load_config
@@ -21,13 +21,17 @@ ARTIFACTS = Path(os.environ.get("MUSICMAP_ARTIFACTS", ROOT / "tests" / "artifact
 
 @pytest.fixture(scope="module")
 def mapped(trained_small, tmp_path_factory):
-    """(root, committed map) of the small trained model, made by the command line."""
+    """(root, committed map) of the small trained model, made by the installed command from a
+    folder outside the checkout (conftest.musicmap), which it leaves as it was."""
     root = tmp_path_factory.mktemp("map")
     for d in ("mpd", "graph", "model"):
         shutil.copytree(trained_small / d, root / d)
+    before = set(WORKDIR.iterdir())
     p = musicmap("map", "--root", str(root))
     m = storage.open_committed(str(root / "map"))
-    assert f"open {m.path('index.html')}" in p.stdout
+    assert p.stdout.strip().splitlines()[-1] == f"open {m.path('index.html')}"
+    assert "{{TITLE}}" not in storage.read_text(m.path("index.html"))    # the template was filled
+    assert set(WORKDIR.iterdir()) == before, "map wrote into the folder it was run from"
     return root, m
 
 
