@@ -171,9 +171,11 @@ CLI_TRAIN = [a for o in [*TRAIN_SETTINGS, "train.epochs=2"] for a in ("--set", o
 
 def torchrun_train(root, *overrides, model_dir=None, nproc=2, max_restarts=0, timeout=600, env=None,
                    check=True):
-    """torchrun --standalone --nproc_per_node=N train/main.py --root ROOT with TRAIN_SETTINGS."""
-    args = ["python", "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            f"--max-restarts={max_restarts}", str(ROOT / "train" / "main.py"), "--root", str(root)]
+    """torchrun --standalone --nproc_per_node=N train/main.py --root ROOT with TRAIN_SETTINGS; one
+    process without restarts is `python train/main.py` (the same run without torchrun's agent)."""
+    launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+              f"--max-restarts={max_restarts}"] if nproc > 1 or max_restarts else []
+    args = ["python", *launch, str(ROOT / "train" / "main.py"), "--root", str(root)]
     if model_dir is not None:
         args += ["--set", f"paths.model={model_dir}"]
     for o in [*TRAIN_SETTINGS, *overrides]:

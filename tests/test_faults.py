@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, TRAIN_SETTINGS, free_port, make_bucket, musicmap, run_cmd
+from conftest import ROOT, TRAIN_SETTINGS, build_graph, free_port, make_bucket, musicmap, run_cmd
 
 from musicmap import storage
 from musicmap.distributed import FRESH_STORE_ENV
@@ -62,7 +62,7 @@ def _versions(uri: Path) -> list[str]:
 # ------------------------------------------------------------------------------ atomic stages
 
 @pytest.mark.slow
-def test_build_graph_killed_while_writing_leaves_the_previous_output(graph_small, tmp_path):
+def test_build_graph_killed_while_writing_leaves_the_previous_output(graph_small, spark, tmp_path):
     src, _ = graph_small
     root = tmp_path / "root"
     shutil.copytree(src / "mpd", root / "mpd")
@@ -86,8 +86,9 @@ def test_build_graph_killed_while_writing_leaves_the_previous_output(graph_small
     assert {n: storage.read_parquet(after.path(n)).num_rows for n in old} == old
     partial = set(_versions(root / "graph")) - {before.version}
     # a rerun commits; the previous version stays for a reader that holds it (storage.keep_versions
-    # 2), and the killed run's folder goes: the rerun committed over its base, so it never can
-    musicmap("build-graph", "--root", str(root))
+    # 2), and the killed run's folder goes: the rerun committed over its base, so it never can.
+    # (The rerun is the job's build in this process's Spark session, which built graph_small.)
+    build_graph(spark, str(root))
     now = storage.open_committed(str(root / "graph")).version
     assert now != before.version and set(_versions(root / "graph")) == {before.version, now}
     assert partial and not partial & set(_versions(root / "graph"))
