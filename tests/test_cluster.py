@@ -104,7 +104,7 @@ def spark_submit(dist: Path, python: str, master: str, root: Path, mpd: Path, wo
         # input (spark.locality.wait, 3 s a task by default): it only slows this tiny job down
         args[1:1] = ["--conf", "spark.cores.max=2", "--conf", "spark.executor.cores=1",
                      "--conf", "spark.executor.memory=768m", "--conf", "spark.locality.wait=0",
-                       "--conf", f"spark.executor.extraJavaOptions={JVM_QUICK}"]
+                     "--conf", f"spark.executor.extraJavaOptions={JVM_QUICK}"]
     return run_cmd(args, env=clean_env(PYSPARK_PYTHON=python, PYSPARK_DRIVER_PYTHON=python),
                    cwd=workdir, timeout=timeout)
 

@@ -87,7 +87,7 @@ def test_build_graph_killed_while_writing_leaves_the_previous_output(graph_small
     partial = set(_versions(root / "graph")) - {before.version}
     # a rerun commits; the previous version stays for a reader that holds it (storage.keep_versions
     # 2), and the killed run's folder goes: the rerun committed over its base, so it never can.
-    # (The rerun is the job's build in this process's Spark session, which built graph_small.)
+    # (The rerun is the job's build function in this test process's Spark session.)
     build_graph(spark, str(root))
     now = storage.open_committed(str(root / "graph")).version
     assert now != before.version and set(_versions(root / "graph")) == {before.version, now}
