@@ -30,7 +30,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Every Spark JVM of the tests (in-process, `musicmap build-graph`, spark-submit) works on a few
 # thousand playlists and lives a minute: there the optimising compiler costs more CPU than it
-# saves, and the quick one alone makes each build about a third faster. A real run keeps both.
+# saves (bench/BENCHMARKS.md, docs/testing.md). A real run keeps both compilers.
 JVM_QUICK = "-XX:TieredStopAtLevel=1"
 os.environ.setdefault("SPARK_SUBMIT_OPTS", JVM_QUICK)
 # the tests' shared arrays (musicmap/cache.py) go to a folder of their own, never a user's cache

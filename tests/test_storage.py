@@ -5,7 +5,9 @@ from __future__ import annotations
 import shutil
 import uuid
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from conftest import make_bucket
 from hypothesis import settings
@@ -398,8 +400,6 @@ def test_a_filtered_read_decodes_a_batch_at_a_time_and_keeps_only_matching_rows(
     """read_parquet with filters: the rows pyarrow's own filtered read gives, in the schema asked
     for, but decoded FILTER_BATCH rows at a time (at the MPD's size the graph's eval file is one
     row group of GBs, and every rank of a job reads it)."""
-    import numpy as np
-    import pyarrow.parquet as pq
     schema = pa.schema([("pid", pa.int64()), ("split", pa.string()), ("seeds", pa.list_(pa.string()))])
     n = 1000
     rng = np.random.default_rng(0)
